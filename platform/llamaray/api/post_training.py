@@ -1,0 +1,144 @@
+"""Post-training API: supervised fine-tuning and preference optimisation jobs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from enum import Enum
+from typing import Any, AsyncIterator, Protocol, Union
+
+from pydantic import Field
+
+from llamaray.api.common import URL, ApiModel, ModelId
+from llamaray.api.datasets import Dataset
+
+
+class OptimizerType(str, Enum):
+    adam = "adam"
+    adamw = "adamw"
+    sgd = "sgd"
+
+
+class OptimizerConfig(ApiModel):
+    optimizer_type: OptimizerType
+    lr: float = Field(gt=0.0)
+    lr_min: float = Field(ge=0.0)
+    weight_decay: float = Field(ge=0.0)
+
+
+class TrainingConfig(ApiModel):
+    n_epochs: int = Field(ge=1)
+    batch_size: int = Field(ge=1)
+    shuffle: bool
+    n_iters: int = Field(ge=0)
+    enable_activation_checkpointing: bool
+    memory_efficient_fsdp_wrap: bool
+    fsdp_cpu_offload: bool
+
+
+class FinetuningAlgorithm(str, Enum):
+    full = "full"
+    lora = "lora"
+    qlora = "qlora"
+    dora = "dora"
+
+
+class LoraFinetuningConfig(ApiModel):
+    lora_attn_modules: list[str]
+    apply_lora_to_mlp: bool
+    apply_lora_to_output: bool
+    rank: int = Field(ge=1)
+    alpha: int = Field(ge=1)
+
+
+class QLoraFinetuningConfig(LoraFinetuningConfig):
+    pass
+
+
+class DoraFinetuningConfig(LoraFinetuningConfig):
+    pass
+
+
+class RLHFAlgorithm(str, Enum):
+    dpo = "dpo"
+
+
+class DPOAlignmentConfig(ApiModel):
+    reward_scale: float
+    reward_clip: float
+    epsilon: float
+    gamma: float
+
+
+class PostTrainingJobStatus(str, Enum):
+    running = "running"
+    completed = "completed"
+    failed = "failed"
+    scheduled = "scheduled"
+    cancelled = "cancelled"  # API.md's decision: the API can cancel, so a job can end so
+
+
+class Checkpoint(ApiModel):
+    iters: int
+    path: URL
+
+
+class PostTrainingJobLogStream(ApiModel):
+    job_uuid: str
+    log_lines: list[str]
+
+
+class PostTrainingSFTRequest(ApiModel):
+    job_uuid: str = Field(min_length=1)
+    model: ModelId
+    dataset: Dataset
+    validation_dataset: Dataset
+    algorithm: FinetuningAlgorithm
+    algorithm_config: Union[LoraFinetuningConfig, QLoraFinetuningConfig, DoraFinetuningConfig]
+    optimizer_config: OptimizerConfig
+    training_config: TrainingConfig
+    hyperparam_search_config: dict[str, Any] = Field(default_factory=dict)
+    logger_config: dict[str, Any] = Field(default_factory=dict)
+
+
+class PostTrainingRLHFRequest(ApiModel):
+    job_uuid: str = Field(min_length=1)
+    finetuned_model: URL
+    dataset: Dataset
+    validation_dataset: Dataset
+    algorithm: RLHFAlgorithm
+    algorithm_config: DPOAlignmentConfig
+    optimizer_config: OptimizerConfig
+    training_config: TrainingConfig
+    hyperparam_search_config: dict[str, Any] = Field(default_factory=dict)
+    logger_config: dict[str, Any] = Field(default_factory=dict)
+
+
+class PostTrainingJobStatusResponse(ApiModel):
+    job_uuid: str
+    status: PostTrainingJobStatus
+    scheduled_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    resources_allocated: dict[str, Any] | None = None
+    checkpoints: list[Checkpoint] = Field(default_factory=list)
+
+
+class PostTrainingJobArtifactsResponse(ApiModel):
+    job_uuid: str
+    checkpoints: list[Checkpoint] = Field(default_factory=list)
+
+
+class PostTraining(Protocol):
+    async def post_supervised_fine_tune(self, request: PostTrainingSFTRequest) -> None: ...
+
+    async def post_preference_optimize(self, request: PostTrainingRLHFRequest) -> None: ...
+
+    async def get_training_job_logstream(self, job_uuid: str) -> PostTrainingJobLogStream: ...
+
+    async def follow_training_job_logs(self, job_uuid: str) -> AsyncIterator[str]: ...
+
+    async def get_training_job_status(self, job_uuid: str) -> PostTrainingJobStatusResponse: ...
+
+    async def cancel_training_job(self, job_uuid: str) -> None: ...
+
+    async def get_training_job_artifacts(self, job_uuid: str) -> PostTrainingJobArtifactsResponse: ...

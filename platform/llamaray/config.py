@@ -1,0 +1,113 @@
+"""Platform settings: what the deployment YAML (`deployments/*.yaml`) says, validated.
+
+The Serve config file passes its application `args` to `llamaray.serve.app:build_app`, which
+parses them into `PlatformConfig`; the same model is used by the CLI and the tests, so one
+schema describes a deployment wherever it is read.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+# What vLLM's CPU build needs on these machines (ENV.md): loopback only, a small KV cache,
+# and the in-process executor.
+CPU_ENGINE_ENV = {
+    "VLLM_HOST_IP": "127.0.0.1",
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+    "VLLM_LOGGING_LEVEL": "WARNING",
+}
+
+
+class Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AutoscalingConfig(Settings):
+    """Serve's `autoscaling_config`; the two request targets are always explicit."""
+
+    model_config = ConfigDict(extra="allow")  # any other Serve autoscaling key passes through
+
+    min_replicas: int = Field(default=1, ge=0)
+    max_replicas: int = Field(default=1, ge=1)
+    initial_replicas: int | None = None
+    target_ongoing_requests: float = Field(default=16, gt=0)
+    upscale_delay_s: float = 10.0
+    downscale_delay_s: float = 60.0
+    metrics_interval_s: float | None = None
+    look_back_period_s: float | None = None
+
+
+class ModelConfig(Settings):
+    """One model the platform serves, in its own Serve deployment."""
+
+    model_id: str
+    path: str  # a local directory or a hub id (hub ids need a machine that can reach the hub)
+    kind: Literal["chat"] = "chat"  # reward models join with the reward scoring API
+    aliases: list[str] = Field(default_factory=list)  # e.g. the draft's `llama3_8b_chat`
+    accelerator: Literal["cpu", "gpu"] = "cpu"
+    tensor_parallel_size: int = Field(default=1, ge=1)
+    pipeline_parallel_size: int = Field(default=1, ge=1)
+    max_model_len: int | None = Field(default=None, ge=16)
+    dtype: str = "auto"
+    gpu_memory_utilization: float = Field(default=0.9, gt=0, le=1)
+    enforce_eager: bool = False
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict)  # any other AsyncEngineArgs
+    env: dict[str, str] = Field(default_factory=dict)
+    num_cpus: float = Field(default=1, ge=0)
+    max_ongoing_requests: int = Field(default=64, ge=1)
+    autoscaling_config: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
+
+    @property
+    def world_size(self) -> int:
+        return self.tensor_parallel_size * self.pipeline_parallel_size
+
+    @property
+    def ids(self) -> list[str]:
+        return [self.model_id, *self.aliases]
+
+    def engine_env(self) -> dict[str, str]:
+        env = dict(CPU_ENGINE_ENV) if self.accelerator == "cpu" else {"VLLM_LOGGING_LEVEL": "WARNING"}
+        if self.accelerator == "cpu" and self.world_size > 1:
+            # One core per CPU worker, or vLLM refuses to start (ENV.md).
+            env["VLLM_CPU_OMP_THREADS_BIND"] = "|".join(str(i) for i in range(self.world_size))
+            env.pop("VLLM_ENABLE_V1_MULTIPROCESSING")
+        env.update(self.env)
+        return env
+
+
+class GatewayConfig(Settings):
+    num_replicas: int = Field(default=1, ge=1)
+    max_ongoing_requests: int = Field(default=256, ge=1)
+    num_cpus: float = Field(default=0, ge=0)
+
+
+class PlatformConfig(Settings):
+    data_dir: str = ".llamaray"
+    models: list[ModelConfig] = Field(min_length=1)
+    gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+
+    @model_validator(mode="after")
+    def _unique_ids(self) -> "PlatformConfig":
+        seen: set[str] = set()
+        for model in self.models:
+            for model_id in model.ids:
+                if model_id in seen:
+                    raise ValueError(f"model id {model_id!r} is registered twice")
+                seen.add(model_id)
+        return self
+
+    def resolved(self, root: str | Path | None = None) -> "PlatformConfig":
+        """Relative paths made absolute, so replicas find them whatever their working dir."""
+        base = Path(root or os.environ.get("LLAMARAY_ROOT") or os.getcwd())
+        data_dir = str((base / self.data_dir).resolve())
+        models = []
+        for model in self.models:
+            local = base / model.path
+            path = str(local.resolve()) if local.exists() else model.path
+            models.append(model.model_copy(update={"path": path}))
+        return self.model_copy(update={"data_dir": data_dir, "models": models})

@@ -1,0 +1,136 @@
+"""The Llama Stack Inference API over the model registry's engines."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from typing import AsyncIterator
+
+from llamaray.api.common import Message, StopReason, ToolDefinition, content_text
+from llamaray.api.inference import (
+    BatchChatCompletionRequest,
+    BatchCompletionRequest,
+    ChatCompletionRequest,
+    ChatCompletionResponse,
+    ChatCompletionResponseStreamChunk,
+    CompletionRequest,
+    CompletionResponse,
+    CompletionResponseStreamChunk,
+)
+from llamaray.inference.chat_format import EOM, EOT, encode_dialog, prefill_text
+from llamaray.inference.engine import EngineRequest, GenerationParams
+from llamaray.inference.registry import ModelRegistry
+from llamaray.inference.sampling import generation_params, logprobs_dict, stop_reason
+from llamaray.inference.tool_parser import parse_tool_calls, strip_special_tokens
+from llamaray.inference.tool_stream import ToolCallStream
+
+
+def chat_engine_request(
+    messages: list[Message],
+    tools: list[ToolDefinition],
+    params: GenerationParams,
+    prompt_param: str,
+    continue_final_message: bool = True,
+) -> EngineRequest:
+    """A chat turn as the engine sees it: the Llama 3.1 prompt, stopping at end of turn or message."""
+    params.skip_special_tokens = False  # the python tag must survive to be parsed
+    return EngineRequest(
+        request_id=f"chat-{uuid.uuid4().hex}",
+        prompt=encode_dialog(messages, tools, continue_final_message=continue_final_message),
+        params=params,
+        add_special_tokens=False,
+        prompt_param=prompt_param,
+        stop_tokens=[EOT, EOM],
+    )
+
+
+class InferenceService:
+    def __init__(self, registry: ModelRegistry) -> None:
+        self.registry = registry
+
+    async def completion(
+        self, request: CompletionRequest
+    ) -> CompletionResponse | AsyncIterator[CompletionResponseStreamChunk]:
+        engine = self.registry.get(request.model).client
+        params = generation_params(request.sampling_params, request.max_tokens, request.logprobs)
+        engine_request = EngineRequest(f"cmpl-{uuid.uuid4().hex}", content_text(request.content), params, prompt_param="content")
+        if request.stream:
+            return self._stream_completion(engine, engine_request)
+        out = await engine.generate(engine_request)
+        seq = out.sequences[0]
+        return CompletionResponse(content=seq.text, stop_reason=stop_reason(seq.finish_reason), logprobs=logprobs_dict(seq.logprobs))
+
+    async def _stream_completion(self, engine, engine_request: EngineRequest) -> AsyncIterator[CompletionResponseStreamChunk]:
+        async for out in engine.stream(engine_request):
+            seq = out.sequences[0]
+            yield CompletionResponseStreamChunk(
+                text_delta=seq.text, stop_reason=stop_reason(seq.finish_reason), logprobs=logprobs_dict(seq.logprobs)
+            )
+
+    async def chat_completion(
+        self, request: ChatCompletionRequest
+    ) -> ChatCompletionResponse | AsyncIterator[ChatCompletionResponseStreamChunk]:
+        engine = self.registry.get(request.model).client
+        messages = request.dialog.messages()
+        params = generation_params(request.sampling_params, request.max_tokens, request.logprobs)
+        engine_request = chat_engine_request(messages, request.available_tools, params, "dialog")
+        prefill = prefill_text(messages)
+        if request.stream:
+            return self._stream_chat(engine, engine_request, prefill)
+        out = await engine.generate(engine_request)
+        seq = out.sequences[0]
+        parsed = parse_tool_calls(prefill + seq.text)
+        return ChatCompletionResponse(
+            content=parsed.content,
+            tool_calls=parsed.tool_calls,
+            stop_reason=stop_reason(seq.finish_reason),
+            logprobs=logprobs_dict(seq.logprobs),
+        )
+
+    async def _stream_chat(
+        self, engine, engine_request: EngineRequest, prefill: str
+    ) -> AsyncIterator[ChatCompletionResponseStreamChunk]:
+        tool_stream = ToolCallStream()
+        if prefill and (text := tool_stream.feed(prefill)):
+            yield ChatCompletionResponseStreamChunk(text_delta=text, stop_reason=StopReason.not_stopped)
+        reason = StopReason.not_stopped
+        async for out in engine.stream(engine_request):
+            seq = out.sequences[0]
+            reason = stop_reason(seq.finish_reason)
+            text = tool_stream.feed(seq.text)
+            if text or seq.logprobs:
+                yield ChatCompletionResponseStreamChunk(
+                    text_delta=text, stop_reason=StopReason.not_stopped, logprobs=logprobs_dict(seq.logprobs)
+                )
+        rest, calls = tool_stream.finish()
+        for call in calls:
+            yield ChatCompletionResponseStreamChunk(text_delta="", tool_call=call, stop_reason=StopReason.not_stopped)
+        yield ChatCompletionResponseStreamChunk(text_delta=strip_special_tokens(rest), stop_reason=reason)
+
+    async def batch_completion(self, request: BatchCompletionRequest) -> list[CompletionResponse]:
+        """Every prompt at once: the engine's continuous batching runs them together."""
+        singles = [
+            CompletionRequest(
+                content=content,
+                model=request.model,
+                sampling_params=request.sampling_params,
+                max_tokens=request.max_tokens,
+                logprobs=request.logprobs,
+            )
+            for content in request.content_batch
+        ]
+        return list(await asyncio.gather(*(self.completion(r) for r in singles)))
+
+    async def batch_chat_completion(self, request: BatchChatCompletionRequest) -> list[ChatCompletionResponse]:
+        singles = [
+            ChatCompletionRequest(
+                model=request.model,
+                dialog=dialog,
+                sampling_params=request.sampling_params,
+                available_tools=request.available_tools,
+                max_tokens=request.max_tokens,
+                logprobs=request.logprobs,
+            )
+            for dialog in request.batch_dialogs
+        ]
+        return list(await asyncio.gather(*(self.chat_completion(r) for r in singles)))

@@ -1,0 +1,64 @@
+"""Streaming text that may turn into a tool call.
+
+Plain text is passed on as it arrives; from the point where the output could be a tool call
+(the python tag, a `<function=` tag, or an answer that opens with `{`) it is held back and
+parsed when generation ends, so a client never sees half a tool call as text.
+"""
+
+from __future__ import annotations
+
+from llamaray.api.common import ToolCall
+from llamaray.inference.chat_format import PYTHON_TAG
+from llamaray.inference.tool_parser import parse_tool_calls, strip_special_tokens
+
+FUNCTION_OPEN = "<function="
+
+
+class ToolCallStream:
+    def __init__(self) -> None:
+        self.text = ""
+        self.sent = 0  # characters of `text` already shown
+        self.in_tool_call = False
+
+    def feed(self, delta: str) -> str:
+        """The part of the output that is safe to show now."""
+        self.text += strip_special_tokens(delta)
+        if self.in_tool_call:
+            return ""
+        start = self._tool_start()
+        if start is not None:
+            self.in_tool_call = True
+            end = start
+        else:
+            end = len(self.text) - self._marker_prefix_at_end()
+        out = self.text[self.sent : end] if end > self.sent else ""
+        self.sent = max(self.sent, end)
+        return out
+
+    def finish(self) -> tuple[str, list[ToolCall]]:
+        """Text still to show, and the tool calls, once the model has stopped."""
+        rest = self.text[self.sent :]
+        self.sent = len(self.text)
+        if not self.in_tool_call:
+            return rest, []
+        parsed = parse_tool_calls(rest)
+        return parsed.content, parsed.tool_calls
+
+    def _tool_start(self) -> int | None:
+        found = [i for i in (self.text.find(PYTHON_TAG), self.text.find(FUNCTION_OPEN)) if i >= 0]
+        if found:
+            return min(found)
+        stripped = self.text.lstrip()
+        if stripped.startswith("{"):
+            return len(self.text) - len(stripped)
+        return None
+
+    def _marker_prefix_at_end(self) -> int:
+        """How many trailing characters may still grow into a marker."""
+        sizes = [
+            size
+            for marker in (PYTHON_TAG, FUNCTION_OPEN)
+            for size in range(1, min(len(marker) - 1, len(self.text)) + 1)
+            if self.text.endswith(marker[:size])
+        ]
+        return max(sizes, default=0)

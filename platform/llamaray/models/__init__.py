@@ -1,0 +1,1 @@
+"""Model artefacts the platform builds itself (see tiny.py)."""

@@ -1,0 +1,1 @@
+"""Ray Serve deployments and FastAPI routers: parse, call a service, answer."""

@@ -1,0 +1,77 @@
+"""The Serve application builder that `serve run deployments/<name>.yaml` imports.
+
+`build_app(args)` takes the application's `args` from the Serve config file, validates them as
+a `PlatformConfig`, and binds one `LLMServer` deployment per model (its sharding, placement
+group and autoscaling from the config) behind the `Gateway`.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from ray import serve
+from ray.serve import Application
+
+from llamaray.config import ModelConfig, PlatformConfig
+from llamaray.serve.gateway import Gateway
+from llamaray.serve.llm_server import LLMServer
+
+
+def deployment_name(model: ModelConfig) -> str:
+    return "LLMServer:" + re.sub(r"[^A-Za-z0-9_.-]", "_", model.model_id)
+
+
+def llm_deployment_options(model: ModelConfig) -> dict[str, Any]:
+    """Serve options for one model: resources per replica, placement group and autoscaling.
+
+    A GPU model sharded over N = tensor x pipeline parallel GPUs reserves a placement group of
+    N GPU bundles; the replica sits in the first, and vLLM's Ray executor puts one worker in
+    each. On CPU a sharded replica runs vLLM's multiprocess executor, one core per shard.
+    """
+    actor_options: dict[str, Any] = {"runtime_env": {"env_vars": model.engine_env()}}
+    options: dict[str, Any] = {
+        "name": deployment_name(model),
+        "max_ongoing_requests": model.max_ongoing_requests,
+        "autoscaling_config": model.autoscaling_config.model_dump(exclude_none=True),
+        "health_check_period_s": 10,
+        "health_check_timeout_s": 30,
+        "graceful_shutdown_timeout_s": 5,
+    }
+    if model.accelerator == "gpu" and model.world_size > 1:
+        bundles = [{"CPU": model.num_cpus, "GPU": 1}] + [{"GPU": 1}] * (model.world_size - 1)
+        options["placement_group_bundles"] = bundles
+        options["placement_group_strategy"] = "STRICT_PACK" if model.pipeline_parallel_size == 1 else "PACK"
+        actor_options.update(num_cpus=model.num_cpus, num_gpus=0)
+    elif model.accelerator == "gpu":
+        actor_options.update(num_cpus=model.num_cpus, num_gpus=1)
+    else:
+        actor_options.update(num_cpus=model.num_cpus * model.world_size)
+    options["ray_actor_options"] = actor_options
+    return options
+
+
+def check_model_paths(config: PlatformConfig) -> None:
+    for model in config.models:
+        looks_local = model.path.startswith(("/", ".", "~")) or Path(model.path).parts[0] in ("models",)
+        if looks_local and not Path(model.path).exists():
+            raise FileNotFoundError(
+                f"model {model.model_id!r}: no weights at {model.path}; build the tiny models with "
+                "`llamaray models build-tiny models` (or `make models`), or point `path` at a checkpoint"
+            )
+
+
+def build_app(args: dict[str, Any]) -> Application:
+    config = PlatformConfig.model_validate(args).resolved()
+    check_model_paths(config)
+    engines = {
+        model.model_id: serve.deployment(LLMServer).options(**llm_deployment_options(model)).bind(model.model_dump())
+        for model in config.models
+    }
+    gateway = config.gateway
+    return Gateway.options(
+        num_replicas=gateway.num_replicas,
+        max_ongoing_requests=gateway.max_ongoing_requests,
+        ray_actor_options={"num_cpus": gateway.num_cpus},
+    ).bind(config.model_dump(), engines)

@@ -1,0 +1,70 @@
+"""`Gateway`: the platform's HTTP front door, a FastAPI app as a Ray Serve ingress."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from fastapi import FastAPI, Request
+from ray import serve
+
+from llamaray.config import PlatformConfig
+from llamaray.inference.openai_service import OpenAIService
+from llamaray.inference.registry import ModelRegistry, RegisteredModel
+from llamaray.inference.service import InferenceService
+from llamaray.serve.engine_client import ServeEngineClient
+from llamaray.serve.errors import install_error_handlers
+from llamaray.serve.metrics import GatewayMetrics
+from llamaray.serve.routers import deps, health, inference, openai
+from llamaray.serve.routers.deps import Services
+from llamaray.store.metadata import MetadataStore
+
+
+def create_app() -> FastAPI:
+    app = FastAPI(
+        title="llamaray",
+        description="The Llama Stack API (draft of 2024-07-11) and an OpenAI-compatible API, served on Ray.",
+        version="0.1.0",
+    )
+    install_error_handlers(app)
+    for module in (health, inference, openai):
+        app.include_router(module.router)
+
+    @app.middleware("http")
+    async def record_metrics(request: Request, call_next):
+        started = time.perf_counter()
+        response = await call_next(request)
+        services = deps.installed()
+        if services is not None and services.metrics is not None:
+            route = request.scope.get("route")
+            path = getattr(route, "path", "unmatched")
+            services.metrics.request(path, request.method, response.status_code, time.perf_counter() - started)
+        return response
+
+    return app
+
+
+app = create_app()
+
+
+@serve.deployment(name="Gateway")
+@serve.ingress(app)
+class Gateway:
+    """Builds the services once per replica; the routes on `app` reach them through `deps`."""
+
+    def __init__(self, config: dict[str, Any], engines: dict[str, Any]) -> None:
+        platform = PlatformConfig.model_validate(config)
+        metrics = GatewayMetrics()
+        registry = ModelRegistry(
+            [RegisteredModel(m, ServeEngineClient(engines[m.model_id], m.model_id, metrics)) for m in platform.models]
+        )
+        deps.install(
+            Services(
+                registry=registry,
+                inference=InferenceService(registry),
+                openai=OpenAIService(registry),
+                store=MetadataStore(Path(platform.data_dir) / "metadata.db"),
+                metrics=metrics,
+            )
+        )

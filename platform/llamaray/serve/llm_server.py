@@ -1,0 +1,32 @@
+"""`LLMServer`: one model's vLLM engine in a Ray Serve replica."""
+
+from __future__ import annotations
+
+from typing import Any, AsyncIterator
+
+from llamaray.config import ModelConfig
+from llamaray.inference.engine import EngineOutput, EngineRequest, VLLMEngine
+
+
+class LLMServer:
+    def __init__(self, model: dict[str, Any]) -> None:
+        self.engine = VLLMEngine(ModelConfig.model_validate(model))
+
+    async def generate(self, request: EngineRequest) -> EngineOutput:
+        return await self.engine.generate(request)
+
+    async def stream(self, request: EngineRequest) -> AsyncIterator[EngineOutput]:
+        async for out in self.engine.stream(request):
+            yield out
+
+    async def stats(self) -> dict[str, Any]:
+        return self.engine.stats()
+
+    async def check_health(self) -> None:
+        """Serve calls this periodically; raising marks the replica unhealthy and replaces it."""
+        await self.engine.check_health()
+
+    def __del__(self) -> None:
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            engine.shutdown()

@@ -1,0 +1,1 @@
+"""One router per API; each route parses, calls its service and answers."""

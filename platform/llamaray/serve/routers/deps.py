@@ -1,0 +1,44 @@
+"""The services a router calls, installed once per gateway replica.
+
+Serve runs a pickled copy of the FastAPI app in each replica, so state set on the module's
+`app` object would not reach the routes; the replica's module globals do.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from fastapi import Request
+
+from llamaray.inference.openai_service import OpenAIService
+from llamaray.inference.registry import ModelRegistry
+from llamaray.inference.service import InferenceService
+from llamaray.serve.metrics import GatewayMetrics
+from llamaray.store.metadata import MetadataStore
+
+
+@dataclass
+class Services:
+    registry: ModelRegistry
+    inference: InferenceService
+    openai: OpenAIService
+    store: MetadataStore
+    metrics: GatewayMetrics | None = None
+
+
+_installed: Services | None = None
+
+
+def install(services: Services) -> None:
+    global _installed
+    _installed = services
+
+
+def installed() -> Services | None:
+    return _installed
+
+
+def services(request: Request) -> Services:
+    if _installed is None:
+        raise RuntimeError("the gateway's services are not installed yet")
+    return _installed

@@ -1,0 +1,1 @@
+"""Durable metadata shared by the services."""
