@@ -93,7 +93,7 @@ def system_preamble(tools: list[ToolDefinition], today: date | None = None) -> s
             lines.append(json.dumps(spec))
             lines.append("")
         lines.append(FUNCTION_TAG_INSTRUCTIONS)
-    return "\n".join(lines)
+    return "\n".join(lines).rstrip("\n") + "\n\n"
 
 
 def encode_tool_call(call: ToolCall) -> str:

@@ -152,7 +152,12 @@ class VLLMEngine:
     async def stream(self, request: EngineRequest) -> AsyncIterator[EngineOutput]:
         """Deltas as the engine produces them; cancelling the iteration aborts the request."""
         prompt, prompt_tokens = self._prompt(request)
-        sampling = self._sampling_params(request, prompt_tokens)
+        from vllm.exceptions import VLLMClientError
+
+        try:
+            sampling = self._sampling_params(request, prompt_tokens)
+        except (ValueError, VLLMClientError) as exc:  # vLLM's own checks of the request
+            raise InvalidRequestError(str(exc), getattr(exc, "parameter", None)) from None
         if self.engine.errored:
             raise EngineUnavailableError(f"the engine of {self.model.model_id} is down; its replica is being replaced")
         try:
@@ -165,6 +170,8 @@ class VLLMEngine:
         except (asyncio.CancelledError, GeneratorExit):
             await self.engine.abort(request.request_id)
             raise
+        except (ValueError, VLLMClientError) as exc:  # refused when the engine validated the request
+            raise InvalidRequestError(str(exc), getattr(exc, "parameter", None)) from None
         except Exception as exc:
             from vllm.v1.engine.exceptions import EngineDeadError
 

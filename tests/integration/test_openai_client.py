@@ -1,0 +1,106 @@
+"""The official `openai` client, unchanged, against the platform's /v1."""
+
+from __future__ import annotations
+
+import json
+
+import openai
+import pytest
+
+from .conftest import MODEL_ID
+
+MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a colour."}]
+
+
+@pytest.fixture()
+def oai(platform_url) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{platform_url}/v1", api_key="unused", max_retries=0)
+
+
+def test_models_lists_the_served_ids(oai):
+    ids = {m.id for m in oai.models.list()}
+    assert {MODEL_ID, "llama3_8b_chat"} <= ids
+
+
+def test_chat_completion_with_usage_logprobs_and_n(oai):
+    r = oai.chat.completions.create(model=MODEL_ID, messages=MESSAGES, max_tokens=6, temperature=1.0, logprobs=True, top_logprobs=2, n=2)
+    assert [c.index for c in r.choices] == [0, 1]
+    assert r.choices[0].finish_reason in ("length", "stop")
+    assert r.usage.completion_tokens == sum(len(c.logprobs.content) for c in r.choices)
+    assert r.usage.total_tokens == r.usage.prompt_tokens + r.usage.completion_tokens
+    assert len(r.choices[0].logprobs.content[0].top_logprobs) == 2
+
+
+def test_chat_stream_joins_to_the_whole_answer(oai):
+    whole = oai.chat.completions.create(model=MODEL_ID, messages=MESSAGES, max_tokens=10, temperature=0)
+    stream = oai.chat.completions.create(
+        model=MODEL_ID, messages=MESSAGES, max_tokens=10, temperature=0, stream=True, stream_options={"include_usage": True}
+    )
+    pieces, finish, usage = [], None, None
+    for chunk in stream:
+        if chunk.usage:
+            usage = chunk.usage
+        for choice in chunk.choices:
+            pieces.append(choice.delta.content or "")
+            finish = choice.finish_reason or finish
+    assert "".join(pieces) == whole.choices[0].message.content
+    assert finish == whole.choices[0].finish_reason
+    assert usage.completion_tokens == whole.usage.completion_tokens
+
+
+def test_stop_sequences_and_max_tokens(oai):
+    r = oai.completions.create(model=MODEL_ID, prompt="abc", max_tokens=20, temperature=0)
+    text = r.choices[0].text
+    assert r.choices[0].finish_reason == "length"
+    if len(text) > 3:
+        stop = text[2:4]
+        cut = oai.completions.create(model=MODEL_ID, prompt="abc", max_tokens=20, temperature=0, stop=[stop])
+        assert cut.choices[0].finish_reason == "stop" and stop not in cut.choices[0].text
+
+
+def test_tools_and_tool_calls(oai):
+    tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+    canned = '<function=get_weather>{"city": "Paris"}</function>'
+    messages = [{"role": "user", "content": "Weather in Paris?"}, {"role": "assistant", "content": canned}]
+    r = oai.chat.completions.create(
+        model=MODEL_ID, messages=messages, tools=tools, max_tokens=2, temperature=0,
+        extra_body={"continue_final_message": True, "echo": True},
+    )
+    (call,) = r.choices[0].message.tool_calls
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Paris"}
+    assert r.choices[0].finish_reason == "tool_calls"
+
+    stream = oai.chat.completions.create(
+        model=MODEL_ID, messages=messages, tools=tools, max_tokens=2, temperature=0, stream=True,
+        extra_body={"continue_final_message": True, "echo": True},
+    )
+    calls = [tc for chunk in stream for choice in chunk.choices for tc in (choice.delta.tool_calls or [])]
+    assert [(c.function.name, json.loads(c.function.arguments)) for c in calls] == [("get_weather", {"city": "Paris"})]
+
+    # The call and its result go back in; the conversation continues.
+    followup = messages[:1] + [
+        {"role": "assistant", "content": None, "tool_calls": [{"id": call.id, "type": "function", "function": {"name": "get_weather", "arguments": call.function.arguments}}]},
+        {"role": "tool", "tool_call_id": call.id, "content": '{"temp_c": 21}'},
+    ]
+    assert oai.chat.completions.create(model=MODEL_ID, messages=followup, tools=tools, max_tokens=3).choices
+
+
+def test_completions_with_several_prompts_echo_and_logprobs(oai):
+    r = oai.completions.create(model=MODEL_ID, prompt=["one", "two"], max_tokens=4, temperature=0, logprobs=2, echo=True)
+    assert [c.index for c in r.choices] == [0, 1]
+    assert r.choices[0].text.startswith("one") and r.choices[1].text.startswith("two")
+    assert len(r.choices[0].logprobs.tokens) == 4
+    streamed = oai.completions.create(model=MODEL_ID, prompt="one", max_tokens=4, temperature=0, stream=True)
+    assert "one" + "".join(c.choices[0].text for c in streamed if c.choices) == r.choices[0].text
+
+
+def test_errors_map_to_the_clients_exceptions(oai):
+    with pytest.raises(openai.NotFoundError):
+        oai.chat.completions.create(model="no-such-model", messages=MESSAGES)
+    with pytest.raises(openai.BadRequestError) as too_long:
+        oai.chat.completions.create(model=MODEL_ID, messages=[{"role": "user", "content": "word " * 3000}])
+    assert too_long.value.body["param"] == "messages"
+    with pytest.raises(openai.UnprocessableEntityError):
+        oai.chat.completions.create(model=MODEL_ID, messages=MESSAGES, temperature=5)
+    with pytest.raises(openai.BadRequestError):  # refused by vLLM's own checks, still a 400
+        oai.chat.completions.create(model=MODEL_ID, messages=MESSAGES, temperature=0, n=2)

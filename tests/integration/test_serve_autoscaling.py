@@ -1,0 +1,59 @@
+"""Serve autoscaling: one replica becomes two under load and one again after it.
+
+Runs last in the session (file order): it changes how many engines are up.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+
+from .conftest import MODEL_ID
+
+DEPLOYMENT = f"LLMServer:{MODEL_ID}"
+
+
+def running_replicas() -> int:
+    from ray import serve
+
+    deployment = serve.status().applications["llamaray"].deployments[DEPLOYMENT]
+    return deployment.replica_states.get("RUNNING", 0)
+
+
+def wait_for(predicate, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(1)
+    return False
+
+
+def test_scales_from_one_to_two_replicas_under_load_and_back(platform_url):
+    assert running_replicas() == 1
+    stop = threading.Event()
+    served: list[int] = []
+
+    def load() -> None:
+        body = {"model": MODEL_ID, "prompt": "Tell me everything", "max_tokens": 400, "ignore_eos": True}
+        with httpx.Client(base_url=platform_url, timeout=120) as c:
+            while not stop.is_set():
+                served.append(c.post("/v1/completions", json=body).status_code)
+
+    workers = [threading.Thread(target=load, daemon=True) for _ in range(16)]
+    for w in workers:
+        w.start()
+    try:
+        assert wait_for(lambda: running_replicas() == 2, timeout=150), "never scaled up to 2 replicas"
+        ok_before = served.count(200)
+        assert wait_for(lambda: served.count(200) > ok_before + 8, timeout=60)  # still serving with two
+    finally:
+        stop.set()
+        for w in workers:
+            w.join(timeout=150)
+    assert set(served) == {200}
+    assert wait_for(lambda: running_replicas() == 1, timeout=120), "never scaled back down to 1 replica"
+    with httpx.Client(base_url=platform_url, timeout=60) as c:
+        assert c.post("/v1/completions", json={"model": MODEL_ID, "prompt": "hi", "max_tokens": 2}).status_code == 200

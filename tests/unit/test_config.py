@@ -1,0 +1,60 @@
+"""Deployment configs parse, and map sharding and autoscaling onto Serve's options."""
+
+from pathlib import Path
+
+import pytest
+import yaml
+from pydantic import ValidationError
+
+from llamaray.config import ModelConfig, PlatformConfig
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def app_args(name: str) -> dict:
+    config = yaml.safe_load((ROOT / "deployments" / name).read_text())
+    (app,) = config["applications"]
+    assert app["import_path"] == "llamaray.serve.app:build_app"
+    return app["args"]
+
+
+@pytest.mark.parametrize("name", ["local.yaml", "gpu.yaml"])
+def test_shipped_configs_validate(name):
+    PlatformConfig.model_validate(app_args(name))
+
+
+def test_gpu_config_maps_draft_ids_and_shards_70b():
+    config = PlatformConfig.model_validate(app_args("gpu.yaml"))
+    by_alias = {alias: m for m in config.models for alias in m.aliases}
+    assert "8B" in by_alias["llama3_8b_chat"].path
+    big = by_alias["llama3_70b_chat"]
+    assert "70B" in big.path and big.tensor_parallel_size in (4, 8)
+
+
+def test_sharded_gpu_replica_reserves_one_gpu_bundle_per_shard():
+    from llamaray.serve.app import llm_deployment_options
+
+    model = ModelConfig(model_id="big", path="x", accelerator="gpu", tensor_parallel_size=4)
+    options = llm_deployment_options(model)
+    bundles = options["placement_group_bundles"]
+    assert len(bundles) == 4 and all(b["GPU"] == 1 for b in bundles)
+    assert options["placement_group_strategy"] == "STRICT_PACK"
+    assert options["ray_actor_options"]["num_gpus"] == 0
+
+
+def test_autoscaling_targets_are_explicit():
+    from llamaray.serve.app import llm_deployment_options
+
+    options = llm_deployment_options(ModelConfig(model_id="m", path="x", max_ongoing_requests=32))
+    assert options["max_ongoing_requests"] == 32
+    assert options["autoscaling_config"]["target_ongoing_requests"] == 16
+
+
+def test_cpu_sharding_binds_one_core_per_shard():
+    model = ModelConfig(model_id="m", path="x", tensor_parallel_size=2)
+    assert model.engine_env()["VLLM_CPU_OMP_THREADS_BIND"] == "0|1"
+
+
+def test_duplicate_ids_are_refused():
+    with pytest.raises(ValidationError):
+        PlatformConfig(models=[ModelConfig(model_id="a", path="x"), ModelConfig(model_id="b", path="y", aliases=["a"])])

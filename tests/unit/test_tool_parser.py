@@ -1,0 +1,98 @@
+"""Tool calls parsed out of the published Llama 3.1 answer formats."""
+
+import pytest
+
+from llamaray.api.common import ToolCall
+from llamaray.inference.chat_format import encode_tool_call
+from llamaray.inference.tool_parser import parse_tool_calls
+from llamaray.inference.tool_stream import ToolCallStream
+
+
+def test_builtin_brave_search_call():
+    out = parse_tool_calls('<|python_tag|>brave_search.call(query="current weather in Menlo Park, California")<|eom_id|>')
+    assert out.tool_calls == [ToolCall(tool_name="web_search", arguments={"query": "current weather in Menlo Park, California"})]
+    assert out.content == ""
+
+
+def test_builtin_wolfram_alpha_call_maps_to_math():
+    out = parse_tool_calls('<|python_tag|>wolfram_alpha.call(query="solve x^3 - 4x^2 + 6x - 24 = 0")')
+    assert out.tool_calls == [ToolCall(tool_name="math", arguments={"query": "solve x^3 - 4x^2 + 6x - 24 = 0"})]
+
+
+def test_builtin_call_followed_by_other_text():
+    out = parse_tool_calls('<|python_tag|>brave_search.call(query="a (b) c")trailing')
+    assert out.tool_calls == [ToolCall(tool_name="web_search", arguments={"query": "a (b) c"})]
+
+
+def test_function_tag_call():
+    out = parse_tool_calls('<function=spotify_trending_songs>{"n": "5"}</function><|eom_id|>')
+    assert out.tool_calls == [ToolCall(tool_name="spotify_trending_songs", arguments={"n": "5"})]
+
+
+def test_function_tag_with_text_around_it():
+    out = parse_tool_calls('Let me check. <function=get_weather>{"city": "Paris"}</function>')
+    assert out.tool_calls == [ToolCall(tool_name="get_weather", arguments={"city": "Paris"})]
+    assert out.content == "Let me check."
+
+
+def test_json_call_published_custom_tool_format():
+    out = parse_tool_calls('{"name": "get_current_conditions", "parameters": {"location": "San Francisco, CA", "unit": "Fahrenheit"}}<|eot_id|>')
+    assert out.tool_calls == [
+        ToolCall(tool_name="get_current_conditions", arguments={"location": "San Francisco, CA", "unit": "Fahrenheit"})
+    ]
+
+
+def test_python_tagged_json_call():
+    out = parse_tool_calls('<|python_tag|>{"type": "function", "name": "trending_songs", "parameters": {"n": 10}}')
+    assert out.tool_calls == [ToolCall(tool_name="trending_songs", arguments={"n": 10})]
+
+
+def test_other_python_tagged_text_is_code_interpreter_input():
+    out = parse_tool_calls("<|python_tag|>import math\nprint(math.sqrt(16))<|eom_id|>")
+    assert out.tool_calls == [ToolCall(tool_name="code_interpreter", arguments={"code": "import math\nprint(math.sqrt(16))"})]
+
+
+@pytest.mark.parametrize("text", ["The sky is blue.", "{not json", '{"a": 1}', "brave_search is a tool"])
+def test_plain_text_has_no_tool_calls(text):
+    out = parse_tool_calls(text + "<|eot_id|>")
+    assert out.tool_calls == []
+    assert out.content == text
+
+
+@pytest.mark.parametrize(
+    "call",
+    [
+        ToolCall(tool_name="web_search", arguments={"query": "llama 3.1"}),
+        ToolCall(tool_name="math", arguments={"query": "2+2"}),
+        ToolCall(tool_name="code_interpreter", arguments={"code": "print(1)"}),
+        ToolCall(tool_name="get_weather", arguments={"city": "Paris", "days": 3}),
+    ],
+)
+def test_encode_then_parse_round_trips(call):
+    assert parse_tool_calls(encode_tool_call(call)).tool_calls == [call]
+
+
+def stream(deltas):
+    s = ToolCallStream()
+    shown = "".join(s.feed(d) for d in deltas)
+    rest, calls = s.finish()
+    return shown, rest, calls
+
+
+def test_stream_passes_plain_text_through():
+    shown, rest, calls = stream(["Hello", " wor", "ld<", "3"])
+    assert shown + rest == "Hello world<3"
+    assert calls == []
+
+
+def test_stream_holds_back_a_function_call():
+    shown, rest, calls = stream(["Sure. ", "<func", "tion=get_weather>", '{"city": ', '"Paris"}</function>'])
+    assert shown == "Sure. "
+    assert rest == ""
+    assert calls == [ToolCall(tool_name="get_weather", arguments={"city": "Paris"})]
+
+
+def test_stream_holds_back_python_tagged_builtin_call():
+    shown, rest, calls = stream(["<|python_tag|>", "brave_search.call(", 'query="x")', "<|eom_id|>"])
+    assert shown == ""
+    assert calls == [ToolCall(tool_name="web_search", arguments={"query": "x"})]
