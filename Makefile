@@ -33,8 +33,9 @@ setup-gpu:
 models: $(STAMP)
 	$(BIN)/llamaray models build-tiny $(MODELS)
 
+# Serve's throughput preset (see platform/llamaray/serve/runtime.py) must be set where Ray starts.
 serve: setup models
-	RAY_DEDUP_LOGS=0 $(BIN)/serve run $(CONFIG)
+	RAY_SERVE_THROUGHPUT_OPTIMIZED=1 RAY_DEDUP_LOGS=0 $(BIN)/serve run $(CONFIG)
 
 test: setup
 	$(BIN)/python -m pytest tests -m "not gpu" -v -rs --durations=15

@@ -60,6 +60,9 @@ class ModelConfig(Settings):
     env: dict[str, str] = Field(default_factory=dict)
     num_cpus: float = Field(default=1, ge=0)
     max_ongoing_requests: int = Field(default=64, ge=1)
+    # A stream sends what the engine made at most this often (the first token at once):
+    # every message crosses two Ray hops, so fewer, fuller ones carry more tokens per second.
+    stream_interval_ms: float = Field(default=30, ge=0)
     autoscaling_config: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
 
     @property
@@ -88,6 +91,7 @@ class GatewayConfig(Settings):
 
 class PlatformConfig(Settings):
     data_dir: str = ".llamaray"
+    access_log: bool = False  # Serve's per-request log line; it costs throughput on small cores
     models: list[ModelConfig] = Field(min_length=1)
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
 

@@ -14,6 +14,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from llamaray.serve.runtime import SERVE_ENV
+
 MODEL_ID = "tiny-llama-chat"
 
 
@@ -62,6 +64,7 @@ def ray_cluster():
     import ray
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.update(SERVE_ENV)
     ray.init(
         num_cpus=4,  # logical: the gateway, two engine replicas and the proxy on 2 real cores
         _node_ip_address="127.0.0.1",

@@ -149,8 +149,12 @@ class VLLMEngine:
         ids = self.tokenizer(request.prompt, add_special_tokens=request.add_special_tokens).input_ids
         return TokensPrompt(prompt_token_ids=ids), len(ids)
 
-    async def stream(self, request: EngineRequest) -> AsyncIterator[EngineOutput]:
-        """Deltas as the engine produces them; cancelling the iteration aborts the request."""
+    async def stream(self, request: EngineRequest, interval_s: float = 0.0) -> AsyncIterator[EngineOutput]:
+        """Deltas as the engine produces them; cancelling the iteration aborts the request.
+
+        With `interval_s`, waits that long after each delta before taking the next: meanwhile
+        vLLM merges what the engine produces into one delta, so the stream sends fewer messages.
+        """
         prompt, prompt_tokens = self._prompt(request)
         from vllm.exceptions import VLLMClientError
 
@@ -167,6 +171,8 @@ class VLLMEngine:
                     sequences=[self._delta(o) for o in out.outputs],
                     finished=out.finished,
                 )
+                if interval_s and not out.finished:
+                    await asyncio.sleep(interval_s)
         except (asyncio.CancelledError, GeneratorExit):
             await self.engine.abort(request.request_id)
             raise
@@ -222,6 +228,7 @@ class VLLMEngine:
     def stats(self) -> dict[str, Any]:
         return {
             "model": self.model.model_id,
+            "pid": os.getpid(),
             "running_requests": self.engine.output_processor.get_num_unfinished_requests(),
             "max_model_len": self.max_model_len,
             "healthy": not self.engine.errored,

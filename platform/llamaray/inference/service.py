@@ -34,13 +34,15 @@ def chat_engine_request(
 ) -> EngineRequest:
     """A chat turn as the engine sees it: the Llama 3.1 prompt, stopping at end of turn or message."""
     params.skip_special_tokens = False  # the python tag must survive to be parsed
+    # End of turn and end of message are the chat's EOS; `ignore_eos` ignores them too.
+    stop_tokens = [] if params.ignore_eos else [EOT, EOM]
     return EngineRequest(
         request_id=f"chat-{uuid.uuid4().hex}",
         prompt=encode_dialog(messages, tools, continue_final_message=continue_final_message),
         params=params,
         add_special_tokens=False,
         prompt_param=prompt_param,
-        stop_tokens=[EOT, EOM],
+        stop_tokens=stop_tokens,
     )
 
 

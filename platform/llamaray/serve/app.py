@@ -23,7 +23,7 @@ def deployment_name(model: ModelConfig) -> str:
     return "LLMServer:" + re.sub(r"[^A-Za-z0-9_.-]", "_", model.model_id)
 
 
-def llm_deployment_options(model: ModelConfig) -> dict[str, Any]:
+def llm_deployment_options(model: ModelConfig, access_log: bool = False) -> dict[str, Any]:
     """Serve options for one model: resources per replica, placement group and autoscaling.
 
     A GPU model sharded over N = tensor x pipeline parallel GPUs reserves a placement group of
@@ -38,6 +38,7 @@ def llm_deployment_options(model: ModelConfig) -> dict[str, Any]:
         "health_check_period_s": 10,
         "health_check_timeout_s": 30,
         "graceful_shutdown_timeout_s": 5,
+        "logging_config": {"enable_access_log": access_log},
     }
     if model.accelerator == "gpu" and model.world_size > 1:
         bundles = [{"CPU": model.num_cpus, "GPU": 1}] + [{"GPU": 1}] * (model.world_size - 1)
@@ -66,7 +67,7 @@ def build_app(args: dict[str, Any]) -> Application:
     config = PlatformConfig.model_validate(args).resolved()
     check_model_paths(config)
     engines = {
-        model.model_id: serve.deployment(LLMServer).options(**llm_deployment_options(model)).bind(model.model_dump())
+        model.model_id: serve.deployment(LLMServer).options(**llm_deployment_options(model, config.access_log)).bind(model.model_dump())
         for model in config.models
     }
     gateway = config.gateway
@@ -74,4 +75,5 @@ def build_app(args: dict[str, Any]) -> Application:
         num_replicas=gateway.num_replicas,
         max_ongoing_requests=gateway.max_ongoing_requests,
         ray_actor_options={"num_cpus": gateway.num_cpus},
+        logging_config={"enable_access_log": config.access_log},
     ).bind(config.model_dump(), engines)

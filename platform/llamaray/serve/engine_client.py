@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
-from typing import AsyncIterator
+from contextlib import contextmanager
+from typing import AsyncIterator, Iterator
 
+from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
+
+from llamaray.errors import EngineUnavailableError
 from llamaray.inference.engine import EngineOutput, EngineRequest
 from llamaray.serve.metrics import GatewayMetrics
 
@@ -15,8 +19,19 @@ class ServeEngineClient:
         self.model_id = model_id
         self.metrics = metrics
 
+    @contextmanager
+    def _replica_errors(self) -> Iterator[None]:
+        """A replica that died with its engine is a 503 while Serve starts another."""
+        try:
+            yield
+        except (ActorDiedError, ActorUnavailableError, RayActorError) as exc:
+            raise EngineUnavailableError(
+                f"the engine of {self.model_id!r} is unavailable; its replica is being replaced ({type(exc).__name__})"
+            ) from None
+
     async def generate(self, request: EngineRequest) -> EngineOutput:
-        out: EngineOutput = await self.handle.generate.remote(request)
+        with self._replica_errors():
+            out: EngineOutput = await self.handle.generate.remote(request)
         self._count(out)
         return out
 
@@ -24,9 +39,10 @@ class ServeEngineClient:
         responses = self.stream_handle.stream.remote(request)
         finished = False
         try:
-            async for out in responses:
-                self._count(out)
-                yield out
+            with self._replica_errors():
+                async for out in responses:
+                    self._count(out)
+                    yield out
             finished = True
         finally:
             if not finished:

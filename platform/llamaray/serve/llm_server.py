@@ -10,13 +10,15 @@ from llamaray.inference.engine import EngineOutput, EngineRequest, VLLMEngine
 
 class LLMServer:
     def __init__(self, model: dict[str, Any]) -> None:
-        self.engine = VLLMEngine(ModelConfig.model_validate(model))
+        config = ModelConfig.model_validate(model)
+        self.engine = VLLMEngine(config)
+        self.stream_interval_s = config.stream_interval_ms / 1000
 
     async def generate(self, request: EngineRequest) -> EngineOutput:
         return await self.engine.generate(request)
 
     async def stream(self, request: EngineRequest) -> AsyncIterator[EngineOutput]:
-        async for out in self.engine.stream(request):
+        async for out in self.engine.stream(request, self.stream_interval_s):
             yield out
 
     async def stats(self) -> dict[str, Any]:
