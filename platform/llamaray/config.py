@@ -91,6 +91,8 @@ class GatewayConfig(Settings):
 
 class PlatformConfig(Settings):
     data_dir: str = ".llamaray"
+    # Directories whose files a dataset's file:// URL may name; the data dir is always one.
+    dataset_roots: list[str] = Field(default_factory=list)
     access_log: bool = False  # Serve's per-request log line; it costs throughput on small cores
     models: list[ModelConfig] = Field(min_length=1)
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
@@ -109,9 +111,10 @@ class PlatformConfig(Settings):
         """Relative paths made absolute, so replicas find them whatever their working dir."""
         base = Path(root or os.environ.get("LLAMARAY_ROOT") or os.getcwd())
         data_dir = str((base / self.data_dir).resolve())
+        roots = [data_dir, *(str((base / root).resolve()) for root in self.dataset_roots)]
         models = []
         for model in self.models:
             local = base / model.path
             path = str(local.resolve()) if local.exists() else model.path
             models.append(model.model_copy(update={"path": path}))
-        return self.model_copy(update={"data_dir": data_dir, "models": models})
+        return self.model_copy(update={"data_dir": data_dir, "dataset_roots": roots, "models": models})

@@ -25,9 +25,10 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def platform_args(models_dir: Path, data_dir: Path) -> dict:
+def platform_args(models_dir: Path, data_dir: Path, dataset_roots: list[Path] = ()) -> dict:
     return {
         "data_dir": str(data_dir),
+        "dataset_roots": [str(root) for root in dataset_roots],
         "models": [
             {
                 "model_id": MODEL_ID,
@@ -77,14 +78,21 @@ def ray_cluster():
 
 
 @pytest.fixture(scope="session")
-def platform_url(ray_cluster, tiny_models, tmp_path_factory) -> str:
+def dataset_dir(tmp_path_factory) -> Path:
+    """Where tests put dataset files; a data root of the platform."""
+    return tmp_path_factory.mktemp("datasets")
+
+
+@pytest.fixture(scope="session")
+def platform_url(ray_cluster, tiny_models, dataset_dir, tmp_path_factory) -> str:
     from ray import serve
 
     from llamaray.serve.app import build_app
 
     port = free_port()
     serve.start(http_options={"host": "127.0.0.1", "port": port})
-    serve.run(build_app(platform_args(tiny_models, tmp_path_factory.mktemp("data"))), name="llamaray", route_prefix="/")
+    args = platform_args(tiny_models, tmp_path_factory.mktemp("data"), [dataset_dir])
+    serve.run(build_app(args), name="llamaray", route_prefix="/")
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:

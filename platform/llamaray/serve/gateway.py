@@ -10,13 +10,14 @@ from fastapi import FastAPI, Request
 from ray import serve
 
 from llamaray.config import PlatformConfig
+from llamaray.data.datasets import DatasetsService
 from llamaray.inference.openai_service import OpenAIService
 from llamaray.inference.registry import ModelRegistry, RegisteredModel
 from llamaray.inference.service import InferenceService
 from llamaray.serve.engine_client import ServeEngineClient
 from llamaray.serve.errors import install_error_handlers
 from llamaray.serve.metrics import GatewayMetrics
-from llamaray.serve.routers import deps, health, inference, openai
+from llamaray.serve.routers import datasets, deps, health, inference, openai
 from llamaray.serve.routers.deps import Services
 from llamaray.store.metadata import MetadataStore
 
@@ -28,7 +29,7 @@ def create_app() -> FastAPI:
         version="0.1.0",
     )
     install_error_handlers(app)
-    for module in (health, inference, openai):
+    for module in (health, inference, openai, datasets):
         app.include_router(module.router)
 
     @app.middleware("http")
@@ -59,12 +60,14 @@ class Gateway:
         registry = ModelRegistry(
             [RegisteredModel(m, ServeEngineClient(engines[m.model_id], m.model_id, metrics)) for m in platform.models]
         )
+        store = MetadataStore(Path(platform.data_dir) / "metadata.db")
         deps.install(
             Services(
                 registry=registry,
                 inference=InferenceService(registry),
                 openai=OpenAIService(registry),
-                store=MetadataStore(Path(platform.data_dir) / "metadata.db"),
+                store=store,
+                datasets=DatasetsService(store, [Path(root) for root in platform.dataset_roots]),
                 metrics=metrics,
             )
         )

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 
+from llamaray.data.datasets import DatasetsService
 from llamaray.inference.openai_service import OpenAIService
 from llamaray.inference.registry import ModelRegistry
 from llamaray.inference.service import InferenceService
@@ -23,6 +24,7 @@ class Services:
     inference: InferenceService
     openai: OpenAIService
     store: MetadataStore
+    datasets: DatasetsService
     metrics: GatewayMetrics | None = None
 
 

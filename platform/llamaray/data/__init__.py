@@ -1,0 +1,1 @@
+"""Datasets: the registry and its readers (Ray Data pipelines join here later)."""

@@ -1,0 +1,84 @@
+"""The Datasets API: a registry of named datasets in the metadata store.
+
+`create` reads the data once, so a dataset that is registered is known to be readable and to
+hold the columns it declares, with values of the declared types; training and batch jobs can
+then rely on it without checking again.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+
+from llamaray.api.common import Message
+from llamaray.api.datasets import CreateDatasetRequest, Dataset, DatasetColumnType
+from llamaray.data.readers import read_rows
+from llamaray.errors import ConflictError, InvalidRequestError, NotFoundError
+from llamaray.store.metadata import MetadataStore
+
+KIND = "dataset"
+
+
+def check_columns(dataset: Dataset, rows: list[dict[str, Any]], param: str = "dataset.columns") -> None:
+    """Every declared column is in every row, with a value of its declared type."""
+    if not rows:
+        raise InvalidRequestError("the dataset has no rows", "dataset.content_url")
+    for name, column_type in dataset.columns.items():
+        for i, row in enumerate(rows):
+            if name not in row:
+                raise InvalidRequestError(f"row {i} has no column {name!r} (it has {sorted(row)})", f"{param}.{name}")
+            problem = _type_problem(row[name], column_type)
+            if problem:
+                raise InvalidRequestError(f"row {i}, column {name!r}: {problem}", f"{param}.{name}")
+
+
+def _type_problem(value: Any, column_type: DatasetColumnType) -> str | None:
+    if column_type is DatasetColumnType.dialog:
+        if not isinstance(value, list) or not value:
+            return "a dialog is a non-empty list of messages"
+        try:
+            for message in value:
+                Message.model_validate(message)
+        except ValidationError as exc:
+            return f"not a message: {exc.errors()[0]['msg']}"
+    elif column_type in (DatasetColumnType.text, DatasetColumnType.media):
+        if not isinstance(value, str):
+            return f"expected a string, got {type(value).__name__}"
+    elif column_type is DatasetColumnType.number:
+        try:
+            float(value)
+        except (TypeError, ValueError):
+            return f"expected a number, got {value!r}"
+    return None
+
+
+class DatasetsService:
+    def __init__(self, store: MetadataStore, roots: list[Path]) -> None:
+        self.store = store
+        self.roots = roots
+
+    async def create_dataset(self, request: CreateDatasetRequest) -> None:
+        rows = read_rows(request.dataset.content_url, self.roots, "dataset.content_url")
+        check_columns(request.dataset, rows)
+        try:
+            self.store.create(KIND, request.uuid, {"dataset": request.dataset.model_dump(mode="json"), "num_rows": len(rows)})
+        except ConflictError:
+            raise ConflictError(f"dataset {request.uuid!r} already exists", "uuid") from None
+
+    async def get_dataset(self, dataset_id: str) -> Dataset:
+        try:
+            record = self.store.get(KIND, dataset_id)
+        except NotFoundError:
+            raise NotFoundError(f"dataset {dataset_id!r} does not exist", "dataset_id") from None
+        return Dataset.model_validate(record["dataset"])
+
+    async def delete_dataset(self, dataset_id: str) -> None:
+        try:
+            self.store.delete(KIND, dataset_id)
+        except NotFoundError:
+            raise NotFoundError(f"dataset {dataset_id!r} does not exist", "dataset_id") from None
+
+    def rows(self, dataset: Dataset) -> list[dict[str, Any]]:
+        return read_rows(dataset.content_url, self.roots, "dataset.content_url")

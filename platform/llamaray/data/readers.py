@@ -1,0 +1,100 @@
+"""Rows out of a dataset's `content_url`: `file://` (JSONL, JSON, Parquet, CSV), `data:`
+(inline JSONL, plain or base64) and `https://` for machines that reach the internet.
+
+A `file://` URL must resolve inside one of the configured data roots, so a request can never
+make the platform read an arbitrary file of the host.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import io
+import json
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from llamaray.errors import InvalidRequestError, NotFoundError
+
+FORMATS = (".jsonl", ".json", ".parquet", ".csv")
+
+
+def read_rows(url: str, roots: list[Path], param: str = "content_url") -> list[dict[str, Any]]:
+    if url.startswith("data:"):
+        return _parse_jsonl(_data_payload(url, param), param)
+    if url.startswith("file://"):
+        path = _local_path(url, roots, param)
+        return _parse(path.read_bytes(), path.suffix.lower(), param)
+    if url.startswith(("https://", "http://")):
+        suffix = Path(urllib.parse.urlparse(url).path).suffix.lower()
+        try:
+            with urllib.request.urlopen(url, timeout=30) as response:
+                payload = response.read()
+        except OSError as exc:
+            raise InvalidRequestError(f"cannot read {url}: {exc}", param) from None
+        return _parse(payload, suffix or ".jsonl", param)
+    raise InvalidRequestError(f"unsupported URL scheme in {url!r}", param)
+
+
+def _data_payload(url: str, param: str) -> bytes:
+    header, _, data = url[len("data:") :].partition(",")
+    if not data:
+        raise InvalidRequestError("the data: URL carries no content", param)
+    if header.endswith(";base64"):
+        try:
+            return base64.b64decode(data, validate=True)
+        except ValueError:
+            raise InvalidRequestError("the data: URL is not valid base64", param) from None
+    return urllib.parse.unquote(data).encode()
+
+
+def _local_path(url: str, roots: list[Path], param: str) -> Path:
+    path = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path)).resolve()
+    if not any(path.is_relative_to(root.resolve()) for root in roots):
+        raise InvalidRequestError(f"{path} is outside the data roots this platform may read ({', '.join(map(str, roots))})", param)
+    if not path.is_file():
+        raise NotFoundError(f"no file at {path}", param)
+    return path
+
+
+def _parse(payload: bytes, suffix: str, param: str) -> list[dict[str, Any]]:
+    if suffix not in FORMATS:
+        raise InvalidRequestError(f"unsupported file type {suffix!r}; expected one of {', '.join(FORMATS)}", param)
+    try:
+        if suffix == ".jsonl":
+            return _parse_jsonl(payload, param)
+        if suffix == ".json":
+            data = json.loads(payload)
+            rows = data.get("data") if isinstance(data, dict) else data
+            if not isinstance(rows, list):
+                raise InvalidRequestError("a JSON dataset is a list of rows (or {\"data\": [...]})", param)
+            return _objects(rows, param)
+        if suffix == ".csv":
+            return list(csv.DictReader(io.StringIO(payload.decode("utf-8"))))
+        import pyarrow.parquet as pq
+
+        return pq.read_table(io.BytesIO(payload)).to_pylist()
+    except (UnicodeDecodeError, json.JSONDecodeError, OSError, ValueError) as exc:
+        if isinstance(exc, InvalidRequestError):
+            raise
+        raise InvalidRequestError(f"cannot parse the dataset as {suffix}: {exc}", param) from None
+
+
+def _parse_jsonl(payload: bytes, param: str) -> list[dict[str, Any]]:
+    rows = []
+    for number, line in enumerate(payload.decode("utf-8").splitlines(), start=1):
+        if line.strip():
+            try:
+                rows.append(json.loads(line))
+            except json.JSONDecodeError as exc:
+                raise InvalidRequestError(f"line {number} is not JSON: {exc}", param) from None
+    return _objects(rows, param)
+
+
+def _objects(rows: list, param: str) -> list[dict[str, Any]]:
+    for i, row in enumerate(rows):
+        if not isinstance(row, dict):
+            raise InvalidRequestError(f"row {i} is not a JSON object", param)
+    return rows
