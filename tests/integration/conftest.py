@@ -61,7 +61,12 @@ def tiny_models(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def ray_cluster():
+def metrics_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(metrics_port):
     import ray
 
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
@@ -72,6 +77,7 @@ def ray_cluster():
         include_dashboard=False,
         log_to_driver=False,
         configure_logging=False,
+        _metrics_export_port=metrics_port,
     )
     yield
     ray.shutdown()
