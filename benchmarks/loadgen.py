@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import statistics
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -132,7 +131,3 @@ def write_result(name: str, record: dict) -> None:
 
 def as_dict(result: LoadResult) -> dict:
     return asdict(result)
-
-
-def median(values: list[float]) -> float:
-    return statistics.median(values)

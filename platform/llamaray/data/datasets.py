@@ -79,6 +79,3 @@ class DatasetsService:
             self.store.delete(KIND, dataset_id)
         except NotFoundError:
             raise NotFoundError(f"dataset {dataset_id!r} does not exist", "dataset_id") from None
-
-    def rows(self, dataset: Dataset) -> list[dict[str, Any]]:
-        return read_rows(dataset.content_url, self.roots, "dataset.content_url")

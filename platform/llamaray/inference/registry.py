@@ -37,6 +37,3 @@ class ModelRegistry:
             served = sorted(i for m in self.models if m.config.kind == kind for i in m.config.ids)
             raise NotFoundError(f"model {model_id!r} is not served here; {kind} models: {served}", param)
         return model
-
-    def ids(self, kind: str | None = None) -> list[str]:
-        return [m.config.model_id for m in self.models if kind is None or m.config.kind == kind]

@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 import json
-import logging
 from typing import AsyncIterator
 
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from llamaray.errors import LlamarayError
-
-logger = logging.getLogger(__name__)
 
 
 def _encode(item: BaseModel | str) -> str:
