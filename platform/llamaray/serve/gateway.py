@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from ray import serve
 
 from llamaray.config import PlatformConfig
@@ -22,6 +22,43 @@ from llamaray.serve.routers.deps import Services
 from llamaray.store.metadata import MetadataStore
 
 
+class MetricsMiddleware:
+    """Counts each answer by route and status and times it to its first byte.
+
+    A plain ASGI middleware: Starlette's `BaseHTTPMiddleware` (`@app.middleware`) runs every
+    request through an extra task and memory stream, which cost the gateway a fifth of its CPU.
+    """
+
+    def __init__(self, app) -> None:
+        self.app = app
+
+    async def __call__(self, scope, receive, send) -> None:
+        services = deps.installed()
+        if scope["type"] != "http" or services is None or services.metrics is None:
+            await self.app(scope, receive, send)
+            return
+        started = time.perf_counter()
+        answered = False
+
+        def record(status: int) -> None:
+            path = getattr(scope.get("route"), "path", "unmatched")
+            services.metrics.request(path, scope["method"], status, time.perf_counter() - started)
+
+        async def send_and_record(message) -> None:
+            nonlocal answered
+            if message["type"] == "http.response.start":
+                answered = True
+                record(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_and_record)
+        except Exception:
+            if not answered:  # the outermost error middleware answers it with a 500
+                record(500)
+            raise
+
+
 def create_app() -> FastAPI:
     app = FastAPI(
         title="llamaray",
@@ -32,17 +69,7 @@ def create_app() -> FastAPI:
     for module in (health, inference, openai, datasets):
         app.include_router(module.router)
 
-    @app.middleware("http")
-    async def record_metrics(request: Request, call_next):
-        started = time.perf_counter()
-        response = await call_next(request)
-        services = deps.installed()
-        if services is not None and services.metrics is not None:
-            route = request.scope.get("route")
-            path = getattr(route, "path", "unmatched")
-            services.metrics.request(path, request.method, response.status_code, time.perf_counter() - started)
-        return response
-
+    app.add_middleware(MetricsMiddleware)
     return app
 
 
