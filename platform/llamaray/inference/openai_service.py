@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from dataclasses import replace
 from typing import AsyncIterator
 
 from llamaray.api import openai as oai
@@ -185,7 +186,7 @@ class OpenAIService:
             raise InvalidRequestError("prompt must not be empty", "prompt")
         params = _params(request, request.max_tokens, request.logprobs)
         engine_requests = [
-            EngineRequest(f"cmpl-{uuid.uuid4().hex}", prompt, _copy(params), prompt_param="prompt") for prompt in prompts
+            EngineRequest(f"cmpl-{uuid.uuid4().hex}", prompt, replace(params), prompt_param="prompt") for prompt in prompts
         ]
         if request.stream:
             return self._stream_completions(engine, engine_requests, prompts, request)
@@ -247,10 +248,6 @@ class OpenAIService:
         finally:
             for task in tasks:
                 task.cancel()
-
-
-def _copy(params: GenerationParams) -> GenerationParams:
-    return GenerationParams(**params.__dict__)
 
 
 def _finish(seq: SequenceDelta) -> str | None:
