@@ -89,6 +89,17 @@ class GatewayConfig(Settings):
     num_cpus: float = Field(default=0, ge=0)
 
 
+class TrainingSettings(Settings):
+    """Defaults for post-training jobs; a request's `resources` overrides the worker fields."""
+
+    num_workers: int = Field(default=2, ge=1)
+    cpus_per_worker: float = Field(default=1, gt=0)
+    gpus_per_worker: float = Field(default=0, ge=0)
+    max_length: int = Field(default=1024, ge=16)  # tokens per training example, longer ones are cut
+    checkpoint_every_n_steps: int = Field(default=0, ge=0)  # 0: at the end, and per epoch when n_iters is 0
+    seed: int = 42
+
+
 class PlatformConfig(Settings):
     data_dir: str = ".llamaray"
     # Directories whose files a dataset's file:// URL may name; the data dir is always one.
@@ -96,6 +107,7 @@ class PlatformConfig(Settings):
     access_log: bool = False  # Serve's per-request log line; it costs throughput on small cores
     models: list[ModelConfig] = Field(min_length=1)
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
+    training: TrainingSettings = Field(default_factory=TrainingSettings)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> "PlatformConfig":

@@ -7,6 +7,7 @@ from enum import Enum
 from typing import Any, AsyncIterator, Protocol, Union
 
 from pydantic import Field
+from typing_extensions import Annotated
 
 from llamaray.api.common import URL, ApiModel, ModelId
 from llamaray.api.datasets import Dataset
@@ -87,8 +88,21 @@ class PostTrainingJobLogStream(ApiModel):
     log_lines: list[str]
 
 
+class TrainingResources(ApiModel):
+    """An extension of the draft: the Ray Train workers a job gets; unset fields take the
+    deployment config's `training` defaults."""
+
+    num_workers: int | None = Field(default=None, ge=1)
+    cpus_per_worker: float | None = Field(default=None, gt=0)
+    gpus_per_worker: float | None = Field(default=None, ge=0)
+
+
+# A job's id names its directory and its Ray Job, so it is kept to a safe alphabet.
+JobUUID = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+
+
 class PostTrainingSFTRequest(ApiModel):
-    job_uuid: str = Field(min_length=1)
+    job_uuid: JobUUID
     model: ModelId
     dataset: Dataset
     validation_dataset: Dataset
@@ -98,10 +112,11 @@ class PostTrainingSFTRequest(ApiModel):
     training_config: TrainingConfig
     hyperparam_search_config: dict[str, Any] = Field(default_factory=dict)
     logger_config: dict[str, Any] = Field(default_factory=dict)
+    resources: TrainingResources | None = None
 
 
 class PostTrainingRLHFRequest(ApiModel):
-    job_uuid: str = Field(min_length=1)
+    job_uuid: JobUUID
     finetuned_model: URL
     dataset: Dataset
     validation_dataset: Dataset
@@ -111,6 +126,7 @@ class PostTrainingRLHFRequest(ApiModel):
     training_config: TrainingConfig
     hyperparam_search_config: dict[str, Any] = Field(default_factory=dict)
     logger_config: dict[str, Any] = Field(default_factory=dict)
+    resources: TrainingResources | None = None
 
 
 class PostTrainingJobStatusResponse(ApiModel):
@@ -121,6 +137,10 @@ class PostTrainingJobStatusResponse(ApiModel):
     completed_at: datetime | None = None
     resources_allocated: dict[str, Any] | None = None
     checkpoints: list[Checkpoint] = Field(default_factory=list)
+    # Extensions of the draft: what a user asks next about a job.
+    metrics: list[dict[str, float]] = Field(default_factory=list)  # one entry per logged step
+    warnings: list[str] = Field(default_factory=list)  # request settings that were not applied
+    error: str | None = None  # why a job failed
 
 
 class PostTrainingJobArtifactsResponse(ApiModel):

@@ -17,9 +17,11 @@ from llamaray.inference.service import InferenceService
 from llamaray.serve.engine_client import ServeEngineClient
 from llamaray.serve.errors import install_error_handlers
 from llamaray.serve.metrics import GatewayMetrics
-from llamaray.serve.routers import datasets, deps, health, inference, openai
+from llamaray.serve.routers import datasets, deps, health, inference, openai, post_training
 from llamaray.serve.routers.deps import Services
 from llamaray.store.metadata import MetadataStore
+from llamaray.training.service import PostTrainingService
+from llamaray.training.tracker import tracker_actor
 
 
 class MetricsMiddleware:
@@ -66,7 +68,7 @@ def create_app() -> FastAPI:
         version="0.1.0",
     )
     install_error_handlers(app)
-    for module in (health, inference, openai, datasets):
+    for module in (health, inference, openai, datasets, post_training):
         app.include_router(module.router)
 
     app.add_middleware(MetricsMiddleware)
@@ -88,6 +90,8 @@ class Gateway:
             [RegisteredModel(m, ServeEngineClient(engines[m.model_id], m.model_id, metrics)) for m in platform.models]
         )
         store = MetadataStore(Path(platform.data_dir) / "metadata.db")
+        tracker = tracker_actor(platform.model_dump())
+        tracker.configure.remote(platform.model_dump())  # a tracker from an earlier platform takes this one's
         deps.install(
             Services(
                 registry=registry,
@@ -95,6 +99,7 @@ class Gateway:
                 openai=OpenAIService(registry),
                 store=store,
                 datasets=DatasetsService(store, [Path(root) for root in platform.dataset_roots]),
+                post_training=PostTrainingService(platform, tracker),
                 metrics=metrics,
             )
         )

@@ -1,6 +1,7 @@
 """Durable metadata (agents, datasets, banks, jobs) in SQLite under the data dir.
 
-One table of JSON records keyed by (kind, key). Every write commits before it returns, so a
+One table of JSON records keyed by (kind, key), and one of append-only text lines (a job's
+log) so that a long log is never rewritten to add a line. Every write commits before it returns, so a
 crash or restart loses nothing that was acknowledged; WAL mode lets the gateway, the job
 tracker and jobs read while one of them writes.
 """
@@ -24,6 +25,13 @@ CREATE TABLE IF NOT EXISTS records (
     created_at REAL NOT NULL,
     updated_at REAL NOT NULL,
     PRIMARY KEY (kind, key)
+);
+CREATE TABLE IF NOT EXISTS lines (
+    kind TEXT NOT NULL,
+    key TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    line TEXT NOT NULL,
+    PRIMARY KEY (kind, key, seq)
 )
 """
 
@@ -34,7 +42,7 @@ class MetadataStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute(SCHEMA)
+            db.executescript(SCHEMA)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
@@ -83,3 +91,19 @@ class MetadataStore:
             deleted = db.execute("DELETE FROM records WHERE kind = ? AND key = ?", (kind, key)).rowcount
         if not deleted:
             raise NotFoundError(f"{kind} {key!r} does not exist", key)
+
+    def append_lines(self, kind: str, key: str, lines: list[str]) -> None:
+        with self._connect() as db:
+            (count,) = db.execute("SELECT COUNT(*) FROM lines WHERE kind = ? AND key = ?", (kind, key)).fetchone()
+            db.executemany(
+                "INSERT INTO lines (kind, key, seq, line) VALUES (?, ?, ?, ?)",
+                [(kind, key, count + i, line) for i, line in enumerate(lines)],
+            )
+
+    def read_lines(self, kind: str, key: str, start: int = 0) -> list[str]:
+        """The lines from number `start` on: a follower passes how many it has already read."""
+        with self._connect() as db:
+            rows = db.execute(
+                "SELECT line FROM lines WHERE kind = ? AND key = ? AND seq >= ? ORDER BY seq", (kind, key, start)
+            ).fetchall()
+        return [row[0] for row in rows]

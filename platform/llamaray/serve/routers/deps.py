@@ -16,6 +16,7 @@ from llamaray.inference.registry import ModelRegistry
 from llamaray.inference.service import InferenceService
 from llamaray.serve.metrics import GatewayMetrics
 from llamaray.store.metadata import MetadataStore
+from llamaray.training.service import PostTrainingService
 
 
 @dataclass
@@ -25,6 +26,7 @@ class Services:
     openai: OpenAIService
     store: MetadataStore
     datasets: DatasetsService
+    post_training: PostTrainingService
     metrics: GatewayMetrics | None = None
 
 

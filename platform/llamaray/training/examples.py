@@ -1,0 +1,74 @@
+"""Dataset rows as the examples TRL's trainers take.
+
+SFT trains on the last message of a `dialog` column (TRL's conversational prompt-completion
+form, so the loss covers only the answer) or on a `text` column as plain language modelling.
+DPO needs `prompt` (a dialog or text), `chosen` and `rejected` (text, or a dialog whose last
+message is the answer). The checks name the column that is missing or wrong, so a bad dataset
+is a 4xx before any worker starts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from llamaray.api.common import Message, content_text
+from llamaray.api.datasets import Dataset, DatasetColumnType
+from llamaray.errors import InvalidRequestError
+
+Example = dict[str, Any]
+
+
+def chat_message(message: dict[str, Any]) -> dict[str, str]:
+    parsed = Message.model_validate(message)
+    return {"role": parsed.role.value, "content": content_text(parsed.content)}
+
+
+def sft_examples(dataset: Dataset, rows: list[dict[str, Any]], param: str = "dataset") -> list[Example]:
+    dialogs = [name for name, kind in dataset.columns.items() if kind is DatasetColumnType.dialog]
+    if dialogs:
+        column = dialogs[0]
+        examples = []
+        for i, row in enumerate(rows):
+            messages = [chat_message(m) for m in row[column]]
+            if messages[-1]["role"] != "assistant":
+                raise InvalidRequestError(
+                    f"row {i}: the last message of column {column!r} must be the assistant's answer to train on",
+                    f"{param}.columns.{column}",
+                )
+            examples.append({"prompt": messages[:-1], "completion": messages[-1:]})
+        return examples
+    if dataset.columns.get("text") is DatasetColumnType.text:
+        return [{"text": row["text"]} for row in rows]
+    raise InvalidRequestError(
+        f"supervised fine-tuning needs a column of type `dialog` (or a `text` column named 'text'); "
+        f"the dataset has {dict((k, v.value) for k, v in dataset.columns.items())}",
+        f"{param}.columns",
+    )
+
+
+def dpo_examples(dataset: Dataset, rows: list[dict[str, Any]], param: str = "dataset") -> list[Example]:
+    missing = [name for name in ("prompt", "chosen", "rejected") if name not in dataset.columns]
+    if missing:
+        raise InvalidRequestError(
+            f"preference optimisation needs the columns prompt, chosen and rejected; missing: {', '.join(missing)}",
+            f"{param}.columns",
+        )
+    for name in ("prompt", "chosen", "rejected"):
+        if dataset.columns[name] not in (DatasetColumnType.dialog, DatasetColumnType.text):
+            raise InvalidRequestError(f"column {name!r} must be of type dialog or text", f"{param}.columns.{name}")
+    conversational = dataset.columns["prompt"] is DatasetColumnType.dialog
+    return [_preference(row, conversational) for row in rows]
+
+
+def _preference(row: dict[str, Any], conversational: bool) -> Example:
+    def answer(value: Any) -> str:
+        return chat_message(value[-1])["content"] if isinstance(value, list) else str(value)
+
+    if conversational:
+        return {
+            "prompt": [chat_message(m) for m in row["prompt"]],
+            "chosen": [{"role": "assistant", "content": answer(row["chosen"])}],
+            "rejected": [{"role": "assistant", "content": answer(row["rejected"])}],
+        }
+    prompt = row["prompt"] if isinstance(row["prompt"], str) else "\n".join(chat_message(m)["content"] for m in row["prompt"])
+    return {"prompt": prompt, "chosen": answer(row["chosen"]), "rejected": answer(row["rejected"])}

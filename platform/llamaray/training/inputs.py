@@ -1,0 +1,46 @@
+"""What a job reads before any worker starts: the model, the datasets and the plan.
+
+The gateway runs this to answer a bad request with a 4xx; the job's driver runs it again to
+get the examples it hands to Ray Train, so both paths check the same things the same way.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from llamaray.api.datasets import Dataset
+from llamaray.api.post_training import PostTrainingSFTRequest
+from llamaray.config import PlatformConfig
+from llamaray.data.datasets import check_columns
+from llamaray.data.readers import read_rows
+from llamaray.training.examples import Example, dpo_examples, sft_examples
+from llamaray.training.models import linear_module_names, resolve_model
+from llamaray.training.plan import TrainingPlan, TrainingRequest, build_plan
+
+@dataclass
+class JobInputs:
+    plan: TrainingPlan
+    train: list[Example]
+    validation: list[Example]
+
+
+def prepare(kind: Literal["sft", "dpo"], request: TrainingRequest, platform: PlatformConfig, extra_roots: list[Path] = ()) -> JobInputs:
+    if kind == "sft":
+        assert isinstance(request, PostTrainingSFTRequest)
+        base = resolve_model(request.model, platform, "model")
+    else:
+        base = resolve_model(request.finetuned_model, platform, "finetuned_model")
+    roots = [Path(root) for root in [platform.data_dir, *platform.dataset_roots]] + list(extra_roots)
+    to_examples = sft_examples if kind == "sft" else dpo_examples
+    train = to_examples(request.dataset, _rows(request.dataset, roots, "dataset"), "dataset")
+    validation = to_examples(request.validation_dataset, _rows(request.validation_dataset, roots, "validation_dataset"), "validation_dataset")
+    plan = build_plan(kind, request, base, linear_module_names(base.model_path), platform)
+    return JobInputs(plan, train, validation)
+
+
+def _rows(dataset: Dataset, roots: list[Path], param: str) -> list[dict]:
+    rows = read_rows(dataset.content_url, roots, f"{param}.content_url")
+    check_columns(dataset, rows, f"{param}.columns")
+    return rows

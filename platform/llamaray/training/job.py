@@ -1,0 +1,176 @@
+"""The driver of one post-training job, run as a Ray Job's entrypoint.
+
+`ray job submit -- python jobs/sft.py --config C.yaml` and `POST /post_training/*` both end
+here, so a job behaves the same whichever way it came. The driver reads the request, registers
+the job with the `JobTracker` (unless the gateway already did), hands the examples to Ray Train
+through Ray Data, runs `TorchTrainer.fit()` in a task of its own, and watches for a cancel:
+cancelling that task is what stops the workers and frees their placement group in seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import sys
+import threading
+import traceback
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import ValidationError
+
+from llamaray.api.post_training import PostTrainingJobStatus, PostTrainingRLHFRequest, PostTrainingSFTRequest
+from llamaray.config import PlatformConfig
+from llamaray.errors import LlamarayError
+from llamaray.training import tracker as tracking
+
+REQUESTS = {"sft": PostTrainingSFTRequest, "dpo": PostTrainingRLHFRequest}
+# The workers' environment (ENV.md): Ray Train's print patch floods logs when `datasets` hashes.
+WORKER_ENV = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0", "TOKENIZERS_PARALLELISM": "false"}
+ERROR_LINES = 15  # of a traceback, in the job's log
+
+
+def main(kind: Literal["sft", "dpo"], argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=f"Run a llamaray {kind.upper()} job on the Ray cluster.")
+    parser.add_argument("--config", required=True, help="YAML: `request:` (the HTTP request body), optional `platform:`")
+    args = parser.parse_args(argv)
+    raw = yaml.safe_load(Path(args.config).read_text()) or {}
+
+    import ray
+
+    context = ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), log_to_driver=True)
+    ray_job_id = _submission_id() or ray.get_runtime_context().get_job_id()
+    request_fields = dict(raw.get("request") or {})
+    request_fields.setdefault("job_uuid", f"{kind}-{ray_job_id}")
+    try:
+        request = REQUESTS[kind].model_validate(request_fields)
+    except ValidationError as exc:
+        print(f"invalid request in {args.config}:\n{exc}", file=sys.stderr)
+        return 2
+    tracker = tracking.find_tracker() or tracking.tracker_actor(_standalone_platform(raw))
+    platform = PlatformConfig.model_validate(ray.get(tracker.platform.remote()))
+    job_uuid = request.job_uuid
+    if not _take_job(tracker, kind, request, ray_job_id):
+        print(f"job {job_uuid} was cancelled before it started")
+        return 0
+    return run(kind, request, platform, tracker, context.dashboard_url)
+
+
+def run(kind: str, request, platform: PlatformConfig, tracker, dashboard_url: str | None) -> int:
+    import ray
+
+    from llamaray.training.inputs import prepare
+
+    job_uuid = request.job_uuid
+
+    def say(line: str) -> None:
+        print(line, flush=True)
+        ray.get(tracker.log.remote(job_uuid, [line]))
+
+    try:
+        inputs = prepare(kind, request, platform, extra_roots=[Path.cwd()])
+    except LlamarayError as exc:
+        ray.get(tracker.finish.remote(job_uuid, PostTrainingJobStatus.failed.value, f"{exc.param}: {exc.message}"))
+        return 1
+    plan = inputs.plan
+    ray.get(tracker.add_warnings.remote(job_uuid, plan.warnings))
+    trainer = _torch_trainer(plan, inputs, platform)
+    env = dict(WORKER_ENV, OMP_NUM_THREADS=str(max(1, int(plan.workers.cpus_per_worker))))
+    if dashboard_url:  # Ray Train's placement-group cleaner asks the dashboard (ENV.md)
+        env["RAY_API_SERVER_ADDRESS"] = dashboard_url if "://" in dashboard_url else f"http://{dashboard_url}"
+    fit = ray.remote(_fit).options(num_cpus=0, runtime_env={"env_vars": env}).remote(trainer)
+    resources = {**plan.workers.model_dump(), "deepspeed_zero_stage": plan.deepspeed["zero_optimization"]["stage"]}
+    ray.get(tracker.start.remote(job_uuid, resources))
+    say(f"started: {plan.workers.num_workers} Ray Train workers x {plan.workers.cpus_per_worker} CPU, {plan.workers.gpus_per_worker} GPU")
+    status, error = _wait(fit, tracker, job_uuid)
+    ray.get(tracker.finish.remote(job_uuid, status, error))
+    if error:
+        lines = error.rstrip().splitlines()[-ERROR_LINES:]
+        ray.get(tracker.log.remote(job_uuid, lines))
+        print(error, file=sys.stderr)
+    return 1 if status == PostTrainingJobStatus.failed.value else 0
+
+
+def _fit(trainer) -> None:
+    trainer.fit()
+
+
+def _torch_trainer(plan, inputs, platform: PlatformConfig):
+    import ray.data
+    from ray.train import DataConfig, RunConfig, ScalingConfig
+    from ray.train.torch import TorchConfig, TorchTrainer
+
+    from llamaray.training.recipe import train_loop_per_worker
+
+    def dataset(examples):
+        return ray.data.from_items([{"example": json.dumps(example)} for example in examples])
+
+    workers = plan.workers
+    resources = {"CPU": workers.cpus_per_worker, **({"GPU": workers.gpus_per_worker} if workers.use_gpu else {})}
+    return TorchTrainer(
+        train_loop_per_worker,
+        train_loop_config={"plan": plan.model_dump()},
+        scaling_config=ScalingConfig(num_workers=workers.num_workers, use_gpu=workers.use_gpu, resources_per_worker=resources),
+        torch_config=TorchConfig(backend="nccl" if workers.use_gpu else "gloo"),
+        run_config=RunConfig(name=plan.job_uuid, storage_path=str(Path(platform.data_dir) / "ray_train")),
+        datasets={"train": dataset(inputs.train), "validation": dataset(inputs.validation)},
+        dataset_config=DataConfig(datasets_to_split=[]),  # each rank reads all; the trainer's sampler shards
+    )
+
+
+def _wait(fit, tracker, job_uuid: str) -> tuple[str, str | None]:
+    """Waits for training, cancelling it when the tracker says so or the job is stopped
+    (`ray job stop` sends SIGTERM)."""
+    import ray
+
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    cancelling = False
+    while True:
+        done, _ = ray.wait([fit], timeout=0.5)
+        if done:
+            try:
+                ray.get(fit)
+            except Exception:
+                if cancelling:
+                    return PostTrainingJobStatus.cancelled.value, None
+                return PostTrainingJobStatus.failed.value, traceback.format_exc()
+            return PostTrainingJobStatus.completed.value, None
+        if not cancelling and (stopped.is_set() or ray.get(tracker.cancel_requested.remote(job_uuid))):
+            ray.cancel(fit)
+            cancelling = True
+
+
+def _take_job(tracker, kind: str, request, ray_job_id: str) -> bool:
+    """Claims a job the gateway registered, or registers one submitted with `ray job submit`."""
+    import ray
+
+    from llamaray.errors import NotFoundError
+
+    try:
+        ray.get(tracker.get.remote(request.job_uuid))
+    except NotFoundError:
+        algorithm = request.algorithm.value
+        ray.get(tracker.create.remote(request.job_uuid, kind, algorithm, ray_job_id, []))
+        return True
+    return ray.get(tracker.claim.remote(request.job_uuid, ray_job_id))
+
+
+def _submission_id() -> str | None:
+    """The Ray Jobs submission id, which the Jobs API hands the entrypoint in its job config."""
+    config = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}"))
+    return config.get("metadata", {}).get("job_submission_id")
+
+
+def _standalone_platform(raw: dict[str, Any]) -> dict[str, Any]:
+    """With no platform running, the job config's `platform:` says where records and weights are."""
+    if "platform" not in raw:
+        raise SystemExit("no llamaray platform runs on this cluster and the config has no `platform:` section")
+    return PlatformConfig.model_validate(raw["platform"]).resolved().model_dump()
+
+
+if __name__ == "__main__":  # python -m llamaray.training.job {sft,dpo} --config C.yaml
+    sys.exit(main(sys.argv[1], sys.argv[2:]))

@@ -1,0 +1,70 @@
+"""The model a job trains: where its weights are, which modules it has, and how it is loaded."""
+
+from __future__ import annotations
+
+import json
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+
+from llamaray.config import PlatformConfig
+from llamaray.errors import NotFoundError
+
+
+@dataclass(frozen=True)
+class BaseWeights:
+    """A checkpoint to start from: a base model, optionally with a peft adapter to keep training."""
+
+    model_path: str
+    adapter_path: str | None = None
+
+
+def resolve_model(model: str, platform: PlatformConfig, param: str) -> BaseWeights:
+    """A registered model id, or a `file://` URL of a checkpoint directory: a model's weights
+    or a finished job's adapter (DPO's `finetuned_model` is a URL, so it is one of these)."""
+    for config in platform.models:
+        if model in config.ids:
+            return BaseWeights(config.path)
+    path = Path(urllib.parse.unquote(urllib.parse.urlparse(model).path) if model.startswith("file://") else model)
+    if path.is_absolute() and (path / "adapter_config.json").is_file():
+        base = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
+        return BaseWeights(base, str(path))
+    if path.is_absolute() and (path / "config.json").is_file():
+        return BaseWeights(str(path))
+    known = ", ".join(i for c in platform.models for i in c.ids)
+    raise NotFoundError(f"model {model!r} is neither a registered model ({known}) nor a checkpoint directory", param)
+
+
+def linear_module_names(model_path: str) -> set[str]:
+    """Short names of the model's linear layers (`q_proj`, `down_proj`, `lm_head`...), read from
+    its config on the meta device, so checking LoRA targets costs no weights and no memory."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.from_pretrained(model_path)
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    return {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
+
+
+def load_causal_lm(model_path: str, load_in_4bit: bool, use_gpu: bool):
+    """The model in training precision: fp32 on CPU, bf16 on GPU; QLoRA's base in nf4.
+
+    On CPU, bitsandbytes computes in fp32 and the model must stay on the CPU device map
+    (ENV.md); on GPU each worker's model goes to its own device, which Ray Train has set.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    dtype = torch.bfloat16 if use_gpu else torch.float32
+    if not load_in_4bit:
+        return AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
+    quantization = BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=dtype,
+        bnb_4bit_quant_storage=dtype,  # lets ZeRO-3 partition the packed weights like any other
+    )
+    device_map = {"": torch.cuda.current_device()} if use_gpu else "cpu"
+    return AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, quantization_config=quantization, device_map=device_map)

@@ -1,0 +1,225 @@
+"""The one place where a Llama Stack post-training request becomes TRL, peft and DeepSpeed settings.
+
+| request field                                | drives                                                         |
+|----------------------------------------------|----------------------------------------------------------------|
+| algorithm `lora`                             | peft `LoraConfig`                                              |
+| algorithm `dora`                             | peft `LoraConfig(use_dora=True)`                               |
+| algorithm `qlora`                            | `LoraConfig` over a base loaded in nf4 by bitsandbytes         |
+| algorithm `full`                             | no peft: every weight trains (algorithm_config is ignored)     |
+| `lora_attn_modules`                          | `target_modules` (torchtune's `output_proj` = HF `o_proj`)     |
+| `apply_lora_to_mlp`                          | adds `gate_proj`, `up_proj`, `down_proj`                       |
+| `apply_lora_to_output`                       | adds `lm_head`                                                 |
+| `rank`, `alpha`                              | `r`, `lora_alpha`                                              |
+| `optimizer_type` adam / adamw / sgd          | `torch.optim.Adam` / `AdamW` / `SGD`                           |
+| `lr`, `weight_decay`                         | `learning_rate`, `weight_decay` (decoupled for adamw only)     |
+| `lr_min`                                     | cosine schedule to `lr_min` (`cosine_with_min_lr`); 0 = cosine |
+| `n_epochs`, `n_iters`                        | `num_train_epochs`; `max_steps` when `n_iters` > 0             |
+| `batch_size`                                 | `per_device_train_batch_size` (per Ray Train worker)           |
+| `shuffle`                                    | `train_sampling_strategy` random / sequential                  |
+| `enable_activation_checkpointing`            | `gradient_checkpointing`                                       |
+| `memory_efficient_fsdp_wrap`                 | DeepSpeed ZeRO stage 3 (parameters sharded); else stage 2      |
+| `fsdp_cpu_offload`                           | ZeRO optimizer offload to CPU (and parameters, at stage 3)     |
+| DPO `reward_scale`                           | `beta`, the scale of the implicit reward                       |
+| DPO `epsilon`                                | `label_smoothing` (conservative DPO), 0 to 0.5                 |
+| DPO `gamma`                                  | weight of an SFT (NLL) term on the chosen answer; 0 = none     |
+| DPO `reward_clip`                            | nothing in TRL: reported back as not applied                   |
+| `logger_config.log_every_n_steps`            | `logging_steps`                                                |
+| other `logger_config`, `hyperparam_search_config` keys | reported back as not applied                         |
+
+DPO trains a LoRA adapter (rank 8 on every attention and MLP projection) over the model it is
+given, with the adapter switched off as the reference model; given a finished job's adapter it
+keeps training that adapter. Bad values are 4xx errors that name the field.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal, Union
+
+from pydantic import BaseModel, Field
+
+from llamaray.api.post_training import (
+    FinetuningAlgorithm,
+    LoraFinetuningConfig,
+    OptimizerConfig,
+    PostTrainingRLHFRequest,
+    PostTrainingSFTRequest,
+    TrainingConfig,
+)
+from llamaray.config import PlatformConfig
+from llamaray.errors import InvalidRequestError
+from llamaray.training.models import BaseWeights
+
+TrainingRequest = Union[PostTrainingSFTRequest, PostTrainingRLHFRequest]
+
+MLP_MODULES = ["gate_proj", "up_proj", "down_proj"]
+TORCHTUNE_NAMES = {"output_proj": "o_proj", "w1": "gate_proj", "w2": "down_proj", "w3": "up_proj"}
+DPO_LORA = {"r": 8, "lora_alpha": 16, "target_modules": "all-linear", "lora_dropout": 0.0, "task_type": "CAUSAL_LM"}
+SUPPORTED_LOGGER_KEYS = {"log_every_n_steps"}
+
+
+class Workers(BaseModel):
+    num_workers: int
+    cpus_per_worker: float
+    gpus_per_worker: float
+
+    @property
+    def use_gpu(self) -> bool:
+        return self.gpus_per_worker > 0
+
+
+class TrainingPlan(BaseModel):
+    """Everything a worker needs, JSON-serialisable so it travels to Ray Train workers as is."""
+
+    job_uuid: str
+    kind: Literal["sft", "dpo"]
+    algorithm: str
+    model_path: str
+    adapter_path: str | None = None
+    peft: dict[str, Any] | None = None
+    load_in_4bit: bool = False
+    optimizer: Literal["adam", "adamw", "sgd"]
+    trainer_args: dict[str, Any]
+    deepspeed: dict[str, Any]
+    workers: Workers
+    checkpoint_dir: str
+    checkpoint_every_n_steps: int = 0
+    warnings: list[str] = Field(default_factory=list)
+
+
+def build_plan(kind: Literal["sft", "dpo"], request: TrainingRequest, base: BaseWeights, modules: set[str], platform: PlatformConfig) -> TrainingPlan:
+    workers = _workers(request, platform)
+    warnings = _unapplied(request)
+    args = _trainer_args(request.optimizer_config, request.training_config, platform, workers, request.logger_config)
+    plan = dict(
+        job_uuid=request.job_uuid,
+        kind=kind,
+        model_path=base.model_path,
+        adapter_path=base.adapter_path,
+        optimizer=request.optimizer_config.optimizer_type.value,
+        deepspeed=deepspeed_config(request.training_config, workers.use_gpu),
+        workers=workers,
+        checkpoint_dir=str(Path(platform.data_dir) / "jobs" / request.job_uuid / "checkpoints"),
+        checkpoint_every_n_steps=platform.training.checkpoint_every_n_steps,
+    )
+    if kind == "sft":
+        assert isinstance(request, PostTrainingSFTRequest)
+        algorithm = request.algorithm
+        peft = None if algorithm is FinetuningAlgorithm.full else lora_config(request.algorithm_config, algorithm, modules)
+        if algorithm is FinetuningAlgorithm.full:
+            warnings.append("algorithm_config: not used by full fine-tuning")
+        args.update(completion_only_loss=True)
+        return TrainingPlan(algorithm=algorithm.value, peft=peft, load_in_4bit=algorithm is FinetuningAlgorithm.qlora, trainer_args=args, warnings=warnings, **plan)
+    assert isinstance(request, PostTrainingRLHFRequest)
+    dpo = request.algorithm_config
+    if dpo.reward_scale <= 0:
+        raise InvalidRequestError("reward_scale (DPO's beta) must be above 0", "algorithm_config.reward_scale")
+    if not 0 <= dpo.epsilon <= 0.5:
+        raise InvalidRequestError("epsilon (label smoothing) must be between 0 and 0.5", "algorithm_config.epsilon")
+    if dpo.gamma < 0:
+        raise InvalidRequestError("gamma (the weight of the SFT term) must be 0 or more", "algorithm_config.gamma")
+    warnings.append(f"algorithm_config.reward_clip={dpo.reward_clip}: TRL's DPO loss has no reward clipping; not applied")
+    losses = ["sigmoid", "sft"] if dpo.gamma > 0 else ["sigmoid"]
+    args.update(beta=dpo.reward_scale, label_smoothing=dpo.epsilon, loss_type=losses, loss_weights=[1.0, dpo.gamma] if dpo.gamma > 0 else None)
+    peft = None if base.adapter_path else dict(DPO_LORA)
+    return TrainingPlan(algorithm=request.algorithm.value, peft=peft, trainer_args=args, warnings=warnings, **plan)
+
+
+def lora_config(config: LoraFinetuningConfig, algorithm: FinetuningAlgorithm, modules: set[str]) -> dict[str, Any]:
+    targets = [TORCHTUNE_NAMES.get(name, name) for name in config.lora_attn_modules]
+    if config.apply_lora_to_mlp:
+        targets += MLP_MODULES
+    if config.apply_lora_to_output:
+        targets.append("lm_head")
+    if not targets:
+        raise InvalidRequestError("no module to adapt: name lora_attn_modules or set apply_lora_to_mlp", "algorithm_config.lora_attn_modules")
+    unknown = sorted(set(targets) - modules)
+    if unknown:
+        raise InvalidRequestError(
+            f"the model has no modules named {', '.join(unknown)}; its linear layers are {', '.join(sorted(modules))}",
+            "algorithm_config.lora_attn_modules",
+        )
+    return {
+        "r": config.rank,
+        "lora_alpha": config.alpha,
+        "target_modules": sorted(set(targets)),
+        "lora_dropout": 0.0,
+        "use_dora": algorithm is FinetuningAlgorithm.dora,
+        "task_type": "CAUSAL_LM",
+    }
+
+
+def deepspeed_config(training: TrainingConfig, use_gpu: bool) -> dict[str, Any]:
+    """ZeRO from the draft's FSDP flags; the optimizer stays PyTorch's (ENV.md: DeepSpeed's own
+    CPU Adam is a 70 s JIT build), which ZeRO accepts with `zero_allow_untested_optimizer`."""
+    stage = 3 if training.memory_efficient_fsdp_wrap else 2
+    zero: dict[str, Any] = {"stage": stage}
+    if training.fsdp_cpu_offload:
+        zero["offload_optimizer"] = {"device": "cpu"}
+        if stage == 3:
+            zero["offload_param"] = {"device": "cpu"}
+    if stage == 3:
+        zero["stage3_gather_16bit_weights_on_model_save"] = True  # checkpoints hold whole tensors
+    return {
+        "zero_optimization": zero,
+        "zero_allow_untested_optimizer": True,
+        "zero_force_ds_cpu_optimizer": False,
+        "bf16": {"enabled": use_gpu},
+        "fp16": {"enabled": False},
+        "train_micro_batch_size_per_gpu": "auto",
+        "train_batch_size": "auto",
+        "gradient_accumulation_steps": "auto",
+        "gradient_clipping": "auto",
+    }
+
+
+def _trainer_args(
+    optimizer: OptimizerConfig, training: TrainingConfig, platform: PlatformConfig, workers: Workers, logger: dict[str, Any]
+) -> dict[str, Any]:
+    if optimizer.lr_min > optimizer.lr:
+        raise InvalidRequestError(f"lr_min ({optimizer.lr_min}) is above lr ({optimizer.lr})", "optimizer_config.lr_min")
+    log_every = logger.get("log_every_n_steps", 1)
+    if not isinstance(log_every, int) or log_every < 1:
+        raise InvalidRequestError("log_every_n_steps must be a positive integer", "logger_config.log_every_n_steps")
+    checkpointing = training.enable_activation_checkpointing
+    return {
+        "learning_rate": optimizer.lr,
+        "weight_decay": optimizer.weight_decay,
+        "lr_scheduler_type": "cosine_with_min_lr" if optimizer.lr_min > 0 else "cosine",
+        # As a rate: DeepSpeed's optimizer wrapper has no `defaults` to read an absolute floor from.
+        "lr_scheduler_kwargs": {"min_lr_rate": optimizer.lr_min / optimizer.lr} if optimizer.lr_min > 0 else {},
+        "num_train_epochs": training.n_epochs,
+        "max_steps": training.n_iters if training.n_iters > 0 else -1,
+        "per_device_train_batch_size": training.batch_size,
+        "per_device_eval_batch_size": training.batch_size,
+        "train_sampling_strategy": "random" if training.shuffle else "sequential",
+        "gradient_checkpointing": checkpointing,
+        "gradient_checkpointing_kwargs": {"use_reentrant": False} if checkpointing else None,
+        "max_length": platform.training.max_length,
+        "seed": platform.training.seed,
+        "use_cpu": not workers.use_gpu,
+        "bf16": workers.use_gpu,
+        "logging_steps": log_every,
+        "save_strategy": "no",
+        "eval_strategy": "no",
+        "report_to": "none",
+        "disable_tqdm": True,
+        "include_num_input_tokens_seen": True,
+        "dataloader_num_workers": 0,
+    }
+
+
+def _workers(request: TrainingRequest, platform: PlatformConfig) -> Workers:
+    defaults = platform.training
+    asked = request.resources
+    return Workers(
+        num_workers=(asked and asked.num_workers) or defaults.num_workers,
+        cpus_per_worker=(asked and asked.cpus_per_worker) or defaults.cpus_per_worker,
+        gpus_per_worker=asked.gpus_per_worker if asked and asked.gpus_per_worker is not None else defaults.gpus_per_worker,
+    )
+
+
+def _unapplied(request: TrainingRequest) -> list[str]:
+    warnings = [f"hyperparam_search_config.{key}: hyperparameter search is not supported; not applied" for key in request.hyperparam_search_config]
+    warnings += [f"logger_config.{key}: not supported; not applied" for key in request.logger_config if key not in SUPPORTED_LOGGER_KEYS]
+    return warnings

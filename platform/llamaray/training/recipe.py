@@ -1,0 +1,189 @@
+"""The training recipe each Ray Train worker runs: setup, model, data, train, checkpoint.
+
+Every worker builds the same TRL trainer under the plan's DeepSpeed config; Ray Train has
+already joined them in one torch.distributed group. Rank 0 reports log lines, metrics and
+checkpoints to the `JobTracker`; every rank takes part in saving, since ZeRO-3 must gather
+the sharded weights.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from llamaray.training.plan import TrainingPlan
+from llamaray.training.tracker import NAME, NAMESPACE
+
+OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD"}
+
+
+def train_loop_per_worker(config: dict[str, Any]) -> None:
+    import deepspeed
+    import ray
+    import ray.train
+    import torch
+    from transformers import AutoTokenizer
+
+    # Setup: one thread per CPU the worker was given, and DeepSpeed's comm on Ray's process group.
+    plan = TrainingPlan.model_validate(config["plan"])
+    rank = ray.train.get_context().get_world_rank()
+    torch.set_num_threads(max(1, int(plan.workers.cpus_per_worker)))
+    deepspeed.init_distributed(dist_backend="nccl" if plan.workers.use_gpu else "gloo")
+    tracker = ray.get_actor(NAME, namespace=NAMESPACE) if rank == 0 else None
+    # The TRL config comes before the model: under ZeRO-3 it makes from_pretrained partition.
+    args = _trl_config(plan)
+
+    # Model
+    tokenizer = AutoTokenizer.from_pretrained(plan.adapter_path or plan.model_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    model = _model(plan)
+
+    # Data: Ray Data carries the examples; every worker gets them all, and the trainer's
+    # distributed sampler gives each rank its share of every epoch.
+    train_set = _examples(ray.train.get_dataset_shard("train"))
+    eval_set = _examples(ray.train.get_dataset_shard("validation"))
+
+    # Train
+    trainer = _trainer(plan, model, tokenizer, args, train_set, eval_set)
+    progress = ProgressCallback(plan, trainer, tracker)
+    trainer.add_callback(progress)
+    if plan.load_in_4bit:  # TRL casts adapters over a 4-bit base to bf16; CPUs train in fp32
+        for parameter in trainer.model.parameters():
+            if parameter.requires_grad:
+                parameter.data = parameter.data.to(args_dtype(plan))
+    progress.say(f"training {plan.algorithm} on {len(train_set)} examples, {plan.workers.num_workers} workers, ZeRO-{plan.deepspeed['zero_optimization']['stage']}")
+    if plan.load_in_4bit:
+        import bitsandbytes
+
+        quantized = sum(isinstance(m, bitsandbytes.nn.Linear4bit) for m in trainer.model.modules())
+        progress.say(f"base weights in 4 bits: {quantized} bitsandbytes nf4 Linear4bit layers")
+    trainer.train()
+    trainer.evaluate()  # the validation loss, logged like a step
+
+    # Checkpoint: the final weights, unless the last epoch's checkpoint already holds them.
+    progress.checkpoint(trainer.state.global_step)
+
+
+def args_dtype(plan: TrainingPlan):
+    import torch
+
+    return torch.bfloat16 if plan.workers.use_gpu else torch.float32
+
+
+def _trl_config(plan: TrainingPlan):
+    output_dir = str(Path(plan.checkpoint_dir).parent / "trainer")
+    if plan.kind == "sft":
+        from trl import SFTConfig
+
+        return SFTConfig(output_dir=output_dir, deepspeed=plan.deepspeed, **plan.trainer_args)
+    from trl import DPOConfig
+
+    return DPOConfig(output_dir=output_dir, deepspeed=plan.deepspeed, **plan.trainer_args)
+
+
+def _model(plan: TrainingPlan):
+    from llamaray.training.models import load_causal_lm
+
+    model = load_causal_lm(plan.model_path, plan.load_in_4bit, plan.workers.use_gpu)
+    if plan.adapter_path:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, plan.adapter_path, is_trainable=True)
+    return model
+
+
+def _examples(shard) -> Any:
+    from datasets import Dataset
+
+    return Dataset.from_list([json.loads(row["example"]) for row in shard.iter_rows()])
+
+
+def _trainer(plan: TrainingPlan, model, tokenizer, args, train_set, eval_set):
+    import torch
+    from peft import LoraConfig
+
+    peft_config = LoraConfig(**plan.peft) if plan.peft else None
+    common = dict(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set, processing_class=tokenizer, peft_config=peft_config)
+    if plan.kind == "sft":
+        from trl import SFTTrainer
+
+        trainer = SFTTrainer(**common)
+    else:
+        from trl import DPOTrainer
+
+        trainer = DPOTrainer(ref_model=None, **common)  # with peft, the base with the adapter off is the reference
+    # The draft's optimizer by class (plain Adam has no `optim` name); DPOTrainer takes no such
+    # argument, but both build their optimizer from this attribute of transformers' Trainer.
+    trainer.optimizer_cls_and_kwargs = (getattr(torch.optim, OPTIMIZERS[plan.optimizer]), {"lr": plan.trainer_args["learning_rate"]})
+    return trainer
+
+
+def _metric_gauges() -> dict[str, Any]:
+    from ray.util.metrics import Gauge
+
+    names = {
+        "loss": "training loss of the last logged step",
+        "learning_rate": "learning rate of the last logged step",
+        "tokens_per_second": "training tokens per second since the last log",
+    }
+    return {key: Gauge(f"llamaray_training_{key}", description=text, tag_keys=("job_uuid",)) for key, text in names.items()}
+
+
+class ProgressCallback(TrainerCallback):
+    """Reports log lines, metrics and checkpoints to the tracker as the trainer makes them."""
+
+    def __init__(self, plan: TrainingPlan, trainer, tracker) -> None:
+        self.plan = plan
+        self.trainer = trainer
+        self.tracker = tracker
+        self.saved: set[int] = set()
+        self.last = (time.perf_counter(), 0)
+        self.gauges = _metric_gauges() if tracker else {}
+
+    def say(self, line: str) -> None:
+        if self.tracker:
+            print(line, flush=True)
+            self.tracker.log.remote(self.plan.job_uuid, [line])
+
+    def on_log(self, args, state, control, logs=None, **kwargs) -> None:
+        if not self.tracker or not logs:
+            return
+        entry = {"step": float(state.global_step)}
+        entry.update({k: float(v) for k, v in logs.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
+        moment, tokens = time.perf_counter(), state.num_input_tokens_seen or 0
+        if tokens > self.last[1]:
+            entry["tokens_per_second"] = (tokens - self.last[1]) / (moment - self.last[0])
+        self.last = (moment, tokens)
+        self.tracker.record_metrics.remote(self.plan.job_uuid, entry)
+        for key, gauge in self.gauges.items():
+            if key in entry:
+                gauge.set(entry[key], tags={"job_uuid": self.plan.job_uuid})
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in entry.items() if k != "step")
+        self.say(f"step {state.global_step}/{state.max_steps}: {shown}")
+
+    def on_step_end(self, args, state, control, **kwargs) -> None:
+        every = self.plan.checkpoint_every_n_steps
+        if every and state.global_step % every == 0:
+            self.checkpoint(state.global_step)
+
+    def on_epoch_end(self, args, state, control, **kwargs) -> None:
+        if not self.plan.checkpoint_every_n_steps and self.plan.trainer_args["max_steps"] <= 0:
+            self.checkpoint(state.global_step)  # epochs bound the run: one checkpoint each
+
+    def checkpoint(self, step: int) -> None:
+        """Saves the adapter (or the full weights) with the tokenizer: a directory that peft,
+        transformers and vLLM load as it is. Every rank calls it; rank 0 writes."""
+        if step in self.saved:
+            return
+        self.saved.add(step)
+        path = Path(self.plan.checkpoint_dir) / f"iter-{step}"
+        self.trainer.save_model(str(path))
+        if self.tracker:
+            import ray
+
+            ray.get(self.tracker.add_checkpoint.remote(self.plan.job_uuid, step, path.as_uri()))

@@ -1,0 +1,202 @@
+"""`JobTracker`: the one record of every post-training job, however it was submitted.
+
+It runs as a detached named actor so the gateway, job drivers and Ray Train workers all reach
+the same one, and it writes every change to the metadata store before answering, so a restart
+of the actor or of the whole cluster loses nothing. A job found `scheduled` or `running` when a
+fresh tracker starts was cut off by the cluster going down: it becomes `failed`, with the reason.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from llamaray.api.post_training import PostTrainingJobStatus
+from llamaray.errors import ConflictError, NotFoundError
+from llamaray.store.metadata import MetadataStore
+
+NAME = "llamaray-job-tracker"
+NAMESPACE = "llamaray"
+KIND = "training_job"
+LOG_KIND = "training_log"
+FINAL = {PostTrainingJobStatus.completed.value, PostTrainingJobStatus.failed.value, PostTrainingJobStatus.cancelled.value}
+CLUSTER_STOPPED = "the Ray cluster stopped while the job was running"
+MAX_METRICS = 2000  # per job; a long job keeps its most recent steps
+
+
+def now() -> str:
+    return datetime.now(timezone.utc).isoformat()
+
+
+def stamp(line: str) -> str:
+    return f"{datetime.now(timezone.utc):%Y-%m-%d %H:%M:%S} {line}"
+
+
+class JobTracker:
+    def __init__(self, platform: dict[str, Any]) -> None:
+        self._platform = platform
+        self._store = MetadataStore(Path(platform["data_dir"]) / "metadata.db")
+        self._lock = threading.RLock()  # the actor serves calls from several threads
+        if not _restarted_actor():  # an actor Ray restarted in a live cluster: its jobs still run
+            self._fail_interrupted()
+
+    def _fail_interrupted(self) -> None:
+        for job_uuid, record in self._store.list(KIND):
+            if record["status"] not in FINAL:
+                self.finish(job_uuid, PostTrainingJobStatus.failed.value, CLUSTER_STOPPED)
+
+    def configure(self, platform: dict[str, Any]) -> None:
+        """The running platform's config; jobs submitted with `ray job submit` read it here."""
+        moved = platform["data_dir"] != self._platform["data_dir"]
+        self._platform = platform
+        if moved:
+            self._store = MetadataStore(Path(platform["data_dir"]) / "metadata.db")
+            self._fail_interrupted()
+
+    def platform(self) -> dict[str, Any]:
+        return self._platform
+
+    def create(self, job_uuid: str, kind: str, algorithm: str, ray_job_id: str, warnings: list[str]) -> None:
+        record = {
+            "job_uuid": job_uuid,
+            "kind": kind,
+            "algorithm": algorithm,
+            "status": PostTrainingJobStatus.scheduled.value,
+            "ray_job_id": ray_job_id,
+            "scheduled_at": now(),
+            "started_at": None,
+            "completed_at": None,
+            "resources_allocated": None,
+            "checkpoints": [],
+            "metrics": [],
+            "warnings": warnings,
+            "error": None,
+            "cancel_requested": False,
+        }
+        try:
+            self._store.create(KIND, job_uuid, record)
+        except ConflictError:
+            raise ConflictError(f"job {job_uuid!r} already exists", "job_uuid") from None
+        self.log(job_uuid, [f"scheduled {kind} ({algorithm}) as Ray job {ray_job_id}", *(f"warning: {w}" for w in warnings)])
+
+    def claim(self, job_uuid: str, ray_job_id: str) -> bool:
+        """A driver takes its job; False when the job was cancelled before it started."""
+        record = self.get(job_uuid)
+        if record["ray_job_id"] != ray_job_id:
+            raise ConflictError(f"job {job_uuid!r} belongs to Ray job {record['ray_job_id']}", "job_uuid")
+        return record["status"] == PostTrainingJobStatus.scheduled.value and not record["cancel_requested"]
+
+    def add_warnings(self, job_uuid: str, warnings: list[str]) -> None:
+        record = self.get(job_uuid)
+        new = [w for w in warnings if w not in record["warnings"]]
+        if new:
+            self._update(job_uuid, warnings=record["warnings"] + new)
+            self.log(job_uuid, [f"warning: {w}" for w in new])
+
+    def start(self, job_uuid: str, resources: dict[str, Any]) -> None:
+        self._update(job_uuid, status=PostTrainingJobStatus.running.value, started_at=now(), resources_allocated=resources)
+
+    def log(self, job_uuid: str, lines: list[str]) -> None:
+        with self._lock:  # lines are numbered by count: two writers at once would collide
+            self._store.append_lines(LOG_KIND, job_uuid, [stamp(line) for line in lines])
+
+    def record_metrics(self, job_uuid: str, entry: dict[str, float]) -> None:
+        with self._lock:
+            record = self.get(job_uuid)
+            record["metrics"] = (record["metrics"] + [entry])[-MAX_METRICS:]
+            self._store.put(KIND, job_uuid, record)
+
+    def add_checkpoint(self, job_uuid: str, iters: int, path: str) -> None:
+        with self._lock:
+            record = self.get(job_uuid)
+            record["checkpoints"] = [c for c in record["checkpoints"] if c["iters"] != iters] + [{"iters": iters, "path": path}]
+            self._store.put(KIND, job_uuid, record)
+        self.log(job_uuid, [f"checkpoint at step {iters}: {path}"])
+
+    def finish(self, job_uuid: str, status: str, error: str | None = None) -> bool:
+        """Ends a job once: the first final status wins (a cancel racing a crash stays cancelled)."""
+        with self._lock:
+            record = self.get(job_uuid)
+            if record["status"] in FINAL:
+                return False
+            record.update(status=status, completed_at=now(), error=error)
+            self._store.put(KIND, job_uuid, record)
+        self.log(job_uuid, [f"{status}" + (f": {error.strip().splitlines()[-1]}" if error else "")])
+        return True
+
+    def request_cancel(self, job_uuid: str) -> str:
+        """Flags the job for its driver; a job no driver has started yet is cancelled at once."""
+        record = self.get(job_uuid)
+        if record["status"] in FINAL:
+            return record["status"]
+        self._update(job_uuid, cancel_requested=True)
+        if record["status"] == PostTrainingJobStatus.scheduled.value:
+            self.finish(job_uuid, PostTrainingJobStatus.cancelled.value)
+            return PostTrainingJobStatus.cancelled.value
+        self.log(job_uuid, ["cancel requested"])
+        return record["status"]
+
+    def cancel_requested(self, job_uuid: str) -> bool:
+        return bool(self.get(job_uuid)["cancel_requested"])
+
+    def get(self, job_uuid: str) -> dict[str, Any]:
+        try:
+            return self._store.get(KIND, job_uuid)
+        except NotFoundError:
+            raise NotFoundError(f"job {job_uuid!r} does not exist", "job_uuid") from None
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return [record for _, record in self._store.list(KIND)]
+
+    def logs(self, job_uuid: str, start: int = 0) -> list[str]:
+        self.get(job_uuid)
+        return self._store.read_lines(LOG_KIND, job_uuid, start)
+
+    def _update(self, job_uuid: str, **fields: Any) -> None:
+        with self._lock:
+            record = self.get(job_uuid)
+            record.update(fields)
+            self._store.put(KIND, job_uuid, record)
+
+
+def _restarted_actor() -> bool:
+    try:
+        import ray
+
+        return ray.is_initialized() and ray.get_runtime_context().was_current_actor_reconstructed
+    except Exception:  # not inside an actor
+        return False
+
+
+def tracker_actor(platform: dict[str, Any]):
+    """The cluster's tracker, started on first use; a later caller gets the running one."""
+    import ray
+
+    actor_class = ray.remote(JobTracker).options(
+        name=NAME,
+        namespace=NAMESPACE,
+        lifetime="detached",
+        get_if_exists=True,
+        num_cpus=0,
+        max_restarts=-1,
+        max_task_retries=3,
+        max_concurrency=32,
+    )
+    return actor_class.remote(platform)
+
+
+def find_tracker(timeout_s: float = 0):
+    """The running tracker, or None when no platform has started one."""
+    import ray
+
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            return ray.get_actor(NAME, namespace=NAMESPACE)
+        except ValueError:
+            if time.monotonic() >= deadline:
+                return None
+            time.sleep(0.5)
