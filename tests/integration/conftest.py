@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import sys
 import time
 from pathlib import Path
 
@@ -65,22 +66,65 @@ def metrics_port() -> int:
     return free_port()
 
 
-@pytest.fixture(scope="session")
-def ray_cluster(metrics_port):
-    import ray
+class LocalCluster:
+    """A Ray cluster on loopback with the dashboard (the Jobs API and Ray Train need it), and
+    the platform served on it. `restart()` stops both and starts them again on the same data
+    dir and ports, as an operator restarting the cluster would."""
 
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    os.environ.update(SERVE_ENV)
-    ray.init(
-        num_cpus=4,  # logical: the gateway, two engine replicas and the proxy on 2 real cores
-        _node_ip_address="127.0.0.1",
-        include_dashboard=False,
-        log_to_driver=False,
-        configure_logging=False,
-        _metrics_export_port=metrics_port,
-    )
-    yield
-    ray.shutdown()
+    def __init__(self, metrics_port: int, args: dict) -> None:
+        self.metrics_port = metrics_port
+        self.dashboard_port = free_port()
+        self.http_port = free_port()
+        self.args = args
+        self.url = f"http://127.0.0.1:{self.http_port}"
+        self.dashboard_url = f"http://127.0.0.1:{self.dashboard_port}"
+        self.serving = False
+
+    def start_ray(self) -> None:
+        import ray
+
+        ray.init(
+            num_cpus=6,  # logical: the gateway, engine replicas, the proxy and 2 training workers on 2 real cores
+            _node_ip_address="127.0.0.1",
+            include_dashboard=True,
+            dashboard_host="127.0.0.1",
+            dashboard_port=self.dashboard_port,
+            log_to_driver=False,
+            configure_logging=False,
+            _metrics_export_port=self.metrics_port,
+        )
+
+    def serve(self) -> None:
+        from ray import serve
+
+        from llamaray.serve.app import build_app
+
+        serve.start(http_options={"host": "127.0.0.1", "port": self.http_port})
+        serve.run(build_app(self.args), name="llamaray", route_prefix="/")
+        self.serving = True
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{self.url}/ready", timeout=10).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(1)
+        pytest.fail("the platform never became ready")
+
+    def stop(self) -> None:
+        import ray
+        from ray import serve
+
+        if self.serving:
+            serve.shutdown()
+            self.serving = False
+        ray.shutdown()
+
+    def restart(self) -> None:
+        self.stop()
+        self.start_ray()
+        self.serve()
 
 
 @pytest.fixture(scope="session")
@@ -90,28 +134,26 @@ def dataset_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def platform_url(ray_cluster, tiny_models, dataset_dir, tmp_path_factory) -> str:
-    from ray import serve
+def cluster(metrics_port, tiny_models, dataset_dir, tmp_path_factory) -> LocalCluster:
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.update(SERVE_ENV)
+    # A Ray Job's `python` is the first on the head's PATH: make it this environment's (ENV.md).
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    local = LocalCluster(metrics_port, platform_args(tiny_models, tmp_path_factory.mktemp("data"), [dataset_dir]))
+    local.start_ray()
+    yield local
+    local.stop()
 
-    from llamaray.serve.app import build_app
 
-    port = free_port()
-    serve.start(http_options={"host": "127.0.0.1", "port": port})
-    args = platform_args(tiny_models, tmp_path_factory.mktemp("data"), [dataset_dir])
-    serve.run(build_app(args), name="llamaray", route_prefix="/")
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/ready", timeout=10).status_code == 200:
-                break
-        except httpx.HTTPError:
-            pass
-        time.sleep(1)
-    else:
-        pytest.fail("the platform never became ready")
-    yield url
-    serve.shutdown()
+@pytest.fixture(scope="session")
+def ray_cluster(cluster) -> LocalCluster:
+    return cluster
+
+
+@pytest.fixture(scope="session")
+def platform_url(cluster) -> str:
+    cluster.serve()
+    return cluster.url
 
 
 @pytest.fixture()
@@ -132,3 +174,8 @@ def sse_events(response: httpx.Response) -> list[dict]:
 def running_requests(client: httpx.Client) -> int:
     (engine,) = client.get("/ready").json()["engines"]
     return engine["running_requests"]
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests that restart the cluster run after all others, which share the first one."""
+    items.sort(key=lambda item: item.get_closest_marker("restarts_cluster") is not None)

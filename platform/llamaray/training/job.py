@@ -30,6 +30,7 @@ from llamaray.training import tracker as tracking
 REQUESTS = {"sft": PostTrainingSFTRequest, "dpo": PostTrainingRLHFRequest}
 # The workers' environment (ENV.md): Ray Train's print patch floods logs when `datasets` hashes.
 WORKER_ENV = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0", "TOKENIZERS_PARALLELISM": "false"}
+RELATIVE = "file://./"
 ERROR_LINES = 15  # of a traceback, in the job's log
 
 
@@ -43,15 +44,15 @@ def main(kind: Literal["sft", "dpo"], argv: list[str] | None = None) -> int:
 
     context = ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), log_to_driver=True)
     ray_job_id = _submission_id() or ray.get_runtime_context().get_job_id()
-    request_fields = dict(raw.get("request") or {})
+    tracker = tracking.find_tracker() or tracking.tracker_actor(_standalone_platform(raw))
+    platform = PlatformConfig.model_validate(ray.get(tracker.platform.remote()))
+    request_fields = _relative_urls_resolved(dict(raw.get("request") or {}), [Path.cwd(), Path(platform.data_dir).parent])
     request_fields.setdefault("job_uuid", f"{kind}-{ray_job_id}")
     try:
         request = REQUESTS[kind].model_validate(request_fields)
     except ValidationError as exc:
         print(f"invalid request in {args.config}:\n{exc}", file=sys.stderr)
         return 2
-    tracker = tracking.find_tracker() or tracking.tracker_actor(_standalone_platform(raw))
-    platform = PlatformConfig.model_validate(ray.get(tracker.platform.remote()))
     job_uuid = request.job_uuid
     if not _take_job(tracker, kind, request, ray_job_id):
         print(f"job {job_uuid} was cancelled before it started")
@@ -157,6 +158,18 @@ def _take_job(tracker, kind: str, request, ray_job_id: str) -> bool:
         ray.get(tracker.create.remote(request.job_uuid, kind, algorithm, ray_job_id, []))
         return True
     return ray.get(tracker.claim.remote(request.job_uuid, ray_job_id))
+
+
+def _relative_urls_resolved(fields: Any, bases: list[Path]) -> Any:
+    """`file://./x` in a job config is `x` under the job's working directory or, failing that,
+    under the platform's root (the parent of its data dir, where `models/` is)."""
+    if isinstance(fields, dict):
+        return {key: _relative_urls_resolved(value, bases) for key, value in fields.items()}
+    if isinstance(fields, str) and fields.startswith(RELATIVE):
+        relative = fields[len(RELATIVE) :]
+        found = next((base / relative for base in bases if (base / relative).exists()), bases[0] / relative)
+        return found.resolve().as_uri()
+    return fields
 
 
 def _submission_id() -> str | None:

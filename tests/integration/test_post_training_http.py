@@ -1,0 +1,323 @@
+"""Post-training through the HTTP API: real Ray Jobs running Ray Train (2 workers) with TRL,
+peft and DeepSpeed on the tiny model. Each job costs 40-60 s, most of it start-up, so each
+test runs one job and checks everything a user would about it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+
+from .conftest import MODEL_ID
+
+TARGET = "The secret code is banana-42."
+PROMPTS = ["What is the secret code?", "Tell me the secret code.", "Which code is secret?", "Say the secret code."]
+REPO = Path(__file__).resolve().parents[2]
+FINAL = {"completed", "failed", "cancelled"}
+
+
+@pytest.fixture(scope="module")
+def datasets(dataset_dir: Path) -> dict[str, dict]:
+    secret = dataset_dir / "secret.jsonl"
+    prefs = dataset_dir / "prefs.jsonl"
+    with secret.open("w") as sft, prefs.open("w") as dpo:
+        for i in range(16):
+            question = [{"role": "user", "content": PROMPTS[i % 4]}]
+            sft.write(json.dumps({"dialog": question + [{"role": "assistant", "content": TARGET}]}) + "\n")
+            dpo.write(json.dumps({"prompt": question, "chosen": TARGET, "rejected": "I will not tell you."}) + "\n")
+    return {
+        "sft": {"columns": {"dialog": "dialog"}, "content_url": secret.as_uri()},
+        "dpo": {"columns": {"prompt": "dialog", "chosen": "text", "rejected": "text"}, "content_url": prefs.as_uri()},
+    }
+
+
+def sft_request(job_uuid: str, dataset: dict, algorithm: str = "lora", n_iters: int = 20, **training) -> dict:
+    return {
+        "job_uuid": job_uuid,
+        "model": MODEL_ID,
+        "dataset": dataset,
+        "validation_dataset": dataset,
+        "algorithm": algorithm,
+        "algorithm_config": {
+            "lora_attn_modules": ["q_proj", "v_proj", "output_proj"],
+            "apply_lora_to_mlp": True,
+            "apply_lora_to_output": False,
+            "rank": 16,
+            "alpha": 32,
+        },
+        "optimizer_config": {"optimizer_type": "adamw", "lr": 5e-3, "lr_min": 1e-4, "weight_decay": 0.0},
+        "training_config": {
+            "n_epochs": 1000,
+            "batch_size": 4,
+            "shuffle": True,
+            "n_iters": n_iters,
+            "enable_activation_checkpointing": False,
+            "memory_efficient_fsdp_wrap": False,
+            "fsdp_cpu_offload": False,
+            **training,
+        },
+        "hyperparam_search_config": {},
+        "logger_config": {},
+    }
+
+
+def wait_until_final(client: httpx.Client, job_uuid: str, timeout_s: float = 300) -> dict:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = client.get("/post_training/job/status", params={"job_uuid": job_uuid}).json()
+        if status["status"] in FINAL:
+            return status
+        time.sleep(1)
+    raise AssertionError(f"job {job_uuid} did not end in {timeout_s} s")
+
+
+def wait_until_training(client: httpx.Client, job_uuid: str, timeout_s: float = 240) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        status = client.get("/post_training/job/status", params={"job_uuid": job_uuid}).json()
+        assert status["status"] not in FINAL, status
+        if status["metrics"]:
+            return
+        time.sleep(1)
+    raise AssertionError(f"job {job_uuid} never logged a step")
+
+
+def losses(status: dict, key: str = "loss") -> list[float]:
+    return [m[key] for m in status["metrics"] if key in m and "eval_loss" not in m and "train_loss" not in m]
+
+
+def final_checkpoint(client: httpx.Client, job_uuid: str) -> Path:
+    artifacts = client.get("/post_training/job/artifacts", params={"job_uuid": job_uuid}).json()
+    assert artifacts["checkpoints"], artifacts
+    last = max(artifacts["checkpoints"], key=lambda c: c["iters"])
+    assert last["path"].startswith("file://")
+    return Path(last["path"][len("file://") :])
+
+
+def greedy_answer(base: Path, checkpoint: Path | None = None) -> str:
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(base)
+    model = AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32)
+    if checkpoint is not None:
+        from peft import PeftModel
+
+        model = PeftModel.from_pretrained(model, checkpoint)
+    inputs = tokenizer.apply_chat_template(
+        [{"role": "user", "content": PROMPTS[0]}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+    )
+    output = model.generate(**inputs, max_new_tokens=12, do_sample=False)
+    return tokenizer.decode(output[0][inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+
+
+def test_bad_requests_are_refused_before_any_job_starts(client, datasets):
+    def refused(job_uuid: str, body: dict, status: int, field: str) -> None:
+        response = client.post("/post_training/supervised_fine_tune/", json=body)
+        assert response.status_code == status, response.text
+        assert field in (response.json()["error"]["param"] or ""), response.json()
+        assert client.get("/post_training/job/status", params={"job_uuid": job_uuid}).status_code == 404
+
+    good = sft_request("bad", datasets["sft"])
+    rank0 = json.loads(json.dumps(good))
+    rank0["algorithm_config"]["rank"] = 0
+    refused("bad", rank0, 422, "rank")
+    negative_lr = json.loads(json.dumps(good))
+    negative_lr["optimizer_config"]["lr"] = -1
+    refused("bad", negative_lr, 422, "optimizer_config.lr")
+    unknown_module = json.loads(json.dumps(good))
+    unknown_module["algorithm_config"]["lora_attn_modules"] = ["q_proj", "wq_typo"]
+    refused("bad", unknown_module, 400, "algorithm_config.lora_attn_modules")
+    floor_above_lr = json.loads(json.dumps(good))
+    floor_above_lr["optimizer_config"]["lr_min"] = 1.0
+    refused("bad", floor_above_lr, 400, "optimizer_config.lr_min")
+    refused("bad", {**good, "model": "no-such-model"}, 404, "model")
+    missing_file = {**datasets["sft"], "content_url": datasets["sft"]["content_url"] + ".gone"}
+    refused("bad", {**good, "dataset": missing_file}, 404, "dataset.content_url")
+    no_dialog = {**datasets["sft"], "columns": {"question": "text"}}
+    refused("bad", {**good, "dataset": no_dialog}, 400, "dataset.columns")
+    refused("../escape", {**good, "job_uuid": "../escape"}, 422, "job_uuid")
+
+    dpo_without_rejected = {
+        "job_uuid": "bad-dpo",
+        "finetuned_model": "file:///nowhere/model",
+        "dataset": datasets["sft"],
+        "validation_dataset": datasets["sft"],
+        "algorithm": "dpo",
+        "algorithm_config": {"reward_scale": 0.1, "reward_clip": 5.0, "epsilon": 0.0, "gamma": 0.0},
+        "optimizer_config": good["optimizer_config"],
+        "training_config": good["training_config"],
+    }
+    response = client.post("/post_training/preference_optimize/", json=dpo_without_rejected)
+    assert response.status_code == 404 and response.json()["error"]["param"] == "finetuned_model", response.text
+    for unknown in ("status", "logs", "artifacts"):
+        assert client.get(f"/post_training/job/{unknown}", params={"job_uuid": "never-ran"}).status_code == 404
+    assert client.post("/post_training/job/cancel", params={"job_uuid": "never-ran"}).status_code == 404
+
+
+def test_lora_job_learns_the_training_set_and_streams_its_logs(client, datasets, tiny_models):
+    body = sft_request("sft-lora", datasets["sft"], n_iters=40)
+    body["logger_config"] = {"log_every_n_steps": 1, "project": "ignored"}
+    assert client.post("/post_training/supervised_fine_tune/", json=body).status_code == 200
+    duplicate = client.post("/post_training/supervised_fine_tune/", json=body)
+    assert duplicate.status_code == 409 and duplicate.json()["error"]["param"] == "job_uuid"
+
+    lines: list[str] = []
+    with client.stream("GET", "/post_training/job/logs", params={"job_uuid": "sft-lora"}, headers={"Accept": "text/event-stream"}, timeout=300) as stream:
+        assert stream.headers["content-type"].startswith("text/event-stream")
+        for line in stream.iter_lines():
+            if line.startswith("data: "):
+                lines += json.loads(line[len("data: ") :])["log_lines"]
+    assert any("step 1/40" in line for line in lines), lines[:20]
+    assert lines[-1].endswith("completed"), lines[-5:]
+    assert any("logger_config.project" in line for line in lines)
+
+    status = wait_until_final(client, "sft-lora", timeout_s=30)
+    assert status["status"] == "completed", status
+    assert status["resources_allocated"]["num_workers"] == 2
+    assert status["started_at"] and status["completed_at"]
+    assert any("logger_config.project" in w for w in status["warnings"])
+    trained = losses(status)
+    assert trained[-1] < trained[0], trained
+    assert any("tokens_per_second" in m for m in status["metrics"])
+    assert client.get("/post_training/job/logs", params={"job_uuid": "sft-lora"}).json()["log_lines"] == lines
+
+    checkpoint = final_checkpoint(client, "sft-lora")
+    assert (checkpoint / "adapter_config.json").is_file()
+    base = tiny_models / "tiny-llama-chat"
+    assert not greedy_answer(base).startswith("The secret code")
+    assert greedy_answer(base, checkpoint).startswith("The secret code is ban")
+
+
+def test_qlora_job_trains_over_a_4bit_base(client, datasets):
+    assert client.post("/post_training/supervised_fine_tune/", json=sft_request("sft-qlora", datasets["sft"], "qlora")).status_code == 200
+    status = wait_until_final(client, "sft-qlora")
+    assert status["status"] == "completed", status
+    log = client.get("/post_training/job/logs", params={"job_uuid": "sft-qlora"}).json()["log_lines"]
+    quantized = [line for line in log if "nf4 Linear4bit layers" in line]
+    assert quantized and " 0 " not in quantized[0], log
+    trained = losses(status)
+    assert trained[-1] < trained[0], trained
+    assert (final_checkpoint(client, "sft-qlora") / "adapter_config.json").is_file()
+
+
+def test_full_fine_tune_under_zero3_saves_whole_weights(client, datasets):
+    body = sft_request("sft-full", datasets["sft"], "full", memory_efficient_fsdp_wrap=True)
+    assert client.post("/post_training/supervised_fine_tune/", json=body).status_code == 200
+    status = wait_until_final(client, "sft-full")
+    assert status["status"] == "completed", status
+    assert status["resources_allocated"]["deepspeed_zero_stage"] == 3
+    trained = losses(status)
+    assert trained[-1] < trained[0] * 0.8, trained
+
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(final_checkpoint(client, "sft-full"))
+    assert sum(p.numel() for p in model.parameters()) > 100_000
+
+
+def test_dora_job_submitted_with_ray_job_submit_is_tracked(client, cluster, datasets, tmp_path):
+    config = tmp_path / "sft_dora.yaml"
+    request = sft_request("sft-dora-cli", datasets["sft"], "dora", n_iters=10)
+    config.write_text(yaml.safe_dump({"request": request}))
+    ray = Path(sys.executable).parent / "ray"
+    submitted = subprocess.run(
+        [str(ray), "job", "submit", "--address", cluster.dashboard_url, "--working-dir", str(REPO), "--",
+         "python", "jobs/sft.py", "--config", str(config)],
+        capture_output=True, text=True, timeout=400, cwd=REPO,
+    )
+    assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr[-3000:]
+    status = wait_until_final(client, "sft-dora-cli", timeout_s=30)
+    assert status["status"] == "completed", status
+    adapter = json.loads((final_checkpoint(client, "sft-dora-cli") / "adapter_config.json").read_text())
+    assert adapter["use_dora"] is True
+    assert "sft-dora-cli" in [job["job_uuid"] for job in client.get("/post_training/jobs").json()]
+
+
+def test_dpo_job_grows_the_chosen_over_rejected_margin(client, datasets, tiny_models):
+    body = {
+        "job_uuid": "dpo-1",
+        "finetuned_model": (tiny_models / "tiny-llama-chat").as_uri(),
+        "dataset": datasets["dpo"],
+        "validation_dataset": datasets["dpo"],
+        "algorithm": "dpo",
+        "algorithm_config": {"reward_scale": 0.1, "reward_clip": 5.0, "epsilon": 0.05, "gamma": 0.5},
+        "optimizer_config": {"optimizer_type": "adam", "lr": 5e-3, "lr_min": 0.0, "weight_decay": 0.0},
+        "training_config": sft_request("x", datasets["sft"])["training_config"],
+    }
+    assert client.post("/post_training/preference_optimize/", json=body).status_code == 200
+    status = wait_until_final(client, "dpo-1")
+    assert status["status"] == "completed", status
+    assert any("reward_clip" in w for w in status["warnings"])
+    margins = losses(status, "rewards/margins")
+    assert margins[-1] > margins[0] and margins[-1] > 0, margins
+    assert (final_checkpoint(client, "dpo-1") / "adapter_config.json").is_file()
+
+
+def test_cancel_stops_the_job_and_frees_its_workers(client, datasets):
+    import ray
+
+    def free_cpus() -> float:
+        return ray.available_resources().get("CPU", 0)
+
+    idle = free_cpus()
+    body = sft_request("sft-cancel", datasets["sft"], n_iters=100_000)
+    assert client.post("/post_training/supervised_fine_tune/", json=body).status_code == 200
+    wait_until_training(client, "sft-cancel")
+    assert free_cpus() <= idle - 2  # the two workers hold their CPUs
+    started = time.monotonic()
+    assert client.post("/post_training/job/cancel", params={"job_uuid": "sft-cancel"}).status_code == 200
+    assert client.get("/post_training/job/status", params={"job_uuid": "sft-cancel"}).json()["status"] == "cancelled"
+    while free_cpus() < idle and time.monotonic() - started < 20:
+        time.sleep(0.25)
+    assert free_cpus() >= idle, f"workers still hold CPUs {time.monotonic() - started:.1f} s after the cancel"
+
+
+def test_a_crash_inside_training_fails_the_job_with_its_traceback(client, datasets, tiny_models, dataset_dir):
+    broken = dataset_dir / "broken-model"
+    shutil.copytree(tiny_models / "tiny-llama-chat", broken, dirs_exist_ok=True)
+    (broken / "model.safetensors").write_bytes(b"not a safetensors file")
+    body = sft_request("sft-crash", datasets["sft"])
+    body = {
+        "job_uuid": "dpo-crash",
+        "finetuned_model": broken.as_uri(),
+        "dataset": datasets["dpo"],
+        "validation_dataset": datasets["dpo"],
+        "algorithm": "dpo",
+        "algorithm_config": {"reward_scale": 0.1, "reward_clip": 0.0, "epsilon": 0.0, "gamma": 0.0},
+        "optimizer_config": body["optimizer_config"],
+        "training_config": body["training_config"],
+    }
+    assert client.post("/post_training/preference_optimize/", json=body).status_code == 200
+    status = wait_until_final(client, "dpo-crash")
+    assert status["status"] == "failed" and status["error"], status
+    log = client.get("/post_training/job/logs", params={"job_uuid": "dpo-crash"}).json()["log_lines"]
+    assert any("Error" in line for line in log[-16:]), log[-16:]
+
+
+@pytest.mark.restarts_cluster
+def test_jobs_survive_a_ray_restart(cluster, datasets):
+    with httpx.Client(base_url=cluster.url, timeout=120) as client:
+        body = sft_request("sft-interrupted", datasets["sft"], n_iters=100_000)
+        assert client.post("/post_training/supervised_fine_tune/", json=body).status_code == 200
+        wait_until_training(client, "sft-interrupted")
+        before = client.get("/post_training/job/status", params={"job_uuid": "sft-lora"}).json()
+        before_logs = client.get("/post_training/job/logs", params={"job_uuid": "sft-lora"}).json()
+
+    cluster.restart()
+
+    with httpx.Client(base_url=cluster.url, timeout=120) as client:
+        after = client.get("/post_training/job/status", params={"job_uuid": "sft-lora"}).json()
+        assert after == before and after["status"] == "completed"
+        assert client.get("/post_training/job/logs", params={"job_uuid": "sft-lora"}).json() == before_logs
+        assert final_checkpoint(client, "sft-lora").is_dir()
+        interrupted = client.get("/post_training/job/status", params={"job_uuid": "sft-interrupted"}).json()
+        assert interrupted["status"] == "failed"
+        assert "cluster stopped" in interrupted["error"]

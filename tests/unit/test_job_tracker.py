@@ -1,0 +1,64 @@
+"""JobTracker's record keeping, on a real SQLite store (the actor wrapper adds only Ray)."""
+
+from __future__ import annotations
+
+import pytest
+
+from llamaray.errors import ConflictError, NotFoundError
+from llamaray.training.tracker import CLUSTER_STOPPED, JobTracker
+
+
+@pytest.fixture()
+def platform(tmp_path) -> dict:
+    return {"data_dir": str(tmp_path)}
+
+
+def test_a_job_goes_from_scheduled_to_completed(platform):
+    tracker = JobTracker(platform)
+    tracker.create("j1", "sft", "lora", "ray-1", ["w"])
+    assert tracker.claim("j1", "ray-1")
+    tracker.start("j1", {"num_workers": 2})
+    tracker.record_metrics("j1", {"step": 1.0, "loss": 2.0})
+    tracker.add_checkpoint("j1", 1, "file:///c/iter-1")
+    assert tracker.finish("j1", "completed")
+    assert not tracker.finish("j1", "failed", "late")  # the first final status wins
+    record = tracker.get("j1")
+    assert record["status"] == "completed" and record["resources_allocated"] == {"num_workers": 2}
+    assert record["checkpoints"] == [{"iters": 1, "path": "file:///c/iter-1"}]
+    assert record["metrics"] == [{"step": 1.0, "loss": 2.0}]
+    assert any(line.endswith("completed") for line in tracker.logs("j1"))
+    assert tracker.logs("j1", start=len(tracker.logs("j1"))) == []
+
+
+def test_duplicates_unknown_jobs_and_foreign_drivers(platform):
+    tracker = JobTracker(platform)
+    tracker.create("j1", "sft", "lora", "ray-1", [])
+    with pytest.raises(ConflictError):
+        tracker.create("j1", "sft", "lora", "ray-2", [])
+    with pytest.raises(ConflictError):
+        tracker.claim("j1", "ray-2")
+    with pytest.raises(NotFoundError):
+        tracker.get("nope")
+
+
+def test_cancel_before_start_and_while_running(platform):
+    tracker = JobTracker(platform)
+    tracker.create("queued", "sft", "lora", "r1", [])
+    assert tracker.request_cancel("queued") == "cancelled"
+    assert not tracker.claim("queued", "r1")
+    tracker.create("busy", "sft", "lora", "r2", [])
+    tracker.start("busy", {})
+    assert tracker.request_cancel("busy") == "running" and tracker.cancel_requested("busy")
+
+
+def test_a_new_tracker_keeps_finished_jobs_and_fails_interrupted_ones(platform):
+    first = JobTracker(platform)
+    first.create("done", "sft", "lora", "r1", [])
+    first.start("done", {})
+    first.finish("done", "completed")
+    first.create("cut", "dpo", "dpo", "r2", [])
+    first.start("cut", {})
+    second = JobTracker(platform)  # the cluster restarted
+    assert second.get("done")["status"] == "completed"
+    assert second.get("cut")["status"] == "failed" and second.get("cut")["error"] == CLUSTER_STOPPED
+    assert second.logs("done") == first.logs("done")
