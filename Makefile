@@ -34,8 +34,9 @@ models: $(STAMP)
 	$(BIN)/llamaray models build-tiny $(MODELS)
 
 # Serve's throughput preset (see platform/llamaray/serve/runtime.py) must be set where Ray starts.
+# Ray Jobs run `python` from the head's PATH: this environment's (ENV.md).
 serve: setup models
-	RAY_SERVE_THROUGHPUT_OPTIMIZED=1 RAY_DEDUP_LOGS=0 $(BIN)/serve run $(CONFIG)
+	PATH="$(abspath $(BIN)):$$PATH" RAY_SERVE_THROUGHPUT_OPTIMIZED=1 RAY_DEDUP_LOGS=0 $(BIN)/serve run $(CONFIG)
 
 test: setup
 	$(BIN)/python -m pytest tests -m "not gpu" -v -rs --durations=15
@@ -51,6 +52,7 @@ test-gpu: setup
 
 bench: setup models
 	$(BIN)/python benchmarks/serving.py
+	$(BIN)/python benchmarks/training.py
 
 clean:
 	rm -rf $(VENV) .venv-gpu $(MODELS) .llamaray

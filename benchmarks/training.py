@@ -9,7 +9,7 @@ and prints training tokens/s (input tokens over the trainer's own train_runtime,
 left out and reported apart) with the ratio to the baseline.
 Goal: Ray Train with one worker at least 0.9 of the plain process.
 
-    python benchmarks/training.py --steps 60 --batch-size 8 --cpus 2
+    python benchmarks/training.py --steps 200 --batch-size 8 --cpus 2
 """
 
 from __future__ import annotations
@@ -53,6 +53,7 @@ def request_body(job_uuid: str, dataset: dict, args, workers: int, cpus_per_work
         "training_config": {"n_epochs": 1000, "batch_size": args.batch_size // workers, "shuffle": True, "n_iters": args.steps,
                             "enable_activation_checkpointing": False, "memory_efficient_fsdp_wrap": False, "fsdp_cpu_offload": False},
         "resources": {"num_workers": workers, "cpus_per_worker": cpus_per_worker},
+        "logger_config": {"log_every_n_steps": args.log_every},
     }
 
 
@@ -107,7 +108,7 @@ def bench_job(platform, service, tracker, dataset: dict, args, workers: int) -> 
         time.sleep(1)
     if record["status"] != "completed":
         raise SystemExit(f"{job_uuid} {record['status']}: {record['error']}")
-    summary = next(m for m in reversed(record["metrics"]) if "train_runtime" in m and "num_input_tokens_seen" in m)
+    summary = next(m for m in reversed(ray.get(tracker.metrics.remote(job_uuid))) if "train_runtime" in m and "num_input_tokens_seen" in m)
     return {"tokens": summary["num_input_tokens_seen"], "train_runtime_s": summary["train_runtime"], "wall_s": time.perf_counter() - started}
 
 
@@ -116,6 +117,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=60)
     parser.add_argument("--batch-size", type=int, default=8, help="global: split over the workers")
     parser.add_argument("--rows", type=int, default=256)
+    parser.add_argument("--log-every", type=int, default=1, help="steps between logged metrics, in every configuration")
     parser.add_argument("--cpus", type=int, default=2, help="cores for training, in every configuration")
     parser.add_argument("--models", type=Path, default=ROOT / "models")
     args = parser.parse_args()

@@ -118,7 +118,7 @@ def greedy_answer(base: Path, checkpoint: Path | None = None) -> str:
     return tokenizer.decode(output[0][inputs["input_ids"].shape[1] :], skip_special_tokens=True)
 
 
-def test_bad_requests_are_refused_before_any_job_starts(client, datasets):
+def test_bad_requests_are_refused_before_any_job_starts(client, datasets, dataset_dir):
     def refused(job_uuid: str, body: dict, status: int, field: str) -> None:
         response = client.post("/post_training/supervised_fine_tune/", json=body)
         assert response.status_code == status, response.text
@@ -147,7 +147,7 @@ def test_bad_requests_are_refused_before_any_job_starts(client, datasets):
 
     dpo_without_rejected = {
         "job_uuid": "bad-dpo",
-        "finetuned_model": "file:///nowhere/model",
+        "finetuned_model": (dataset_dir / "no-such-checkpoint").as_uri(),
         "dataset": datasets["sft"],
         "validation_dataset": datasets["sft"],
         "algorithm": "dpo",
@@ -157,6 +157,8 @@ def test_bad_requests_are_refused_before_any_job_starts(client, datasets):
     }
     response = client.post("/post_training/preference_optimize/", json=dpo_without_rejected)
     assert response.status_code == 404 and response.json()["error"]["param"] == "finetuned_model", response.text
+    outside = client.post("/post_training/preference_optimize/", json={**dpo_without_rejected, "finetuned_model": "file:///etc"})
+    assert outside.status_code == 400 and outside.json()["error"]["param"] == "finetuned_model", outside.text
     for unknown in ("status", "logs", "artifacts"):
         assert client.get(f"/post_training/job/{unknown}", params={"job_uuid": "never-ran"}).status_code == 404
     assert client.post("/post_training/job/cancel", params={"job_uuid": "never-ran"}).status_code == 404
@@ -194,6 +196,32 @@ def test_lora_job_learns_the_training_set_and_streams_its_logs(client, datasets,
     base = tiny_models / "tiny-llama-chat"
     assert not greedy_answer(base).startswith("The secret code")
     assert greedy_answer(base, checkpoint).startswith("The secret code is ban")
+
+
+VLLM_WITH_ADAPTER = """
+import os, sys
+os.environ.update(VLLM_CPU_KVCACHE_SPACE="1", VLLM_HOST_IP="127.0.0.1", VLLM_ENABLE_V1_MULTIPROCESSING="0")
+if __name__ == "__main__":
+    from transformers import AutoTokenizer
+    from vllm import LLM, SamplingParams
+    from vllm.lora.request import LoRARequest
+    base, adapter, question = sys.argv[1:4]
+    prompt = AutoTokenizer.from_pretrained(base).apply_chat_template(
+        [{"role": "user", "content": question}], add_generation_prompt=True, tokenize=False)
+    llm = LLM(model=base, dtype="float32", enforce_eager=True, max_model_len=256, gpu_memory_utilization=0.3,
+              enable_lora=True, max_lora_rank=16)
+    out = llm.generate([prompt], SamplingParams(temperature=0, max_tokens=12), lora_request=LoRARequest("job", 1, adapter))
+    print("ANSWER", repr(out[0].outputs[0].text))
+"""
+
+
+def test_trained_adapter_is_served_by_vllm_as_a_lora(client, tiny_models):
+    checkpoint = final_checkpoint(client, "sft-lora")  # from the LoRA test above
+    base = tiny_models / "tiny-llama-chat"
+    run = subprocess.run([sys.executable, "-c", VLLM_WITH_ADAPTER, str(base), str(checkpoint), PROMPTS[0]], capture_output=True, text=True, timeout=300)
+    answer = next((line for line in run.stdout.splitlines() if line.startswith("ANSWER")), None)
+    assert answer is not None, run.stderr[-3000:]
+    assert answer == f"ANSWER {greedy_answer(base, checkpoint)!r}"
 
 
 def test_qlora_job_trains_over_a_4bit_base(client, datasets):

@@ -18,14 +18,14 @@ def test_a_job_goes_from_scheduled_to_completed(platform):
     tracker.create("j1", "sft", "lora", "ray-1", ["w"])
     assert tracker.claim("j1", "ray-1")
     tracker.start("j1", {"num_workers": 2})
-    tracker.record_metrics("j1", {"step": 1.0, "loss": 2.0})
+    tracker.report("j1", ["step 1"], [{"step": 1.0, "loss": 2.0}])
     tracker.add_checkpoint("j1", 1, "file:///c/iter-1")
     assert tracker.finish("j1", "completed")
     assert not tracker.finish("j1", "failed", "late")  # the first final status wins
     record = tracker.get("j1")
     assert record["status"] == "completed" and record["resources_allocated"] == {"num_workers": 2}
     assert record["checkpoints"] == [{"iters": 1, "path": "file:///c/iter-1"}]
-    assert record["metrics"] == [{"step": 1.0, "loss": 2.0}]
+    assert tracker.metrics("j1") == [{"step": 1.0, "loss": 2.0}]
     assert any(line.endswith("completed") for line in tracker.logs("j1"))
     assert tracker.logs("j1", start=len(tracker.logs("j1"))) == []
 

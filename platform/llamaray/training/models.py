@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from llamaray.config import PlatformConfig
-from llamaray.errors import NotFoundError
+from llamaray.errors import InvalidRequestError, NotFoundError
 
 
 @dataclass(frozen=True)
@@ -25,14 +25,19 @@ def resolve_model(model: str, platform: PlatformConfig, param: str) -> BaseWeigh
     for config in platform.models:
         if model in config.ids:
             return BaseWeights(config.path)
-    path = Path(urllib.parse.unquote(urllib.parse.urlparse(model).path) if model.startswith("file://") else model)
-    if path.is_absolute() and (path / "adapter_config.json").is_file():
+    known = ", ".join(i for c in platform.models for i in c.ids)
+    if not model.startswith(("file://", "/")):
+        raise NotFoundError(f"model {model!r} is not registered (known: {known})", param)
+    path = Path(urllib.parse.unquote(urllib.parse.urlparse(model).path) if model.startswith("file://") else model).resolve()
+    readable = [Path(p).resolve() for p in [platform.data_dir, *platform.dataset_roots, *(c.path for c in platform.models)]]
+    if not any(path.is_relative_to(root) for root in readable):
+        raise InvalidRequestError(f"{path} is outside the directories this platform may read (its data dir, dataset roots and models)", param)
+    if (path / "adapter_config.json").is_file():
         base = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
         return BaseWeights(base, str(path))
-    if path.is_absolute() and (path / "config.json").is_file():
+    if (path / "config.json").is_file():
         return BaseWeights(str(path))
-    known = ", ".join(i for c in platform.models for i in c.ids)
-    raise NotFoundError(f"model {model!r} is neither a registered model ({known}) nor a checkpoint directory", param)
+    raise NotFoundError(f"no model or adapter checkpoint at {path}", param)
 
 
 def linear_module_names(model_path: str) -> set[str]:

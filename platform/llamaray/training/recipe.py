@@ -135,7 +135,13 @@ def _metric_gauges() -> dict[str, Any]:
 
 
 class ProgressCallback(TrainerCallback):
-    """Reports log lines, metrics and checkpoints to the tracker as the trainer makes them."""
+    """Reports log lines, metrics and checkpoints to the tracker as the trainer makes them.
+
+    Lines and metrics are sent at most every `FLUSH_S` seconds in one call, so reporting costs
+    the training loop nothing however small its steps are.
+    """
+
+    FLUSH_S = 1.0
 
     def __init__(self, plan: TrainingPlan, trainer, tracker) -> None:
         self.plan = plan
@@ -144,11 +150,26 @@ class ProgressCallback(TrainerCallback):
         self.saved: set[int] = set()
         self.last = (time.perf_counter(), 0)
         self.gauges = _metric_gauges() if tracker else {}
+        self.lines: list[str] = []
+        self.metrics: list[dict[str, float]] = []
+        self.flushed = time.perf_counter()
 
     def say(self, line: str) -> None:
         if self.tracker:
-            print(line, flush=True)
-            self.tracker.log.remote(self.plan.job_uuid, [line])
+            print(line, flush=True)  # for `ray job logs` and the dashboard
+            self.lines.append(line)
+            self.flush()
+
+    def flush(self, force: bool = False) -> None:
+        """Sends what is buffered; a forced flush waits for it (the tracker serves calls in
+        several threads, so only a finished call is sure to come before the next one)."""
+        if self.tracker and (self.lines or self.metrics) and (force or time.perf_counter() - self.flushed >= self.FLUSH_S):
+            sent = self.tracker.report.remote(self.plan.job_uuid, self.lines, self.metrics)
+            self.lines, self.metrics, self.flushed = [], [], time.perf_counter()
+            if force:
+                import ray
+
+                ray.get(sent)
 
     def on_log(self, args, state, control, logs=None, **kwargs) -> None:
         if not self.tracker or not logs:
@@ -159,12 +180,15 @@ class ProgressCallback(TrainerCallback):
         if tokens > self.last[1]:
             entry["tokens_per_second"] = (tokens - self.last[1]) / (moment - self.last[0])
         self.last = (moment, tokens)
-        self.tracker.record_metrics.remote(self.plan.job_uuid, entry)
+        self.metrics.append(entry)
         for key, gauge in self.gauges.items():
             if key in entry:
                 gauge.set(entry[key], tags={"job_uuid": self.plan.job_uuid})
         shown = ", ".join(f"{k}={v:.4g}" for k, v in entry.items() if k != "step")
         self.say(f"step {state.global_step}/{state.max_steps}: {shown}")
+
+    def on_train_end(self, args, state, control, **kwargs) -> None:
+        self.flush(force=True)
 
     def on_step_end(self, args, state, control, **kwargs) -> None:
         every = self.plan.checkpoint_every_n_steps
@@ -186,4 +210,5 @@ class ProgressCallback(TrainerCallback):
         if self.tracker:
             import ray
 
+            self.flush(force=True)  # the log keeps its order: the steps before the checkpoint first
             ray.get(self.tracker.add_checkpoint.remote(self.plan.job_uuid, step, path.as_uri()))

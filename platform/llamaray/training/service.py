@@ -69,7 +69,8 @@ class PostTrainingService:
             raise EngineUnavailableError(f"could not submit the Ray job: {exc}") from None
 
     async def get_training_job_status(self, job_uuid: str) -> PostTrainingJobStatusResponse:
-        return _status(await self._record(job_uuid))
+        record = await self._record(job_uuid)
+        return _status(record, await self.tracker.metrics.remote(job_uuid))
 
     async def list_training_jobs(self) -> list[PostTrainingJobStatusResponse]:
         return [_status(record) for record in await self.tracker.jobs.remote()]
@@ -139,7 +140,7 @@ class PostTrainingService:
         return self._jobs_client
 
 
-def _status(record: dict[str, Any]) -> PostTrainingJobStatusResponse:
+def _status(record: dict[str, Any], metrics: list[dict[str, float]] = ()) -> PostTrainingJobStatusResponse:
     return PostTrainingJobStatusResponse(
         job_uuid=record["job_uuid"],
         status=record["status"],
@@ -148,7 +149,7 @@ def _status(record: dict[str, Any]) -> PostTrainingJobStatusResponse:
         completed_at=record["completed_at"],
         resources_allocated=record["resources_allocated"],
         checkpoints=[Checkpoint(**c) for c in record["checkpoints"]],
-        metrics=record["metrics"],
+        metrics=list(metrics),
         warnings=record["warnings"],
         error=record["error"],
     )

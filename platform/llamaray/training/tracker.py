@@ -8,6 +8,7 @@ fresh tracker starts was cut off by the cluster going down: it becomes `failed`,
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from datetime import datetime, timezone
@@ -22,9 +23,9 @@ NAME = "llamaray-job-tracker"
 NAMESPACE = "llamaray"
 KIND = "training_job"
 LOG_KIND = "training_log"
+METRICS_KIND = "training_metrics"
 FINAL = {PostTrainingJobStatus.completed.value, PostTrainingJobStatus.failed.value, PostTrainingJobStatus.cancelled.value}
 CLUSTER_STOPPED = "the Ray cluster stopped while the job was running"
-MAX_METRICS = 2000  # per job; a long job keeps its most recent steps
 
 
 def now() -> str:
@@ -71,7 +72,6 @@ class JobTracker:
             "completed_at": None,
             "resources_allocated": None,
             "checkpoints": [],
-            "metrics": [],
             "warnings": warnings,
             "error": None,
             "cancel_requested": False,
@@ -103,11 +103,17 @@ class JobTracker:
         with self._lock:  # lines are numbered by count: two writers at once would collide
             self._store.append_lines(LOG_KIND, job_uuid, [stamp(line) for line in lines])
 
-    def record_metrics(self, job_uuid: str, entry: dict[str, float]) -> None:
+    def report(self, job_uuid: str, lines: list[str], metrics: list[dict[str, float]]) -> None:
+        """What a worker saw since its last report: appended, never rewritten, so a long job's
+        reports cost the same at its last step as at its first."""
         with self._lock:
-            record = self.get(job_uuid)
-            record["metrics"] = (record["metrics"] + [entry])[-MAX_METRICS:]
-            self._store.put(KIND, job_uuid, record)
+            if lines:
+                self._store.append_lines(LOG_KIND, job_uuid, [stamp(line) for line in lines])
+            if metrics:
+                self._store.append_lines(METRICS_KIND, job_uuid, [json.dumps(entry) for entry in metrics])
+
+    def metrics(self, job_uuid: str) -> list[dict[str, float]]:
+        return [json.loads(line) for line in self._store.read_lines(METRICS_KIND, job_uuid)]
 
     def add_checkpoint(self, job_uuid: str, iters: int, path: str) -> None:
         with self._lock:
