@@ -100,6 +100,27 @@ class TrainingSettings(Settings):
     seed: int = 42
 
 
+class MemorySettings(Settings):
+    """Memory banks: where Milvus is, which model embeds, how documents are cut."""
+
+    milvus_uri: str | None = None  # None: Milvus Lite in <data_dir>/milvus.db; or a server's URI
+    milvus_token: str | None = None
+    embedding_model: str = "all-MiniLM-L6-v2"  # from the offline package; or a path / hub id
+    chunk_size_tokens: int = Field(default=256, ge=16)  # the embedder's tokens; MiniLM reads 256
+    chunk_overlap_tokens: int = Field(default=32, ge=0)
+    max_document_bytes: int = Field(default=10_000_000, ge=1)
+    embedding_autoscaling_config: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
+    memory_replicas: int = Field(default=1, ge=1)  # more only with a Milvus server
+
+    @model_validator(mode="after")
+    def _checks(self) -> "MemorySettings":
+        if self.chunk_overlap_tokens >= self.chunk_size_tokens:
+            raise ValueError("chunk_overlap_tokens must be below chunk_size_tokens")
+        if self.memory_replicas > 1 and not self.milvus_uri:
+            raise ValueError("Milvus Lite allows one process per file: memory_replicas > 1 needs milvus_uri")
+        return self
+
+
 class PlatformConfig(Settings):
     data_dir: str = ".llamaray"
     # Directories whose files a dataset's file:// URL may name; the data dir is always one.
@@ -108,6 +129,7 @@ class PlatformConfig(Settings):
     models: list[ModelConfig] = Field(min_length=1)
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
+    memory: MemorySettings = Field(default_factory=MemorySettings)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> "PlatformConfig":

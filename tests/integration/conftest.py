@@ -18,6 +18,8 @@ import pytest
 from llamaray.serve.runtime import SERVE_ENV
 
 MODEL_ID = "tiny-llama-chat"
+TARGET = "The secret code is banana-42."
+PROMPTS = ["What is the secret code?", "Tell me the secret code.", "Which code is secret?", "Say the secret code."]
 
 
 def free_port() -> int:
@@ -30,6 +32,7 @@ def platform_args(models_dir: Path, data_dir: Path, dataset_roots: list[Path] = 
     return {
         "data_dir": str(data_dir),
         "dataset_roots": [str(root) for root in dataset_roots],
+        "memory": {"max_document_bytes": 2_000_000, "chunk_size_tokens": 128, "chunk_overlap_tokens": 16},
         "models": [
             {
                 "model_id": MODEL_ID,
@@ -131,6 +134,22 @@ class LocalCluster:
 def dataset_dir(tmp_path_factory) -> Path:
     """Where tests put dataset files; a data root of the platform."""
     return tmp_path_factory.mktemp("datasets")
+
+
+@pytest.fixture(scope="session")
+def datasets(dataset_dir: Path) -> dict[str, dict]:
+    """Training sets: a secret-code dialog set for SFT and its preference pairs for DPO."""
+    secret = dataset_dir / "secret.jsonl"
+    prefs = dataset_dir / "prefs.jsonl"
+    with secret.open("w") as sft, prefs.open("w") as dpo:
+        for i in range(16):
+            question = [{"role": "user", "content": PROMPTS[i % 4]}]
+            sft.write(json.dumps({"dialog": question + [{"role": "assistant", "content": TARGET}]}) + "\n")
+            dpo.write(json.dumps({"prompt": question, "chosen": TARGET, "rejected": "I will not tell you."}) + "\n")
+    return {
+        "sft": {"columns": {"dialog": "dialog"}, "content_url": secret.as_uri()},
+        "dpo": {"columns": {"prompt": "dialog", "chosen": "text", "rejected": "text"}, "content_url": prefs.as_uri()},
+    }
 
 
 @pytest.fixture(scope="session")

@@ -12,30 +12,12 @@ import time
 from pathlib import Path
 
 import httpx
-import pytest
 import yaml
 
-from .conftest import MODEL_ID
+from .conftest import MODEL_ID, PROMPTS
 
-TARGET = "The secret code is banana-42."
-PROMPTS = ["What is the secret code?", "Tell me the secret code.", "Which code is secret?", "Say the secret code."]
 REPO = Path(__file__).resolve().parents[2]
 FINAL = {"completed", "failed", "cancelled"}
-
-
-@pytest.fixture(scope="module")
-def datasets(dataset_dir: Path) -> dict[str, dict]:
-    secret = dataset_dir / "secret.jsonl"
-    prefs = dataset_dir / "prefs.jsonl"
-    with secret.open("w") as sft, prefs.open("w") as dpo:
-        for i in range(16):
-            question = [{"role": "user", "content": PROMPTS[i % 4]}]
-            sft.write(json.dumps({"dialog": question + [{"role": "assistant", "content": TARGET}]}) + "\n")
-            dpo.write(json.dumps({"prompt": question, "chosen": TARGET, "rejected": "I will not tell you."}) + "\n")
-    return {
-        "sft": {"columns": {"dialog": "dialog"}, "content_url": secret.as_uri()},
-        "dpo": {"columns": {"prompt": "dialog", "chosen": "text", "rejected": "text"}, "content_url": prefs.as_uri()},
-    }
 
 
 def sft_request(job_uuid: str, dataset: dict, algorithm: str = "lora", n_iters: int = 20, **training) -> dict:
@@ -328,24 +310,3 @@ def test_a_crash_inside_training_fails_the_job_with_its_traceback(client, datase
     assert status["status"] == "failed" and status["error"], status
     log = client.get("/post_training/job/logs", params={"job_uuid": "dpo-crash"}).json()["log_lines"]
     assert any("Error" in line for line in log[-16:]), log[-16:]
-
-
-@pytest.mark.restarts_cluster
-def test_jobs_survive_a_ray_restart(cluster, datasets):
-    with httpx.Client(base_url=cluster.url, timeout=120) as client:
-        body = sft_request("sft-interrupted", datasets["sft"], n_iters=100_000)
-        assert client.post("/post_training/supervised_fine_tune/", json=body).status_code == 200
-        wait_until_training(client, "sft-interrupted")
-        before = client.get("/post_training/job/status", params={"job_uuid": "sft-lora"}).json()
-        before_logs = client.get("/post_training/job/logs", params={"job_uuid": "sft-lora"}).json()
-
-    cluster.restart()
-
-    with httpx.Client(base_url=cluster.url, timeout=120) as client:
-        after = client.get("/post_training/job/status", params={"job_uuid": "sft-lora"}).json()
-        assert after == before and after["status"] == "completed"
-        assert client.get("/post_training/job/logs", params={"job_uuid": "sft-lora"}).json() == before_logs
-        assert final_checkpoint(client, "sft-lora").is_dir()
-        interrupted = client.get("/post_training/job/status", params={"job_uuid": "sft-interrupted"}).json()
-        assert interrupted["status"] == "failed"
-        assert "cluster stopped" in interrupted["error"]

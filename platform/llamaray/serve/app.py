@@ -2,7 +2,8 @@
 
 `build_app(args)` takes the application's `args` from the Serve config file, validates them as
 a `PlatformConfig`, and binds one `LLMServer` deployment per model (its sharding, placement
-group and autoscaling from the config) behind the `Gateway`.
+group and autoscaling from the config), the `EmbeddingServer` and the `MemoryServer` behind
+the `Gateway`.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from ray import serve
 from ray.serve import Application
 
 from llamaray.config import ModelConfig, PlatformConfig
+from llamaray.memory.embeddings import EmbeddingServer
+from llamaray.memory.service import MemoryServer
 from llamaray.serve.gateway import Gateway
 from llamaray.serve.llm_server import LLMServer
 
@@ -70,10 +73,26 @@ def build_app(args: dict[str, Any]) -> Application:
         model.model_id: serve.deployment(LLMServer).options(**llm_deployment_options(model, config.access_log)).bind(model.model_dump())
         for model in config.models
     }
+    memory = config.memory
+    embedder = serve.deployment(EmbeddingServer).options(
+        name="EmbeddingServer",
+        autoscaling_config=memory.embedding_autoscaling_config.model_dump(exclude_none=True),
+        max_ongoing_requests=64,
+        ray_actor_options={"num_cpus": 0.5},
+        logging_config={"enable_access_log": config.access_log},
+    ).bind(memory.embedding_model)
+    # Milvus Lite allows one process per database file: one replica owns it unless a server is named.
+    memory_server = serve.deployment(MemoryServer).options(
+        name="MemoryServer",
+        num_replicas=memory.memory_replicas,
+        max_ongoing_requests=64,
+        ray_actor_options={"num_cpus": 0},
+        logging_config={"enable_access_log": config.access_log},
+    ).bind(config.data_dir, memory.model_dump(), embedder)
     gateway = config.gateway
     return Gateway.options(
         num_replicas=gateway.num_replicas,
         max_ongoing_requests=gateway.max_ongoing_requests,
         ray_actor_options={"num_cpus": gateway.num_cpus},
         logging_config={"enable_access_log": config.access_log},
-    ).bind(config.model_dump(), engines)
+    ).bind(config.model_dump(), engines, memory_server, embedder)

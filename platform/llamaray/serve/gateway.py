@@ -14,10 +14,11 @@ from llamaray.data.datasets import DatasetsService
 from llamaray.inference.openai_service import OpenAIService
 from llamaray.inference.registry import ModelRegistry, RegisteredModel
 from llamaray.inference.service import InferenceService
+from llamaray.memory.gateway_clients import EmbeddingsClient, MemoryBanksClient
 from llamaray.serve.engine_client import ServeEngineClient
 from llamaray.serve.errors import install_error_handlers
 from llamaray.serve.metrics import GatewayMetrics
-from llamaray.serve.routers import datasets, deps, health, inference, openai, post_training
+from llamaray.serve.routers import datasets, deps, health, inference, memory_banks, openai, post_training
 from llamaray.serve.routers.deps import Services
 from llamaray.store.metadata import MetadataStore
 from llamaray.training.service import PostTrainingService
@@ -68,7 +69,7 @@ def create_app() -> FastAPI:
         version="0.1.0",
     )
     install_error_handlers(app)
-    for module in (health, inference, openai, datasets, post_training):
+    for module in (health, inference, openai, datasets, post_training, memory_banks):
         app.include_router(module.router)
 
     app.add_middleware(MetricsMiddleware)
@@ -83,7 +84,7 @@ app = create_app()
 class Gateway:
     """Builds the services once per replica; the routes on `app` reach them through `deps`."""
 
-    def __init__(self, config: dict[str, Any], engines: dict[str, Any]) -> None:
+    def __init__(self, config: dict[str, Any], engines: dict[str, Any], memory: Any, embedder: Any) -> None:
         platform = PlatformConfig.model_validate(config)
         metrics = GatewayMetrics()
         registry = ModelRegistry(
@@ -100,6 +101,8 @@ class Gateway:
                 store=store,
                 datasets=DatasetsService(store, [Path(root) for root in platform.dataset_roots]),
                 post_training=PostTrainingService(platform, tracker),
+                memory=MemoryBanksClient(memory),
+                embeddings=EmbeddingsClient(embedder, platform.memory.embedding_model),
                 metrics=metrics,
             )
         )

@@ -14,6 +14,7 @@ from llamaray.data.datasets import DatasetsService
 from llamaray.inference.openai_service import OpenAIService
 from llamaray.inference.registry import ModelRegistry
 from llamaray.inference.service import InferenceService
+from llamaray.memory.gateway_clients import EmbeddingsClient, MemoryBanksClient
 from llamaray.serve.metrics import GatewayMetrics
 from llamaray.store.metadata import MetadataStore
 from llamaray.training.service import PostTrainingService
@@ -27,6 +28,8 @@ class Services:
     store: MetadataStore
     datasets: DatasetsService
     post_training: PostTrainingService
+    memory: MemoryBanksClient
+    embeddings: EmbeddingsClient
     metrics: GatewayMetrics | None = None
 
 

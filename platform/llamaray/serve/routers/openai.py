@@ -26,3 +26,8 @@ async def chat_completions(request: oai.ChatCompletionRequest, s: Services = Dep
 async def completions(request: oai.CompletionRequest, s: Services = Depends(services)):
     result = await s.openai.completions(request)
     return await sse_response(result, done_marker=True) if request.stream else result
+
+
+@router.post("/embeddings", response_model=oai.EmbeddingResponse)
+async def embeddings(request: oai.EmbeddingRequest, s: Services = Depends(services)):
+    return await s.embeddings.embeddings(request)

@@ -1,0 +1,206 @@
+"""The MemoryBanks API over Milvus, and `MemoryServer`, the deployment that owns the index.
+
+Banks and documents (their bytes, metadata and type) are kept in the metadata store; Milvus
+holds the chunks. A write is checked whole first (every document decodes, is within size, is
+new or known as the route needs), then embedded, then written: a bad document or a failed
+embedding leaves nothing behind, and a failed index write is undone before the error returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import time
+from pathlib import Path
+from typing import Any, Awaitable, Callable
+
+from llamaray.api.common import content_text
+from llamaray.api.memory_banks import MemoryBank, MemoryBankDocument, MemoryChunk, QueryMemoryBankRequest, QueryMemoryBankResponse
+from llamaray.config import MemorySettings
+from llamaray.errors import ConflictError, InvalidRequestError, NotFoundError
+from llamaray.memory.chunking import chunk_text
+from llamaray.memory.extract import document_text
+from llamaray.memory.index import MilvusIndex, collection_name
+from llamaray.store.metadata import MetadataStore
+
+BANK_KIND = "memory_bank"
+Embed = Callable[[list[str]], Awaitable[list[list[float]]]]
+
+
+def document_kind(bank_uuid: str) -> str:
+    return f"memory_document:{bank_uuid}"
+
+
+class MemoryService:
+    def __init__(self, store: MetadataStore, index: MilvusIndex, tokenizer, embed: Embed, settings: MemorySettings) -> None:
+        self.store = store
+        self.index = index
+        self.tokenizer = tokenizer
+        self.embed = embed
+        self.settings = settings
+        self._lock = asyncio.Lock()  # one write at a time: versions and undo stay simple
+
+    async def create_memory_bank(self, bank_uuid: str, bank_name: str, documents: list[MemoryBankDocument]) -> None:
+        if not bank_uuid:
+            raise InvalidRequestError("bank_uuid must not be empty", "bank_uuid")
+        async with self._lock:
+            try:
+                self.store.get(BANK_KIND, bank_uuid)
+                raise ConflictError(f"memory bank {bank_uuid!r} already exists", "bank_uuid")
+            except NotFoundError:
+                pass
+            rows = await self._rows(bank_uuid, documents, version=1)
+            name = collection_name(bank_uuid)
+            dimension = len(rows[0]["vector"]) if rows else len((await self.embed(["dimension"]))[0])
+            self.index.create(name, dimension)
+            try:
+                await asyncio.to_thread(self.index.insert, name, rows)
+                self.store.create(BANK_KIND, bank_uuid, {"name": bank_name, "collection": name, "version": 1})
+            except Exception:
+                self.index.drop(name)
+                raise
+            self._store_documents(bank_uuid, documents)
+
+    async def get_memory_banks(self) -> list[MemoryBank]:
+        return [MemoryBank(uuid=key, name=record["name"]) for key, record in self.store.list(BANK_KIND)]
+
+    async def remove_memory_bank(self, bank_uuid: str) -> str:
+        async with self._lock:
+            bank = self._bank(bank_uuid)
+            self.index.drop(bank["collection"])
+            for key, _ in self.store.list(document_kind(bank_uuid)):
+                self.store.delete(document_kind(bank_uuid), key)
+            self.store.delete(BANK_KIND, bank_uuid)
+        return bank_uuid
+
+    async def post_insert_memory_documents(self, bank_uuid: str, documents: list[MemoryBankDocument]) -> None:
+        async with self._lock:
+            bank = self._bank(bank_uuid)
+            existing = {key for key, _ in self.store.list(document_kind(bank_uuid))}
+            for i, document in enumerate(documents):
+                if document.uuid in existing:
+                    raise ConflictError(f"document {document.uuid!r} is already in bank {bank_uuid!r}; /memory_bank/update replaces it", f"documents[{i}].uuid")
+            await self._write(bank_uuid, bank, documents)
+
+    async def post_update_memory_documents(self, bank_uuid: str, documents: list[MemoryBankDocument]) -> None:
+        async with self._lock:
+            bank = self._bank(bank_uuid)
+            self._known(bank_uuid, [d.uuid for d in documents], "documents[{i}].uuid")
+            await self._write(bank_uuid, bank, documents, replace=True)
+
+    async def post_get_memory_documents(self, bank_uuid: str, document_uuids: list[str]) -> list[MemoryBankDocument]:
+        self._bank(bank_uuid)
+        records = self._known(bank_uuid, document_uuids, "document_uuids[{i}]")
+        return [
+            MemoryBankDocument(uuid=uuid, content=base64.b64decode(r["content"]), metadata=r["metadata"], mime_type=r["mime_type"])
+            for uuid, r in zip(document_uuids, records)
+        ]
+
+    async def remove_memory_documents(self, bank_uuid: str, document_uuids: list[str]) -> None:
+        async with self._lock:
+            bank = self._bank(bank_uuid)
+            self._known(bank_uuid, document_uuids, "document_uuids[{i}]")
+            self.index.delete_documents(bank["collection"], document_uuids)
+            for uuid in document_uuids:
+                self.store.delete(document_kind(bank_uuid), uuid)
+
+    async def query_memory_bank(self, request: QueryMemoryBankRequest) -> QueryMemoryBankResponse:
+        bank = self._bank(request.bank_uuid)
+        text = content_text(request.query)
+        if not text.strip():
+            raise InvalidRequestError("the query is empty", "query")
+        (vector,) = await self.embed([text])
+        hits = await asyncio.to_thread(self.index.search, bank["collection"], vector, text, request.top_k, request.mode.value, request.filter)
+        return QueryMemoryBankResponse(chunks=[MemoryChunk(**hit) for hit in hits])
+
+    async def _write(self, bank_uuid: str, bank: dict[str, Any], documents: list[MemoryBankDocument], replace: bool = False) -> None:
+        version = bank["version"] + 1
+        rows = await self._rows(bank_uuid, documents, version)
+        name = bank["collection"]
+        try:
+            await asyncio.to_thread(self.index.insert, name, rows)
+        except Exception:  # undo this write's chunks; the documents' earlier chunks stay
+            self.index.delete_documents(name, [d.uuid for d in documents], f"== {version}")
+            raise
+        if replace:  # the new version is in: the old chunks of these documents go
+            self.index.delete_documents(name, [d.uuid for d in documents], f"!= {version}")
+        self.store.put(BANK_KIND, bank_uuid, {**bank, "version": version})
+        self._store_documents(bank_uuid, documents)
+
+    async def _rows(self, bank_uuid: str, documents: list[MemoryBankDocument], version: int) -> list[dict[str, Any]]:
+        """Every document checked, chunked and embedded, or an error naming the bad one."""
+        seen: set[str] = set()
+        pieces: list[tuple[MemoryBankDocument, int, str]] = []
+        for i, document in enumerate(documents):
+            param = f"documents[{i}]"
+            if document.uuid in seen:
+                raise InvalidRequestError(f"document {document.uuid!r} appears twice", f"{param}.uuid")
+            seen.add(document.uuid)
+            if len(document.content) > self.settings.max_document_bytes:
+                raise InvalidRequestError(f"document {document.uuid!r} is {len(document.content)} bytes; the limit is {self.settings.max_document_bytes}", f"{param}.content")
+            text = document_text(document.content, document.mime_type, param)
+            chunks = chunk_text(text, self.tokenizer, self.settings.chunk_size_tokens, self.settings.chunk_overlap_tokens)
+            if not chunks:
+                raise InvalidRequestError(f"document {document.uuid!r} has no text to index", f"{param}.content")
+            pieces += [(document, chunk.index, chunk.text) for chunk in chunks]
+        vectors = await self.embed([text for _, _, text in pieces]) if pieces else []
+        return [
+            {
+                "id": f"{document.uuid}#{version}#{index}",
+                "document_uuid": document.uuid,
+                "version": version,
+                "chunk_index": index,
+                "text": text,
+                "metadata": document.metadata,
+                "vector": vector,
+            }
+            for (document, index, text), vector in zip(pieces, vectors)
+        ]
+
+    def _store_documents(self, bank_uuid: str, documents: list[MemoryBankDocument]) -> None:
+        for document in documents:
+            record = {"content": base64.b64encode(document.content).decode(), "metadata": document.metadata, "mime_type": document.mime_type, "stored_at": time.time()}
+            self.store.put(document_kind(bank_uuid), document.uuid, record)
+
+    def _bank(self, bank_uuid: str) -> dict[str, Any]:
+        try:
+            return self.store.get(BANK_KIND, bank_uuid)
+        except NotFoundError:
+            raise NotFoundError(f"memory bank {bank_uuid!r} does not exist", "bank_uuid") from None
+
+    def _known(self, bank_uuid: str, document_uuids: list[str], param: str) -> list[dict[str, Any]]:
+        records = []
+        for i, uuid in enumerate(document_uuids):
+            try:
+                records.append(self.store.get(document_kind(bank_uuid), uuid))
+            except NotFoundError:
+                raise NotFoundError(f"document {uuid!r} is not in bank {bank_uuid!r}", param.format(i=i)) from None
+        return records
+
+
+class MemoryServer:
+    """Serve deployment that owns the Milvus client (Milvus Lite: one process per file)."""
+
+    def __init__(self, data_dir: str, settings: dict[str, Any], embedder) -> None:
+        from transformers import AutoTokenizer
+
+        from llamaray.memory.embeddings import model_path
+
+        memory = MemorySettings.model_validate(settings)
+        uri = memory.milvus_uri or str(Path(data_dir) / "milvus.db")
+        self.embedder = embedder
+
+        async def embed(texts: list[str]) -> list[list[float]]:
+            return await self.embedder.embed.remote(texts)
+
+        self.service = MemoryService(
+            MetadataStore(Path(data_dir) / "metadata.db"),
+            MilvusIndex(uri, memory.milvus_token),
+            AutoTokenizer.from_pretrained(model_path(memory.embedding_model)),
+            embed,
+            memory,
+        )
+
+    async def call(self, method: str, *args, **kwargs):
+        """One entry point, so the gateway reaches every MemoryBanks method through one handle."""
+        return await getattr(self.service, method)(*args, **kwargs)

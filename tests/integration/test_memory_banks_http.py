@@ -1,0 +1,201 @@
+"""Memory banks through the HTTP API on real Milvus Lite and real all-MiniLM-L6-v2 embeddings."""
+
+from __future__ import annotations
+
+import base64
+import json
+
+import httpx
+import numpy as np
+import openai
+import pytest
+
+TOPICS = {
+    "volcano": "Volcanoes erupt when magma rises through the crust and lava flows down the slopes.",
+    "photosynthesis": "Plants turn sunlight, water and carbon dioxide into sugar and oxygen by photosynthesis.",
+    "chess": "In chess the knight moves in an L shape and the bishop slides along diagonals.",
+    "espresso": "Espresso is brewed by forcing hot water through finely ground coffee beans under pressure.",
+    "tides": "Ocean tides rise and fall twice a day because of the gravitational pull of the moon.",
+    "vaccines": "Vaccines train the immune system to recognise a pathogen before an infection happens.",
+    "bitcoin": "Bitcoin is a cryptocurrency whose transactions are recorded on a public blockchain ledger.",
+    "marathon": "A marathon is a long-distance running race of a little over forty-two kilometres.",
+    "origami": "Origami is the Japanese art of folding a single sheet of paper into shapes like cranes.",
+    "glaciers": "Glaciers are slow rivers of ice that carve valleys as they creep downhill over centuries.",
+    "sourdough": "Sourdough bread rises thanks to a starter of wild yeast and lactic acid bacteria.",
+    "jazz": "Jazz musicians improvise melodies over swing rhythms and rich seventh chords.",
+    "bees": "Honey bees collect nectar from flowers and dance to tell the hive where food is.",
+    "rust": "Iron rusts when it reacts with oxygen and moisture, forming reddish iron oxide.",
+    "telescope": "Telescopes gather light with lenses or mirrors so astronomers can see distant galaxies.",
+    "pyramids": "The ancient Egyptians built the pyramids of Giza as tombs for their pharaohs.",
+    "penguins": "Penguins are flightless birds that swim with flipper-like wings in cold southern seas.",
+    "sushi": "Sushi combines vinegared rice with raw fish, seaweed and a touch of wasabi.",
+    "earthquake": "Earthquakes happen when tectonic plates slip suddenly along a fault line.",
+    "recycling": "Recycling sorts used glass, paper and plastic so the materials can be made into new products.",
+    "guitar": "An acoustic guitar has six strings that vibrate over a hollow wooden body.",
+    "insulin": "Insulin is a hormone from the pancreas that lets cells absorb glucose from the blood.",
+    "wifi": "Wi-Fi routers send data to laptops and phones over radio waves.",
+    "tennis": "Tennis players hit a felt ball over a net with rackets on grass or clay courts.",
+    "compost": "Compost is decomposed kitchen scraps and leaves that enrich garden soil.",
+    "lighthouse": "Lighthouses warn ships at night with a rotating beam of light from a tall tower.",
+    "saturn": "Saturn is the gas giant planet famous for its bright rings of ice and rock.",
+    "cheese": "Cheese is made by curdling milk with rennet and ageing the curds.",
+    "password": "A strong password is long, unique and kept in a password manager.",
+    "kayak": "A kayak is a narrow boat paddled with a double-bladed paddle.",
+}
+QUERIES = {
+    "How does lava come out of a mountain?": "volcano",
+    "How do plants make food from light?": "photosynthesis",
+    "Which chess piece moves in an L?": "chess",
+    "How is strong coffee made?": "espresso",
+    "Why does the sea level change during the day?": "tides",
+    "How do shots protect against disease?": "vaccines",
+    "What is a decentralised digital currency?": "bitcoin",
+    "How long is the classic running race?": "marathon",
+    "Folding paper cranes": "origami",
+    "rivers of ice in mountains": "glaciers",
+    "bread made with wild yeast": "sourdough",
+    "improvised music with swing": "jazz",
+    "insects that make honey": "bees",
+    "why does iron turn red and flaky": "rust",
+    "instrument for looking at stars": "telescope",
+    "tombs of Egyptian kings": "pyramids",
+    "birds that cannot fly and swim in Antarctica": "penguins",
+    "Japanese dish of rice and raw fish": "sushi",
+    "what causes the ground to shake": "earthquake",
+    "hormone that controls blood sugar": "insulin",
+}
+
+
+def doc(uuid: str, text: str | bytes, mime_type: str = "text/plain", **metadata) -> dict:
+    raw = text if isinstance(text, bytes) else text.encode()
+    return {"uuid": uuid, "content": base64.b64encode(raw).decode(), "metadata": metadata, "mime_type": mime_type}
+
+
+def tiny_pdf(text: str) -> bytes:
+    """A one-page PDF with one line of text, written by hand (the objects and their offsets)."""
+    stream = f"BT /F1 18 Tf 40 700 Td ({text}) Tj ET".encode()
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream),
+        b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
+    ]
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def query(client, bank: str, text: str, top_k: int = 5, **extra) -> list[dict]:
+    response = client.post("/memory_bank/query", json={"bank_uuid": bank, "query": text, "top_k": top_k, **extra})
+    assert response.status_code == 200, response.text
+    return response.json()["chunks"]
+
+
+@pytest.fixture(scope="module")
+def topics_bank(platform_url) -> str:
+    documents = [doc(name, text, topic=name, index=i) for i, (name, text) in enumerate(TOPICS.items())]
+    response = httpx.post(f"{platform_url}/memory_banks/create", timeout=120, params={"bank_uuid": "topics", "bank_name": "Topics"}, json=documents)
+    assert response.status_code == 200, response.text
+    return "topics"
+
+
+def test_retrieval_recall_at_5(client, topics_bank):
+    hits = [expected in [c["document_uuid"] for c in query(client, topics_bank, question)] for question, expected in QUERIES.items()]
+    recall = sum(hits) / len(hits)
+    assert recall >= 0.9, recall
+    chunks = query(client, topics_bank, "Which chess piece moves in an L?", top_k=3)
+    assert chunks[0]["document_uuid"] == "chess" and chunks[0]["metadata"]["topic"] == "chess"
+    assert chunks[0]["score"] >= chunks[1]["score"] >= chunks[2]["score"]
+
+
+def test_bm25_hybrid_and_metadata_filter(client, topics_bank):
+    assert query(client, topics_bank, "pharaohs Giza", mode="bm25")[0]["document_uuid"] == "pyramids"
+    assert query(client, topics_bank, "tombs of Egyptian kings", mode="hybrid")[0]["document_uuid"] == "pyramids"
+    only = query(client, topics_bank, "tombs of Egyptian kings", filter={"topic": "sushi"})
+    assert [c["document_uuid"] for c in only] == ["sushi"]
+
+
+def test_bank_listing_get_update_delete_and_drop(client):
+    bank = {"bank_uuid": "notes", "bank_name": "Notes"}
+    assert client.post("/memory_banks/create", params=bank, json=[doc("a", "The launch code is 4711.")]).status_code == 200
+    assert client.post("/memory_banks/create", params=bank, json=[]).status_code == 409
+    assert {"uuid": "notes", "name": "Notes"} in client.get("/memory_banks/get").json()
+
+    unicode = "Ünïcödé: 東京は日本の首都です。 🚀"
+    inserted = client.post("/memory_bank/insert", params={"bank_uuid": "notes"}, json=[doc("b", unicode, lang="ja")])
+    assert inserted.status_code == 200, inserted.text
+    assert client.post("/memory_bank/insert", params={"bank_uuid": "notes"}, json=[doc("b", "again")]).status_code == 409
+    got = client.post("/memory_bank/get", params={"bank_uuid": "notes"}, json=["b"]).json()
+    assert base64.b64decode(got[0]["content"]).decode() == unicode and got[0]["metadata"] == {"lang": "ja"}
+    assert query(client, "notes", "capital of Japan", top_k=1)[0]["text"] == unicode
+
+    updated = client.post("/memory_bank/update", params={"bank_uuid": "notes"}, json=[doc("a", "The launch code changed to 1234.")])
+    assert updated.status_code == 200, updated.text
+    texts = [c["text"] for c in query(client, "notes", "launch code", top_k=10)]
+    assert "The launch code changed to 1234." in texts and "The launch code is 4711." not in texts
+
+    assert client.post("/memory_bank/delete", params={"bank_uuid": "notes"}, json=["a"]).status_code == 200
+    assert all(c["document_uuid"] != "a" for c in query(client, "notes", "launch code", top_k=10))
+    missing = client.post("/memory_bank/get", params={"bank_uuid": "notes"}, json=["a"])
+    assert missing.status_code == 404 and missing.json()["error"]["param"] == "document_uuids[0]"
+    assert client.post("/memory_bank/update", params={"bank_uuid": "notes"}, json=[doc("zzz", "x")]).status_code == 404
+
+    assert client.delete("/memory_banks/drop", params={"bank_uuid": "notes"}).json() == "notes"
+    assert client.delete("/memory_banks/drop", params={"bank_uuid": "notes"}).status_code == 404
+    assert client.post("/memory_bank/query", json={"bank_uuid": "notes", "query": "x"}).status_code == 404
+
+
+def test_html_pdf_json_and_markdown_documents(client):
+    html = "<html><head><style>p {color: red}</style><script>var secret = 1;</script></head><body><h1>Routers</h1><p>Packets are forwarded by routers &amp; switches.</p></body></html>"
+    documents = [
+        doc("page", html, "text/html"),
+        doc("paper", tiny_pdf("Quantum entanglement links particles over distance."), "application/pdf"),
+        doc("record", json.dumps({"city": "Lisbon", "famous_for": "custard tarts"}), "application/json"),
+        doc("readme", "# Install\n\nRun `make serve` to start.", "text/markdown"),
+    ]
+    response = client.post("/memory_banks/create", params={"bank_uuid": "formats", "bank_name": "Formats"}, json=documents)
+    assert response.status_code == 200, response.text
+    page = query(client, "formats", "network packet forwarding", top_k=1)[0]
+    assert page["document_uuid"] == "page" and "secret" not in page["text"] and "color" not in page["text"] and "&" in page["text"]
+    assert query(client, "formats", "entangled particles physics", top_k=1)[0]["document_uuid"] == "paper"
+    assert query(client, "formats", "Portuguese pastries", top_k=1)[0]["document_uuid"] == "record"
+
+
+@pytest.mark.parametrize(
+    ("document", "status", "param"),
+    [
+        ({"uuid": "x", "content": "not base64!!", "mime_type": "text/plain"}, 422, "content"),
+        (doc("x", b""), 400, "documents[1].content"),
+        (doc("x", "   \n "), 400, "documents[1].content"),
+        (doc("x", "hello", "image/png"), 400, "documents[1].mime_type"),
+        (doc("x", b"\xff\xfe\x00bad", "text/plain"), 400, "documents[1].content"),
+        (doc("x", b"%PDF-1.4 broken", "application/pdf"), 400, "documents[1].content"),
+        (doc("x", "x" * 2_000_001), 400, "documents[1].content"),
+    ],
+)
+def test_bad_documents_are_refused_and_nothing_is_written(client, document, status, param):
+    good = doc("fine", "A perfectly good document.")
+    response = client.post("/memory_banks/create", params={"bank_uuid": "bad-batch", "bank_name": "b"}, json=[good, document])
+    assert response.status_code == status, response.text
+    assert param in response.json()["error"]["param"], response.json()
+    assert "bad-batch" not in [b["uuid"] for b in client.get("/memory_banks/get").json()]
+
+
+def test_openai_embeddings(platform_url):
+    client = openai.OpenAI(base_url=f"{platform_url}/v1", api_key="unused")
+    result = client.embeddings.create(model="all-MiniLM-L6-v2", input=["a cat", "a kitten", "a tax return"])
+    vectors = np.array([d.embedding for d in result.data])
+    assert vectors.shape == (3, 384) and result.usage.prompt_tokens > 0
+    similar, different = vectors[0] @ vectors[1], vectors[0] @ vectors[2]
+    assert similar > different
+    plain = client.embeddings.create(model="all-MiniLM-L6-v2", input="a cat", encoding_format="float")
+    assert np.allclose(plain.data[0].embedding, vectors[0], atol=1e-5)
+    with pytest.raises(openai.NotFoundError):
+        client.embeddings.create(model="no-such-embedder", input="x")

@@ -1,0 +1,36 @@
+"""After the Ray cluster stops and starts again, the platform still has its jobs and banks."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from .test_memory_banks_http import doc, query
+from .test_post_training_http import final_checkpoint, sft_request, wait_until_training
+
+
+@pytest.mark.restarts_cluster
+def test_jobs_and_banks_survive_a_ray_restart(cluster, datasets):
+    with httpx.Client(base_url=cluster.url, timeout=120) as client:
+        created = client.post("/memory_banks/create", params={"bank_uuid": "durable", "bank_name": "Durable"}, json=[doc("d1", "The vault opens at midnight.", kind="fact")])
+        assert created.status_code == 200, created.text
+        body = sft_request("sft-interrupted", datasets["sft"], n_iters=100_000)
+        assert client.post("/post_training/supervised_fine_tune/", json=body).status_code == 200
+        wait_until_training(client, "sft-interrupted")
+        before = client.get("/post_training/job/status", params={"job_uuid": "sft-lora"}).json()
+        before_logs = client.get("/post_training/job/logs", params={"job_uuid": "sft-lora"}).json()
+
+    cluster.restart()
+
+    with httpx.Client(base_url=cluster.url, timeout=120) as client:
+        after = client.get("/post_training/job/status", params={"job_uuid": "sft-lora"}).json()
+        assert after == before and after["status"] == "completed"
+        assert client.get("/post_training/job/logs", params={"job_uuid": "sft-lora"}).json() == before_logs
+        assert final_checkpoint(client, "sft-lora").is_dir()
+        interrupted = client.get("/post_training/job/status", params={"job_uuid": "sft-interrupted"}).json()
+        assert interrupted["status"] == "failed"
+        assert "cluster stopped" in interrupted["error"]
+
+        assert {"uuid": "durable", "name": "Durable"} in client.get("/memory_banks/get").json()
+        (chunk,) = query(client, "durable", "when does the vault open", top_k=1)
+        assert chunk["text"] == "The vault opens at midnight." and chunk["metadata"] == {"kind": "fact"}
