@@ -46,10 +46,10 @@ class EmbeddingModel:
 class EmbeddingServer:
     """Serve deployment wrapping `EmbeddingModel`; `embed` takes one list of texts per call."""
 
-    def __init__(self, name: str, batch_size: int = 64) -> None:
+    def __init__(self, name: str, threads: int = 1, batch_size: int = 64) -> None:
         import torch
 
-        torch.set_num_threads(1)  # one core per replica: replicas, not threads, scale it out
+        torch.set_num_threads(threads)  # by default one core per replica: replicas scale it out
         self.model = EmbeddingModel(name, batch_size)
 
     def info(self) -> dict[str, Any]:
@@ -58,7 +58,7 @@ class EmbeddingServer:
     async def embed(self, texts: list[str]) -> list[list[float]]:
         return await self._embed_batched(texts)
 
-    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.005)
+    @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)
     async def _embed_batched(self, requests: list[list[str]]) -> list[list[list[float]]]:
         flat = [text for texts in requests for text in texts]
         vectors = self.model.embed(flat)

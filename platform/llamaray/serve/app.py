@@ -80,7 +80,7 @@ def build_app(args: dict[str, Any]) -> Application:
         max_ongoing_requests=64,
         ray_actor_options={"num_cpus": 0.5},
         logging_config={"enable_access_log": config.access_log},
-    ).bind(memory.embedding_model)
+    ).bind(memory.embedding_model, memory.embedding_threads)
     # Milvus Lite allows one process per database file: one replica owns it unless a server is named.
     memory_server = serve.deployment(MemoryServer).options(
         name="MemoryServer",
