@@ -199,3 +199,13 @@ def test_openai_embeddings(platform_url):
     assert np.allclose(plain.data[0].embedding, vectors[0], atol=1e-5)
     with pytest.raises(openai.NotFoundError):
         client.embeddings.create(model="no-such-embedder", input="x")
+
+
+def test_chunk_sizes_per_bank(client):
+    text = " ".join(f"sentence number {i} talks about topic {i % 7}." for i in range(60))
+    params = {"bank_uuid": "small-chunks", "bank_name": "s", "chunk_size_tokens": 32, "chunk_overlap_tokens": 8}
+    assert client.post("/memory_banks/create", params=params, json=[doc("long", text)]).status_code == 200
+    chunks = query(client, "small-chunks", "topic 3", top_k=50)
+    assert len(chunks) > 10 and all(len(c["text"]) < len(text) / 5 for c in chunks)
+    bad = client.post("/memory_banks/create", params={**params, "bank_uuid": "bad-chunks", "chunk_overlap_tokens": 32}, json=[])
+    assert bad.status_code == 400 and bad.json()["error"]["param"] == "chunk_overlap_tokens"

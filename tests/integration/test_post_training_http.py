@@ -50,6 +50,20 @@ def sft_request(job_uuid: str, dataset: dict, algorithm: str = "lora", n_iters: 
     }
 
 
+def dpo_request(job_uuid: str, finetuned_model: str, dataset: dict, **algorithm) -> dict:
+    sft = sft_request(job_uuid, dataset)
+    return {
+        "job_uuid": job_uuid,
+        "finetuned_model": finetuned_model,
+        "dataset": dataset,
+        "validation_dataset": dataset,
+        "algorithm": "dpo",
+        "algorithm_config": {"reward_scale": 0.1, "reward_clip": 5.0, "epsilon": 0.0, "gamma": 0.0, **algorithm},
+        "optimizer_config": sft["optimizer_config"],
+        "training_config": sft["training_config"],
+    }
+
+
 def wait_until_final(client: httpx.Client, job_uuid: str, timeout_s: float = 300) -> dict:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
@@ -127,16 +141,7 @@ def test_bad_requests_are_refused_before_any_job_starts(client, datasets, datase
     refused("bad", {**good, "dataset": no_dialog}, 400, "dataset.columns")
     refused("../escape", {**good, "job_uuid": "../escape"}, 422, "job_uuid")
 
-    dpo_without_rejected = {
-        "job_uuid": "bad-dpo",
-        "finetuned_model": (dataset_dir / "no-such-checkpoint").as_uri(),
-        "dataset": datasets["sft"],
-        "validation_dataset": datasets["sft"],
-        "algorithm": "dpo",
-        "algorithm_config": {"reward_scale": 0.1, "reward_clip": 5.0, "epsilon": 0.0, "gamma": 0.0},
-        "optimizer_config": good["optimizer_config"],
-        "training_config": good["training_config"],
-    }
+    dpo_without_rejected = dpo_request("bad-dpo", (dataset_dir / "no-such-checkpoint").as_uri(), datasets["sft"])
     response = client.post("/post_training/preference_optimize/", json=dpo_without_rejected)
     assert response.status_code == 404 and response.json()["error"]["param"] == "finetuned_model", response.text
     outside = client.post("/post_training/preference_optimize/", json={**dpo_without_rejected, "finetuned_model": "file:///etc"})
@@ -252,16 +257,8 @@ def test_dora_job_submitted_with_ray_job_submit_is_tracked(client, cluster, data
 
 
 def test_dpo_job_grows_the_chosen_over_rejected_margin(client, datasets, tiny_models):
-    body = {
-        "job_uuid": "dpo-1",
-        "finetuned_model": (tiny_models / "tiny-llama-chat").as_uri(),
-        "dataset": datasets["dpo"],
-        "validation_dataset": datasets["dpo"],
-        "algorithm": "dpo",
-        "algorithm_config": {"reward_scale": 0.1, "reward_clip": 5.0, "epsilon": 0.05, "gamma": 0.5},
-        "optimizer_config": {"optimizer_type": "adam", "lr": 5e-3, "lr_min": 0.0, "weight_decay": 0.0},
-        "training_config": sft_request("x", datasets["sft"])["training_config"],
-    }
+    body = dpo_request("dpo-1", (tiny_models / "tiny-llama-chat").as_uri(), datasets["dpo"], epsilon=0.05, gamma=0.5)
+    body["optimizer_config"] = {"optimizer_type": "adam", "lr": 5e-3, "lr_min": 0.0, "weight_decay": 0.0}
     assert client.post("/post_training/preference_optimize/", json=body).status_code == 200
     status = wait_until_final(client, "dpo-1")
     assert status["status"] == "completed", status
@@ -294,17 +291,7 @@ def test_a_crash_inside_training_fails_the_job_with_its_traceback(client, datase
     broken = dataset_dir / "broken-model"
     shutil.copytree(tiny_models / "tiny-llama-chat", broken, dirs_exist_ok=True)
     (broken / "model.safetensors").write_bytes(b"not a safetensors file")
-    body = sft_request("sft-crash", datasets["sft"])
-    body = {
-        "job_uuid": "dpo-crash",
-        "finetuned_model": broken.as_uri(),
-        "dataset": datasets["dpo"],
-        "validation_dataset": datasets["dpo"],
-        "algorithm": "dpo",
-        "algorithm_config": {"reward_scale": 0.1, "reward_clip": 0.0, "epsilon": 0.0, "gamma": 0.0},
-        "optimizer_config": body["optimizer_config"],
-        "training_config": body["training_config"],
-    }
+    body = dpo_request("dpo-crash", broken.as_uri(), datasets["dpo"])
     assert client.post("/post_training/preference_optimize/", json=body).status_code == 200
     status = wait_until_final(client, "dpo-crash")
     assert status["status"] == "failed" and status["error"], status

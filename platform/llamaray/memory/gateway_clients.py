@@ -24,8 +24,10 @@ class MemoryBanksClient:
     async def _call(self, method: str, *args: Any) -> Any:
         return await self.handle.call.remote(method, *args)
 
-    async def create_memory_bank(self, bank_uuid: str, bank_name: str, documents: list[MemoryBankDocument]) -> None:
-        await self._call("create_memory_bank", bank_uuid, bank_name, documents)
+    async def create_memory_bank(
+        self, bank_uuid: str, bank_name: str, documents: list[MemoryBankDocument], chunking: dict[str, int] | None = None
+    ) -> None:
+        await self._call("create_memory_bank", bank_uuid, bank_name, documents, chunking)
 
     async def get_memory_banks(self) -> list[MemoryBank]:
         return await self._call("get_memory_banks")

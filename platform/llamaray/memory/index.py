@@ -34,6 +34,14 @@ class MilvusIndex:
 
         self.client = MilvusClient(uri=uri, token=token or "")
         self.full_text = True  # BM25; probed when the first collection is made
+        self._loaded: set[str] = set()
+
+    def _ready(self, name: str) -> None:
+        """Milvus serves a collection once it is loaded; after a restart none is."""
+        if name not in self._loaded:
+            if str(self.client.get_load_state(name)["state"]) != "Loaded":
+                self.client.load_collection(name)
+            self._loaded.add(name)
 
     def create(self, name: str, dimension: int) -> None:
         from pymilvus import DataType, Function, FunctionType, MilvusClient
@@ -68,10 +76,12 @@ class MilvusIndex:
             self.client.create_collection(name, schema=s, index_params=index)
 
     def drop(self, name: str) -> None:
+        self._loaded.discard(name)
         if self.client.has_collection(name):
             self.client.drop_collection(name)
 
     def insert(self, name: str, rows: list[dict[str, Any]]) -> None:
+        self._ready(name)
         for start in range(0, len(rows), 1000):
             self.client.insert(name, rows[start : start + 1000])
 
@@ -80,6 +90,7 @@ class MilvusIndex:
         expression = f"document_uuid in [{', '.join(map(quote, document_uuids))}]"
         if versions:
             expression += f" and version {versions}"
+        self._ready(name)
         self.client.delete(name, filter=expression)
 
     def search(self, name: str, vector: list[float], text: str, top_k: int, mode: str, where: dict[str, Any]) -> list[dict[str, Any]]:
@@ -87,6 +98,7 @@ class MilvusIndex:
 
         fields = ["document_uuid", "chunk_index", "text", "metadata"]
         expression = metadata_filter(where)
+        self._ready(name)
         if mode != "dense" and not self.full_text:
             raise InvalidRequestError(f"mode {mode!r} needs full-text search, which this Milvus does not have", "mode")
         if mode == "dense":

@@ -40,22 +40,27 @@ class MemoryService:
         self.settings = settings
         self._lock = asyncio.Lock()  # one write at a time: versions and undo stay simple
 
-    async def create_memory_bank(self, bank_uuid: str, bank_name: str, documents: list[MemoryBankDocument]) -> None:
+    async def create_memory_bank(
+        self, bank_uuid: str, bank_name: str, documents: list[MemoryBankDocument], chunking: dict[str, int] | None = None
+    ) -> None:
+        """`chunking` (`chunk_size_tokens`, `chunk_overlap_tokens`) overrides the deployment's
+        sizes for this bank; every later write to the bank uses them."""
         if not bank_uuid:
             raise InvalidRequestError("bank_uuid must not be empty", "bank_uuid")
+        sizes = self._chunking(chunking or {})
         async with self._lock:
             try:
                 self.store.get(BANK_KIND, bank_uuid)
                 raise ConflictError(f"memory bank {bank_uuid!r} already exists", "bank_uuid")
             except NotFoundError:
                 pass
-            rows = await self._rows(bank_uuid, documents, version=1)
+            rows = await self._rows(documents, version=1, sizes=sizes)
             name = collection_name(bank_uuid)
             dimension = len(rows[0]["vector"]) if rows else len((await self.embed(["dimension"]))[0])
             self.index.create(name, dimension)
             try:
                 await asyncio.to_thread(self.index.insert, name, rows)
-                self.store.create(BANK_KIND, bank_uuid, {"name": bank_name, "collection": name, "version": 1})
+                self.store.create(BANK_KIND, bank_uuid, {"name": bank_name, "collection": name, "version": 1, "chunking": sizes})
             except Exception:
                 self.index.drop(name)
                 raise
@@ -115,7 +120,7 @@ class MemoryService:
 
     async def _write(self, bank_uuid: str, bank: dict[str, Any], documents: list[MemoryBankDocument], replace: bool = False) -> None:
         version = bank["version"] + 1
-        rows = await self._rows(bank_uuid, documents, version)
+        rows = await self._rows(documents, version, bank.get("chunking") or self._chunking({}))
         name = bank["collection"]
         try:
             await asyncio.to_thread(self.index.insert, name, rows)
@@ -127,7 +132,17 @@ class MemoryService:
         self.store.put(BANK_KIND, bank_uuid, {**bank, "version": version})
         self._store_documents(bank_uuid, documents)
 
-    async def _rows(self, bank_uuid: str, documents: list[MemoryBankDocument], version: int) -> list[dict[str, Any]]:
+    def _chunking(self, asked: dict[str, int]) -> dict[str, int]:
+        size = asked.get("chunk_size_tokens") or self.settings.chunk_size_tokens
+        overlap = asked.get("chunk_overlap_tokens")
+        overlap = self.settings.chunk_overlap_tokens if overlap is None else overlap
+        if size < 16:
+            raise InvalidRequestError("chunk_size_tokens must be at least 16", "chunk_size_tokens")
+        if not 0 <= overlap < size:
+            raise InvalidRequestError("chunk_overlap_tokens must be from 0 to below chunk_size_tokens", "chunk_overlap_tokens")
+        return {"chunk_size_tokens": size, "chunk_overlap_tokens": overlap}
+
+    async def _rows(self, documents: list[MemoryBankDocument], version: int, sizes: dict[str, int]) -> list[dict[str, Any]]:
         """Every document checked, chunked and embedded, or an error naming the bad one."""
         seen: set[str] = set()
         pieces: list[tuple[MemoryBankDocument, int, str]] = []
@@ -139,7 +154,7 @@ class MemoryService:
             if len(document.content) > self.settings.max_document_bytes:
                 raise InvalidRequestError(f"document {document.uuid!r} is {len(document.content)} bytes; the limit is {self.settings.max_document_bytes}", f"{param}.content")
             text = document_text(document.content, document.mime_type, param)
-            chunks = chunk_text(text, self.tokenizer, self.settings.chunk_size_tokens, self.settings.chunk_overlap_tokens)
+            chunks = chunk_text(text, self.tokenizer, sizes["chunk_size_tokens"], sizes["chunk_overlap_tokens"])
             if not chunks:
                 raise InvalidRequestError(f"document {document.uuid!r} has no text to index", f"{param}.content")
             pieces += [(document, chunk.index, chunk.text) for chunk in chunks]

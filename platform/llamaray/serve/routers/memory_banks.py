@@ -12,8 +12,17 @@ router = APIRouter(tags=["memory_banks"])
 
 
 @router.post("/memory_banks/create", response_model=None)
-async def create_memory_bank(bank_uuid: str, bank_name: str, documents: list[MemoryBankDocument] = Body(default_factory=list), s: Services = Depends(services)) -> None:
-    await s.memory.create_memory_bank(bank_uuid, bank_name, documents)
+async def create_memory_bank(
+    bank_uuid: str,
+    bank_name: str,
+    documents: list[MemoryBankDocument] = Body(default_factory=list),
+    chunk_size_tokens: int | None = None,
+    chunk_overlap_tokens: int | None = None,
+    s: Services = Depends(services),
+) -> None:
+    """The two chunk sizes (query parameters, an extension) override the deployment's for this bank."""
+    chunking = {k: v for k, v in {"chunk_size_tokens": chunk_size_tokens, "chunk_overlap_tokens": chunk_overlap_tokens}.items() if v is not None}
+    await s.memory.create_memory_bank(bank_uuid, bank_name, documents, chunking)
 
 
 @router.get("/memory_banks/get", response_model=list[MemoryBank])
