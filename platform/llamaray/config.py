@@ -107,6 +107,7 @@ class MemorySettings(Settings):
     milvus_token: str | None = None
     embedding_model: str = "all-MiniLM-L6-v2"  # from the offline package; or a path / hub id
     embedding_threads: int = Field(default=1, ge=1)  # torch threads per EmbeddingServer replica
+    embedding_num_cpus: float = Field(default=0.5, ge=0)  # Ray's logical CPUs per replica
     chunk_size_tokens: int = Field(default=256, ge=16)  # the embedder's tokens; MiniLM reads 256
     chunk_overlap_tokens: int = Field(default=32, ge=0)
     max_document_bytes: int = Field(default=10_000_000, ge=1)

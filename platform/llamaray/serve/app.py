@@ -78,7 +78,7 @@ def build_app(args: dict[str, Any]) -> Application:
         name="EmbeddingServer",
         autoscaling_config=memory.embedding_autoscaling_config.model_dump(exclude_none=True),
         max_ongoing_requests=64,
-        ray_actor_options={"num_cpus": 0.5},
+        ray_actor_options={"num_cpus": memory.embedding_num_cpus},
         logging_config={"enable_access_log": config.access_log},
     ).bind(memory.embedding_model, memory.embedding_threads)
     # Milvus Lite allows one process per database file: one replica owns it unless a server is named.

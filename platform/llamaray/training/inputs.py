@@ -32,7 +32,7 @@ def prepare(kind: Literal["sft", "dpo"], request: TrainingRequest, platform: Pla
         base = resolve_model(request.model, platform, "model")
     else:
         base = resolve_model(request.finetuned_model, platform, "finetuned_model")
-    roots = [Path(root) for root in [platform.data_dir, *platform.dataset_roots]] + list(extra_roots)
+    roots = [Path(root) for root in dict.fromkeys([platform.data_dir, *platform.dataset_roots])] + list(extra_roots)
     to_examples = sft_examples if kind == "sft" else dpo_examples
     train = to_examples(request.dataset, _rows(request.dataset, roots, "dataset"), "dataset")
     validation = to_examples(request.validation_dataset, _rows(request.validation_dataset, roots, "validation_dataset"), "validation_dataset")
