@@ -6,8 +6,6 @@ costs little more than over one on these CPUs; its replicas autoscale like the L
 
 from __future__ import annotations
 
-from typing import Any
-
 from ray import serve
 
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
@@ -29,7 +27,6 @@ class EmbeddingModel:
         self.name = name
         self.model = SentenceTransformer(model_path(name), device="cpu")
         self.batch_size = batch_size
-        self.dimension = self.model.get_embedding_dimension()
 
     @property
     def tokenizer(self):
@@ -51,9 +48,6 @@ class EmbeddingServer:
 
         torch.set_num_threads(threads)  # by default one core per replica: replicas scale it out
         self.model = EmbeddingModel(name, batch_size)
-
-    def info(self) -> dict[str, Any]:
-        return {"model": self.model.name, "dimension": self.model.dimension}
 
     async def embed(self, texts: list[str]) -> list[list[float]]:
         return await self._embed_batched(texts)

@@ -52,6 +52,13 @@ def linear_module_names(model_path: str) -> set[str]:
     return {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
 
 
+def training_dtype(use_gpu: bool):
+    """fp32 on CPU, bf16 on GPU: the weights', the 4-bit compute's and the adapters' dtype."""
+    import torch
+
+    return torch.bfloat16 if use_gpu else torch.float32
+
+
 def load_causal_lm(model_path: str, load_in_4bit: bool, use_gpu: bool):
     """The model in training precision: fp32 on CPU, bf16 on GPU; QLoRA's base in nf4.
 
@@ -61,7 +68,7 @@ def load_causal_lm(model_path: str, load_in_4bit: bool, use_gpu: bool):
     import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
-    dtype = torch.bfloat16 if use_gpu else torch.float32
+    dtype = training_dtype(use_gpu)
     if not load_in_4bit:
         return AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype)
     quantization = BitsAndBytesConfig(

@@ -15,6 +15,7 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from llamaray.training.models import training_dtype
 from llamaray.training.plan import TrainingPlan
 from llamaray.training.tracker import NAME, NAMESPACE
 
@@ -55,7 +56,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     if plan.load_in_4bit:  # TRL casts adapters over a 4-bit base to bf16; CPUs train in fp32
         for parameter in trainer.model.parameters():
             if parameter.requires_grad:
-                parameter.data = parameter.data.to(args_dtype(plan))
+                parameter.data = parameter.data.to(training_dtype(plan.workers.use_gpu))
     progress.say(f"training {plan.algorithm} on {len(train_set)} examples, {plan.workers.num_workers} workers, ZeRO-{plan.deepspeed['zero_optimization']['stage']}")
     if plan.load_in_4bit:
         import bitsandbytes
@@ -67,12 +68,6 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     # Checkpoint: the final weights, unless the last epoch's checkpoint already holds them.
     progress.checkpoint(trainer.state.global_step)
-
-
-def args_dtype(plan: TrainingPlan):
-    import torch
-
-    return torch.bfloat16 if plan.workers.use_gpu else torch.float32
 
 
 def _trl_config(plan: TrainingPlan):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -194,15 +193,11 @@ def tracker_actor(platform: dict[str, Any]):
     return actor_class.remote(platform)
 
 
-def find_tracker(timeout_s: float = 0):
+def find_tracker():
     """The running tracker, or None when no platform has started one."""
     import ray
 
-    deadline = time.monotonic() + timeout_s
-    while True:
-        try:
-            return ray.get_actor(NAME, namespace=NAMESPACE)
-        except ValueError:
-            if time.monotonic() >= deadline:
-                return None
-            time.sleep(0.5)
+    try:
+        return ray.get_actor(NAME, namespace=NAMESPACE)
+    except ValueError:
+        return None
