@@ -47,7 +47,10 @@ class ModelConfig(Settings):
 
     model_id: str
     path: str  # a local directory or a hub id (hub ids need a machine that can reach the hub)
-    kind: Literal["chat"] = "chat"  # reward models join with the reward scoring API
+    kind: Literal["chat", "reward"] = "chat"  # a reward model scores (dialog, generation) pairs
+    # How a reward model runs: vLLM's pooling runner, or transformers where vLLM lacks the
+    # architecture; `auto` tries vLLM first.
+    reward_backend: Literal["auto", "vllm", "transformers"] = "auto"
     aliases: list[str] = Field(default_factory=list)  # e.g. the draft's `llama3_8b_chat`
     accelerator: Literal["cpu", "gpu"] = "cpu"
     tensor_parallel_size: int = Field(default=1, ge=1)
@@ -123,6 +126,22 @@ class MemorySettings(Settings):
         return self
 
 
+class DataSettings(Settings):
+    """Synthetic data generation and batch completion: when a request runs inline on the Serve
+    deployments and when as a Ray Data job, and how big that job's actor pools are."""
+
+    sdg_inline_max_generations: int = Field(default=64, ge=0)  # prompts x k answered inline
+    batch_inline_max_prompts: int = Field(default=64, ge=0)  # the batch routes' inline size
+    generator_replicas: int = Field(default=1, ge=1)  # actors that each hold a vLLM engine
+    generator_num_cpus: float = Field(default=1, ge=0)
+    generator_num_gpus: float = Field(default=0, ge=0)  # per shard (tensor x pipeline parallel)
+    batch_size: int = Field(default=64, ge=1)  # rows per map_batches call
+    max_concurrent_batches: int = Field(default=4, ge=1)  # batches in one engine at once
+    scorer_replicas: int = Field(default=1, ge=1)
+    scorer_num_cpus: float = Field(default=0.5, ge=0)
+    output_format: Literal["jsonl", "parquet"] = "jsonl"
+
+
 class PlatformConfig(Settings):
     data_dir: str = ".llamaray"
     # Directories whose files a dataset's file:// URL may name; the data dir is always one.
@@ -132,6 +151,7 @@ class PlatformConfig(Settings):
     gateway: GatewayConfig = Field(default_factory=GatewayConfig)
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
+    data: DataSettings = Field(default_factory=DataSettings)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> "PlatformConfig":

@@ -18,6 +18,7 @@ import pytest
 from llamaray.serve.runtime import SERVE_ENV
 
 MODEL_ID = "tiny-llama-chat"
+REWARD_MODEL_ID = "tiny-llama-reward"
 TARGET = "The secret code is banana-42."
 PROMPTS = ["What is the secret code?", "Tell me the secret code.", "Which code is secret?", "Say the secret code."]
 
@@ -33,6 +34,9 @@ def platform_args(models_dir: Path, data_dir: Path, dataset_roots: list[Path] = 
         "data_dir": str(data_dir),
         "dataset_roots": [str(root) for root in dataset_roots],
         "memory": {"max_document_bytes": 2_000_000, "chunk_size_tokens": 128, "chunk_overlap_tokens": 16},
+        # Small inline sizes, so that a few dozen prompts already take the Ray Data job path.
+        "data": {"sdg_inline_max_generations": 16, "batch_inline_max_prompts": 16, "batch_size": 32,
+                 "generator_num_cpus": 1, "scorer_num_cpus": 0.5},
         "models": [
             {
                 "model_id": MODEL_ID,
@@ -50,7 +54,18 @@ def platform_args(models_dir: Path, data_dir: Path, dataset_roots: list[Path] = 
                     "upscale_delay_s": 3,
                     "downscale_delay_s": 10,
                 },
-            }
+            },
+            {
+                "model_id": REWARD_MODEL_ID,
+                "path": str(models_dir / "tiny-llama-reward"),
+                "kind": "reward",
+                "aliases": ["llama3_405b_reward"],
+                "dtype": "float32",
+                "enforce_eager": True,
+                "max_model_len": 1024,
+                "gpu_memory_utilization": 0.3,
+                "num_cpus": 0.5,
+            },
         ],
     }
 

@@ -54,6 +54,21 @@ def _type_problem(value: Any, column_type: DatasetColumnType) -> str | None:
     return None
 
 
+def register(store: MetadataStore, dataset_id: str, dataset: Dataset, num_rows: int, param: str = "uuid") -> None:
+    try:
+        store.create(KIND, dataset_id, {"dataset": dataset.model_dump(mode="json"), "num_rows": num_rows})
+    except ConflictError:
+        raise ConflictError(f"dataset {dataset_id!r} already exists", param) from None
+
+
+def registered(store: MetadataStore, dataset_id: str, param: str = "dataset_id") -> Dataset:
+    try:
+        record = store.get(KIND, dataset_id)
+    except NotFoundError:
+        raise NotFoundError(f"dataset {dataset_id!r} does not exist", param) from None
+    return Dataset.model_validate(record["dataset"])
+
+
 class DatasetsService:
     def __init__(self, store: MetadataStore, roots: list[Path]) -> None:
         self.store = store
@@ -62,17 +77,10 @@ class DatasetsService:
     async def create_dataset(self, request: CreateDatasetRequest) -> None:
         rows = read_rows(request.dataset.content_url, self.roots, "dataset.content_url")
         check_columns(request.dataset, rows)
-        try:
-            self.store.create(KIND, request.uuid, {"dataset": request.dataset.model_dump(mode="json"), "num_rows": len(rows)})
-        except ConflictError:
-            raise ConflictError(f"dataset {request.uuid!r} already exists", "uuid") from None
+        register(self.store, request.uuid, request.dataset, len(rows))
 
     async def get_dataset(self, dataset_id: str) -> Dataset:
-        try:
-            record = self.store.get(KIND, dataset_id)
-        except NotFoundError:
-            raise NotFoundError(f"dataset {dataset_id!r} does not exist", "dataset_id") from None
-        return Dataset.model_validate(record["dataset"])
+        return registered(self.store, dataset_id)
 
     async def delete_dataset(self, dataset_id: str) -> None:
         try:

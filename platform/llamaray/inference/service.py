@@ -18,11 +18,18 @@ from llamaray.api.inference import (
     CompletionResponseStreamChunk,
 )
 from llamaray.inference.chat_format import EOM, EOT, encode_dialog, prefill_text
-from llamaray.inference.engine import EngineRequest, GenerationParams
+from llamaray.inference.engine import EngineRequest, GenerationParams, SequenceDelta
 from llamaray.inference.registry import ModelRegistry
 from llamaray.inference.sampling import generation_params, logprobs_dict, stop_reason
 from llamaray.inference.tool_parser import parse_tool_calls, strip_special_tokens
 from llamaray.inference.tool_stream import ToolCallStream
+
+
+def chat_stop_tokens(params: GenerationParams) -> list[str]:
+    """A chat turn stops at end of turn or of message, the chat's EOS (`ignore_eos` ignores
+    them too), and keeps special tokens in its text: the python tag must survive to be parsed."""
+    params.skip_special_tokens = False
+    return [] if params.ignore_eos else [EOT, EOM]
 
 
 def chat_engine_request(
@@ -33,16 +40,28 @@ def chat_engine_request(
     continue_final_message: bool = True,
 ) -> EngineRequest:
     """A chat turn as the engine sees it: the Llama 3.1 prompt, stopping at end of turn or message."""
-    params.skip_special_tokens = False  # the python tag must survive to be parsed
-    # End of turn and end of message are the chat's EOS; `ignore_eos` ignores them too.
-    stop_tokens = [] if params.ignore_eos else [EOT, EOM]
     return EngineRequest(
         request_id=f"chat-{uuid.uuid4().hex}",
         prompt=encode_dialog(messages, tools, continue_final_message=continue_final_message),
         params=params,
         add_special_tokens=False,
         prompt_param=prompt_param,
-        stop_tokens=stop_tokens,
+        stop_tokens=chat_stop_tokens(params),
+    )
+
+
+def completion_response(seq: SequenceDelta) -> CompletionResponse:
+    return CompletionResponse(content=seq.text, stop_reason=stop_reason(seq.finish_reason), logprobs=logprobs_dict(seq.logprobs))
+
+
+def chat_response(messages: list[Message], seq: SequenceDelta) -> ChatCompletionResponse:
+    """The answer with its tool calls parsed; a prefilled answer starts with the prefill."""
+    parsed = parse_tool_calls(prefill_text(messages) + seq.text)
+    return ChatCompletionResponse(
+        content=parsed.content,
+        tool_calls=parsed.tool_calls,
+        stop_reason=stop_reason(seq.finish_reason),
+        logprobs=logprobs_dict(seq.logprobs),
     )
 
 
@@ -59,8 +78,7 @@ class InferenceService:
         if request.stream:
             return self._stream_completion(engine, engine_request)
         out = await engine.generate(engine_request)
-        seq = out.sequences[0]
-        return CompletionResponse(content=seq.text, stop_reason=stop_reason(seq.finish_reason), logprobs=logprobs_dict(seq.logprobs))
+        return completion_response(out.sequences[0])
 
     async def _stream_completion(self, engine, engine_request: EngineRequest) -> AsyncIterator[CompletionResponseStreamChunk]:
         async for out in engine.stream(engine_request):
@@ -80,14 +98,7 @@ class InferenceService:
         if request.stream:
             return self._stream_chat(engine, engine_request, prefill)
         out = await engine.generate(engine_request)
-        seq = out.sequences[0]
-        parsed = parse_tool_calls(prefill + seq.text)
-        return ChatCompletionResponse(
-            content=parsed.content,
-            tool_calls=parsed.tool_calls,
-            stop_reason=stop_reason(seq.finish_reason),
-            logprobs=logprobs_dict(seq.logprobs),
-        )
+        return chat_response(messages, out.sequences[0])
 
     async def _stream_chat(
         self, engine, engine_request: EngineRequest, prefill: str

@@ -1,9 +1,9 @@
 """The Serve application builder that `serve run deployments/<name>.yaml` imports.
 
 `build_app(args)` takes the application's `args` from the Serve config file, validates them as
-a `PlatformConfig`, and binds one `LLMServer` deployment per model (its sharding, placement
-group and autoscaling from the config), the `EmbeddingServer` and the `MemoryServer` behind
-the `Gateway`.
+a `PlatformConfig`, and binds one deployment per model (`LLMServer` for a chat model,
+`RewardModelServer` for a reward model; sharding, placement group and autoscaling from the
+config), the `EmbeddingServer` and the `MemoryServer` behind the `Gateway`.
 """
 
 from __future__ import annotations
@@ -20,10 +20,12 @@ from llamaray.memory.embeddings import EmbeddingServer
 from llamaray.memory.service import MemoryServer
 from llamaray.serve.gateway import Gateway
 from llamaray.serve.llm_server import LLMServer
+from llamaray.serve.reward_server import RewardModelServer
 
 
 def deployment_name(model: ModelConfig) -> str:
-    return "LLMServer:" + re.sub(r"[^A-Za-z0-9_.-]", "_", model.model_id)
+    server = "RewardModelServer" if model.kind == "reward" else "LLMServer"
+    return f"{server}:" + re.sub(r"[^A-Za-z0-9_.-]", "_", model.model_id)
 
 
 def llm_deployment_options(model: ModelConfig, access_log: bool = False) -> dict[str, Any]:
@@ -70,7 +72,9 @@ def build_app(args: dict[str, Any]) -> Application:
     config = PlatformConfig.model_validate(args).resolved()
     check_model_paths(config)
     engines = {
-        model.model_id: serve.deployment(LLMServer).options(**llm_deployment_options(model, config.access_log)).bind(model.model_dump())
+        model.model_id: serve.deployment(RewardModelServer if model.kind == "reward" else LLMServer)
+        .options(**llm_deployment_options(model, config.access_log))
+        .bind(model.model_dump())
         for model in config.models
     }
     memory = config.memory

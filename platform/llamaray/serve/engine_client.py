@@ -56,3 +56,22 @@ class ServeEngineClient:
     def _count(self, out: EngineOutput) -> None:
         if self.metrics is not None:
             self.metrics.generated(self.model_id, sum(s.num_tokens for s in out.sequences))
+
+
+class ServeRewardClient:
+    """Scores conversations on a `RewardModelServer` deployment."""
+
+    def __init__(self, handle, model_id: str) -> None:
+        self.handle = handle
+        self.model_id = model_id
+
+    async def score(self, conversations: list[list[dict[str, str]]]) -> list[float]:
+        try:
+            return await self.handle.score.remote(conversations)
+        except (ActorDiedError, ActorUnavailableError, RayActorError) as exc:
+            raise EngineUnavailableError(
+                f"the reward model {self.model_id!r} is unavailable; its replica is being replaced ({type(exc).__name__})"
+            ) from None
+
+    async def stats(self) -> dict:
+        return await self.handle.stats.remote()

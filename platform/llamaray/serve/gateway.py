@@ -9,16 +9,28 @@ from typing import Any
 from fastapi import FastAPI
 from ray import serve
 
-from llamaray.config import PlatformConfig
+from llamaray.config import ModelConfig, PlatformConfig
 from llamaray.data.datasets import DatasetsService
+from llamaray.data.scoring import RewardScoringService
+from llamaray.data.service import BatchInferenceService, DataJobsService, SyntheticDataGenerationService
 from llamaray.inference.openai_service import OpenAIService
 from llamaray.inference.registry import ModelRegistry, RegisteredModel
 from llamaray.inference.service import InferenceService
 from llamaray.memory.gateway_clients import EmbeddingsClient, MemoryBanksClient
-from llamaray.serve.engine_client import ServeEngineClient
+from llamaray.serve.engine_client import ServeEngineClient, ServeRewardClient
 from llamaray.serve.errors import install_error_handlers
 from llamaray.serve.metrics import GatewayMetrics
-from llamaray.serve.routers import datasets, deps, health, inference, memory_banks, openai, post_training
+from llamaray.serve.routers import (
+    datasets,
+    deps,
+    health,
+    inference,
+    memory_banks,
+    openai,
+    post_training,
+    reward_scoring,
+    synthetic_data_generation,
+)
 from llamaray.serve.routers.deps import Services
 from llamaray.store.metadata import MetadataStore
 from llamaray.training.service import PostTrainingService
@@ -69,7 +81,8 @@ def create_app() -> FastAPI:
         version="0.1.0",
     )
     install_error_handlers(app)
-    for module in (health, inference, openai, datasets, post_training, memory_banks):
+    routers = (health, inference, openai, datasets, post_training, memory_banks, reward_scoring, synthetic_data_generation)
+    for module in routers:
         app.include_router(module.router)
 
     app.add_middleware(MetricsMiddleware)
@@ -87,22 +100,32 @@ class Gateway:
     def __init__(self, config: dict[str, Any], engines: dict[str, Any], memory: Any, embedder: Any) -> None:
         platform = PlatformConfig.model_validate(config)
         metrics = GatewayMetrics()
-        registry = ModelRegistry(
-            [RegisteredModel(m, ServeEngineClient(engines[m.model_id], m.model_id, metrics)) for m in platform.models]
-        )
+        registry = ModelRegistry([RegisteredModel(m, _client(m, engines[m.model_id], metrics)) for m in platform.models])
         store = MetadataStore(Path(platform.data_dir) / "metadata.db")
         tracker = tracker_actor(platform.model_dump())
         tracker.configure.remote(platform.model_dump())  # a tracker from an earlier platform takes this one's
+        inference_service = InferenceService(registry)
+        data_jobs = DataJobsService(platform, tracker, store)
         deps.install(
             Services(
                 registry=registry,
-                inference=InferenceService(registry),
+                inference=inference_service,
                 openai=OpenAIService(registry),
                 store=store,
                 datasets=DatasetsService(store, [Path(root) for root in platform.dataset_roots]),
                 post_training=PostTrainingService(platform, tracker),
                 memory=MemoryBanksClient(memory),
                 embeddings=EmbeddingsClient(embedder, platform.memory.embedding_model),
+                reward_scoring=RewardScoringService(registry),
+                synthetic_data=SyntheticDataGenerationService(platform, registry, store, data_jobs),
+                data_jobs=data_jobs,
+                batch=BatchInferenceService(platform, inference_service, store, data_jobs),
                 metrics=metrics,
             )
         )
+
+
+def _client(model: ModelConfig, handle, metrics: GatewayMetrics):
+    if model.kind == "reward":
+        return ServeRewardClient(handle, model.model_id)
+    return ServeEngineClient(handle, model.model_id, metrics)

@@ -17,7 +17,7 @@ import sys
 import threading
 import traceback
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import yaml
 from pydantic import ValidationError
@@ -25,12 +25,12 @@ from pydantic import ValidationError
 from llamaray.api.post_training import PostTrainingJobStatus, PostTrainingRLHFRequest, PostTrainingSFTRequest
 from llamaray.config import PlatformConfig
 from llamaray.errors import LlamarayError
+from llamaray.ray_jobs import relative_urls_resolved, standalone_platform, submission_id
 from llamaray.training import tracker as tracking
 
 REQUESTS = {"sft": PostTrainingSFTRequest, "dpo": PostTrainingRLHFRequest}
 # The workers' environment (ENV.md): Ray Train's print patch floods logs when `datasets` hashes.
 WORKER_ENV = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0", "TOKENIZERS_PARALLELISM": "false"}
-RELATIVE = "file://./"
 ERROR_LINES = 15  # of a traceback, in the job's log
 
 
@@ -43,10 +43,10 @@ def main(kind: Literal["sft", "dpo"], argv: list[str] | None = None) -> int:
     import ray
 
     context = ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), log_to_driver=True)
-    ray_job_id = _submission_id() or ray.get_runtime_context().get_job_id()
-    tracker = tracking.find_tracker() or tracking.tracker_actor(_standalone_platform(raw))
+    ray_job_id = submission_id() or ray.get_runtime_context().get_job_id()
+    tracker = tracking.find_tracker() or tracking.tracker_actor(standalone_platform(raw))
     platform = PlatformConfig.model_validate(ray.get(tracker.platform.remote()))
-    request_fields = _relative_urls_resolved(dict(raw.get("request") or {}), [Path.cwd(), Path(platform.data_dir).parent])
+    request_fields = relative_urls_resolved(dict(raw.get("request") or {}), [Path.cwd(), Path(platform.data_dir).parent])
     request_fields.setdefault("job_uuid", f"{kind}-{ray_job_id}")
     try:
         request = REQUESTS[kind].model_validate(request_fields)
@@ -54,7 +54,7 @@ def main(kind: Literal["sft", "dpo"], argv: list[str] | None = None) -> int:
         print(f"invalid request in {args.config}:\n{exc}", file=sys.stderr)
         return 2
     job_uuid = request.job_uuid
-    if not _take_job(tracker, kind, request, ray_job_id):
+    if not tracking.take_job(tracker, request.job_uuid, kind, request.algorithm.value, ray_job_id):
         print(f"job {job_uuid} was cancelled before it started")
         return 0
     return run(kind, request, platform, tracker, context.dashboard_url)
@@ -143,46 +143,6 @@ def _wait(fit, tracker, job_uuid: str) -> tuple[str, str | None]:
         if not cancelling and (stopped.is_set() or ray.get(tracker.cancel_requested.remote(job_uuid))):
             ray.cancel(fit)
             cancelling = True
-
-
-def _take_job(tracker, kind: str, request, ray_job_id: str) -> bool:
-    """Claims a job the gateway registered, or registers one submitted with `ray job submit`."""
-    import ray
-
-    from llamaray.errors import NotFoundError
-
-    try:
-        ray.get(tracker.get.remote(request.job_uuid))
-    except NotFoundError:
-        algorithm = request.algorithm.value
-        ray.get(tracker.create.remote(request.job_uuid, kind, algorithm, ray_job_id, []))
-        return True
-    return ray.get(tracker.claim.remote(request.job_uuid, ray_job_id))
-
-
-def _relative_urls_resolved(fields: Any, bases: list[Path]) -> Any:
-    """`file://./x` in a job config is `x` under the job's working directory or, failing that,
-    under the platform's root (the parent of its data dir, where `models/` is)."""
-    if isinstance(fields, dict):
-        return {key: _relative_urls_resolved(value, bases) for key, value in fields.items()}
-    if isinstance(fields, str) and fields.startswith(RELATIVE):
-        relative = fields[len(RELATIVE) :]
-        found = next((base / relative for base in bases if (base / relative).exists()), bases[0] / relative)
-        return found.resolve().as_uri()
-    return fields
-
-
-def _submission_id() -> str | None:
-    """The Ray Jobs submission id, which the Jobs API hands the entrypoint in its job config."""
-    config = json.loads(os.environ.get("RAY_JOB_CONFIG_JSON_ENV_VAR", "{}"))
-    return config.get("metadata", {}).get("job_submission_id")
-
-
-def _standalone_platform(raw: dict[str, Any]) -> dict[str, Any]:
-    """With no platform running, the job config's `platform:` says where records and weights are."""
-    if "platform" not in raw:
-        raise SystemExit("no llamaray platform runs on this cluster and the config has no `platform:` section")
-    return PlatformConfig.model_validate(raw["platform"]).resolved().model_dump()
 
 
 if __name__ == "__main__":  # python -m llamaray.training.job {sft,dpo} --config C.yaml

@@ -8,12 +8,8 @@ The job itself is the same driver that `ray job submit -- python jobs/sft.py` ru
 from __future__ import annotations
 
 import asyncio
-import shlex
-import sys
-from pathlib import Path
 from typing import Any, AsyncIterator, Literal
 
-import yaml
 
 from llamaray.api.post_training import (
     Checkpoint,
@@ -26,20 +22,21 @@ from llamaray.api.post_training import (
 )
 from llamaray.config import PlatformConfig
 from llamaray.errors import EngineUnavailableError
+from llamaray.ray_jobs import RayJobs
 from llamaray.training.inputs import prepare
 from llamaray.training.job import WORKER_ENV
 from llamaray.training.tracker import FINAL
 
 FOLLOW_POLL_S = 0.5
+TRAINING_KINDS = ("sft", "dpo")  # the tracker also holds data jobs (llamaray.data.job)
 CANCEL_GRACE_S = 15.0  # how long the driver gets to stop its workers before the Ray Job is stopped
-RAY_JOB_ENDED = {"SUCCEEDED", "FAILED", "STOPPED"}
 
 
 class PostTrainingService:
     def __init__(self, platform: PlatformConfig, tracker) -> None:
         self.platform = platform
         self.tracker = tracker
-        self._jobs_client = None
+        self.ray_jobs = RayJobs(platform.data_dir)
 
     async def post_supervised_fine_tune(self, request: PostTrainingSFTRequest) -> None:
         await self._submit("sft", request)
@@ -51,16 +48,12 @@ class PostTrainingService:
         inputs = await asyncio.to_thread(prepare, kind, request, self.platform)
         job_uuid = request.job_uuid
         await self.tracker.create.remote(job_uuid, kind, request.algorithm.value, job_uuid, inputs.plan.warnings)
-        config = Path(self.platform.data_dir) / "jobs" / job_uuid / "job.yaml"
-        config.parent.mkdir(parents=True, exist_ok=True)
-        config.write_text(yaml.safe_dump({"request": request.model_dump(mode="json")}, sort_keys=False))
-        entrypoint = f"{shlex.quote(sys.executable)} -m llamaray.training.job {kind} --config {shlex.quote(str(config))}"
         try:
-            client = await self._client()
-            await asyncio.to_thread(
-                client.submit_job,
-                entrypoint=entrypoint,
-                submission_id=job_uuid,
+            await self.ray_jobs.submit(
+                job_uuid,
+                "llamaray.training.job",
+                kind,
+                {"request": request.model_dump(mode="json")},
                 runtime_env={"env_vars": WORKER_ENV},
                 metadata={"llamaray_job": kind, "algorithm": request.algorithm.value},
             )
@@ -73,7 +66,7 @@ class PostTrainingService:
         return _status(record, await self.tracker.metrics.remote(job_uuid))
 
     async def list_training_jobs(self) -> list[PostTrainingJobStatusResponse]:
-        return [_status(record) for record in await self.tracker.jobs.remote()]
+        return [_status(record) for record in await self.tracker.jobs.remote() if record["kind"] in TRAINING_KINDS]
 
     async def get_training_job_logstream(self, job_uuid: str) -> PostTrainingJobLogStream:
         return PostTrainingJobLogStream(job_uuid=job_uuid, log_lines=await self.tracker.logs.remote(job_uuid))
@@ -105,8 +98,7 @@ class PostTrainingService:
             status = (await self.tracker.get.remote(job_uuid))["status"]
         if status not in FINAL:
             record = await self.tracker.get.remote(job_uuid)
-            client = await self._client()
-            await asyncio.to_thread(client.stop_job, record["ray_job_id"])
+            await self.ray_jobs.stop(record["ray_job_id"])
             await self.tracker.finish.remote(job_uuid, PostTrainingJobStatus.cancelled.value)
 
     async def get_training_job_artifacts(self, job_uuid: str) -> PostTrainingJobArtifactsResponse:
@@ -114,30 +106,7 @@ class PostTrainingService:
         return PostTrainingJobArtifactsResponse(job_uuid=job_uuid, checkpoints=[Checkpoint(**c) for c in record["checkpoints"]])
 
     async def _record(self, job_uuid: str) -> dict[str, Any]:
-        """The tracker's record, corrected when its Ray Job ended without saying so (a driver
-        killed by the OS or a `ray job stop --no-wait` of a driver that could not answer)."""
-        record = await self.tracker.get.remote(job_uuid)
-        if record["status"] == PostTrainingJobStatus.running.value:
-            try:
-                client = await self._client()
-                info = await asyncio.to_thread(client.get_job_info, record["ray_job_id"])
-            except Exception:
-                return record
-            if str(info.status) in RAY_JOB_ENDED:
-                reason = f"the Ray job {record['ray_job_id']} ended ({info.status}) without reporting: {info.message}"
-                await self.tracker.finish.remote(job_uuid, PostTrainingJobStatus.failed.value, reason)
-                record = await self.tracker.get.remote(job_uuid)
-        return record
-
-    async def _client(self):
-        if self._jobs_client is None:
-            from ray.job_submission import JobSubmissionClient
-
-            try:
-                self._jobs_client = await asyncio.to_thread(JobSubmissionClient)
-            except Exception as exc:
-                raise EngineUnavailableError(f"the Ray Jobs API is not reachable (is the dashboard running?): {exc}") from None
-        return self._jobs_client
+        return await self.ray_jobs.record(self.tracker, job_uuid)
 
 
 def _status(record: dict[str, Any], metrics: list[dict[str, float]] = ()) -> PostTrainingJobStatusResponse:

@@ -1,4 +1,5 @@
-"""`JobTracker`: the one record of every post-training job, however it was submitted.
+"""`JobTracker`: the one record of every job (post-training, and the data jobs of batch
+completion and synthetic data generation), however it was submitted.
 
 It runs as a detached named actor so the gateway, job drivers and Ray Train workers all reach
 the same one, and it writes every change to the metadata store before answering, so a restart
@@ -132,6 +133,10 @@ class JobTracker:
         self.log(job_uuid, [f"{status}" + (f": {error.strip().splitlines()[-1]}" if error else "")])
         return True
 
+    def set_output(self, job_uuid: str, output_dataset_id: str | None, statistics: dict[str, Any]) -> None:
+        """A data job's result: the dataset it registered and its statistics."""
+        self._update(job_uuid, output_dataset_id=output_dataset_id, statistics=statistics)
+
     def request_cancel(self, job_uuid: str) -> str:
         """Flags the job for its driver; a job no driver has started yet is cancelled at once."""
         record = self.get(job_uuid)
@@ -191,6 +196,19 @@ def tracker_actor(platform: dict[str, Any]):
         max_concurrency=32,
     )
     return actor_class.remote(platform)
+
+
+def take_job(tracker, job_uuid: str, kind: str, what: str, ray_job_id: str) -> bool:
+    """A driver claims the job the gateway registered, or registers one that `ray job submit`
+    started; False when the job was cancelled before it started."""
+    import ray
+
+    try:
+        ray.get(tracker.get.remote(job_uuid))
+    except NotFoundError:
+        ray.get(tracker.create.remote(job_uuid, kind, what, ray_job_id, []))
+        return True
+    return ray.get(tracker.claim.remote(job_uuid, ray_job_id))
 
 
 def find_tracker():

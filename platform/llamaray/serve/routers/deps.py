@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from fastapi import Request
 
 from llamaray.data.datasets import DatasetsService
+from llamaray.data.scoring import RewardScoringService
+from llamaray.data.service import BatchInferenceService, DataJobsService, SyntheticDataGenerationService
 from llamaray.inference.openai_service import OpenAIService
 from llamaray.inference.registry import ModelRegistry
 from llamaray.inference.service import InferenceService
@@ -30,6 +32,10 @@ class Services:
     post_training: PostTrainingService
     memory: MemoryBanksClient
     embeddings: EmbeddingsClient
+    reward_scoring: RewardScoringService
+    synthetic_data: SyntheticDataGenerationService
+    data_jobs: DataJobsService
+    batch: BatchInferenceService
     metrics: GatewayMetrics | None = None
 
 

@@ -1,0 +1,119 @@
+"""What a data job needs before its pipeline starts: its models, sampling and rows.
+
+`check_*` find everything that can be wrong with a request without reading its rows, so the
+gateway answers a 4xx before any job exists; the driver then calls `*_inputs` for the rows.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from llamaray.api.common import Message, Role, content_text
+from llamaray.api.data_jobs import BatchJobRequest
+from llamaray.api.datasets import DatasetColumnType
+from llamaray.api.synthetic_data_generation import SyntheticDataGenerationRequest
+from llamaray.config import ModelConfig, PlatformConfig
+from llamaray.data.datasets import registered
+from llamaray.data.readers import read_rows
+from llamaray.data.sdg import sdg_params
+from llamaray.errors import InvalidRequestError, NotFoundError
+from llamaray.inference.chat_format import encode_dialog
+from llamaray.inference.engine import GenerationParams
+from llamaray.inference.sampling import generation_params
+from llamaray.inference.service import chat_stop_tokens
+from llamaray.store.metadata import MetadataStore
+
+PROMPT_TYPES = (DatasetColumnType.text, DatasetColumnType.dialog)
+
+
+def find_model(platform: PlatformConfig, model_id: str | None, kind: str, param: str) -> ModelConfig:
+    """The model registered under `model_id`, or the config's first model of `kind` when None."""
+    models = [m for m in platform.models if m.kind == kind]
+    for model in models:
+        if model_id is None or model_id in model.ids:
+            return model
+    served = sorted(i for m in models for i in m.ids)
+    raise NotFoundError(f"model {model_id!r} is not served here; {kind} models: {served}", param)
+
+
+@dataclass
+class GenerationInputs:
+    model: ModelConfig
+    params: GenerationParams
+    stop_tokens: list[str]
+    chat: bool  # rows carry `messages` and answers are chat completions
+
+
+def check_sdg(request: SyntheticDataGenerationRequest, platform: PlatformConfig, store: MetadataStore) -> tuple[GenerationInputs, ModelConfig]:
+    generator = find_model(platform, request.model, "chat", "model")
+    reward = find_model(platform, request.reward_scoring, "reward", "reward_scoring")
+    params = sdg_params(request)
+    if request.dataset_id:
+        _prompt_column(store, request.dataset_id, request.prompt_column, "prompt_column")
+    return GenerationInputs(generator, params, chat_stop_tokens(params), chat=True), reward
+
+
+def check_batch(request: BatchJobRequest, platform: PlatformConfig, store: MetadataStore) -> GenerationInputs:
+    model = find_model(platform, request.model, "chat", "model")
+    params = generation_params(request.sampling_params, request.max_tokens, request.logprobs)
+    chat = request.batch_dialogs is not None
+    if request.dataset_id:
+        chat = _prompt_column(store, request.dataset_id, request.column, "column") is DatasetColumnType.dialog
+    return GenerationInputs(model, params, chat_stop_tokens(params) if chat else [], chat)
+
+
+def sdg_rows(request: SyntheticDataGenerationRequest, platform: PlatformConfig, store: MetadataStore) -> list[dict[str, Any]]:
+    dialogs = [[p] for p in request.prompts] or _dataset_dialogs(request.dataset_id, request.prompt_column, platform, store)
+    return [_chat_row(i, messages, []) for i, messages in enumerate(dialogs)]
+
+
+def batch_rows(request: BatchJobRequest, platform: PlatformConfig, store: MetadataStore) -> list[dict[str, Any]]:
+    if request.content_batch is not None:
+        return [_completion_row(i, content_text(c)) for i, c in enumerate(request.content_batch)]
+    if request.batch_dialogs is not None:
+        return [_chat_row(i, d.messages(), request.available_tools) for i, d in enumerate(request.batch_dialogs)]
+    column_type = _prompt_column(store, request.dataset_id, request.column, "column")
+    if column_type is DatasetColumnType.dialog:
+        dialogs = _dataset_dialogs(request.dataset_id, request.column, platform, store)
+        return [_chat_row(i, messages, request.available_tools) for i, messages in enumerate(dialogs)]
+    texts = _dataset_values(request.dataset_id, request.column, platform, store)
+    return [_completion_row(i, str(text)) for i, text in enumerate(texts)]
+
+
+def _completion_row(index: int, text: str) -> dict[str, Any]:
+    return {"index": index, "prompt": text, "add_special_tokens": True, "messages": ""}
+
+
+def _chat_row(index: int, messages: list[Message], tools) -> dict[str, Any]:
+    return {
+        "index": index,
+        "prompt": encode_dialog(messages, tools),
+        "add_special_tokens": False,
+        "messages": json.dumps([m.model_dump(mode="json", exclude_defaults=True) for m in messages]),
+    }
+
+
+def _prompt_column(store: MetadataStore, dataset_id: str, column: str, param: str) -> DatasetColumnType:
+    dataset = registered(store, dataset_id)
+    column_type = dataset.columns.get(column)
+    if column_type not in PROMPT_TYPES:
+        found = f"it is {column_type.value!r}" if column_type else f"its columns are {sorted(dataset.columns)}"
+        raise InvalidRequestError(f"dataset {dataset_id!r} has no text or dialog column {column!r}: {found}", param)
+    return column_type
+
+
+def _dataset_values(dataset_id: str, column: str, platform: PlatformConfig, store: MetadataStore) -> list[Any]:
+    dataset = registered(store, dataset_id)
+    rows = read_rows(dataset.content_url, [Path(root) for root in platform.dataset_roots], "dataset_id")
+    return [row[column] for row in rows]
+
+
+def _dataset_dialogs(dataset_id: str, column: str, platform: PlatformConfig, store: MetadataStore) -> list[list[Message]]:
+    """A text column is one user message per row; a dialog column is the row's messages."""
+    values = _dataset_values(dataset_id, column, platform, store)
+    if registered(store, dataset_id).columns[column] is DatasetColumnType.text:
+        return [[Message(role=Role.user, content=str(v))] for v in values]
+    return [[Message.model_validate(m) for m in v] for v in values]

@@ -1,0 +1,223 @@
+"""The driver of one data job (batch completion or synthetic data generation), run as a Ray
+Job's entrypoint: `python -m llamaray.data.job {sdg,batch} --config C.yaml`.
+
+`ray job submit -- python jobs/sdg.py --config C.yaml` and the HTTP routes above their inline
+size both end here. The driver builds the rows, runs the Ray Data pipeline, streams its rows
+into the output file, reports progress to the `JobTracker`, and at the end registers the output
+as a dataset. Any failure (a batch that raised, a stop) fails the job with its reason and
+removes the partial output, so no dataset is half registered.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import signal
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Iterator, Literal
+
+import yaml
+from pydantic import ValidationError
+
+from llamaray.api.common import Message, content_text
+from llamaray.api.data_jobs import BatchJobRequest, DataJobKind
+from llamaray.api.datasets import DatasetColumnType
+from llamaray.api.post_training import PostTrainingJobStatus
+from llamaray.api.synthetic_data_generation import SyntheticDataGenerationRequest
+from llamaray.config import PlatformConfig
+from llamaray.data import inputs, pipeline
+from llamaray.data.output import DatasetOutput
+from llamaray.data.sdg import Statistics
+from llamaray.errors import LlamarayError
+from llamaray.inference.service import chat_response, completion_response
+from llamaray.ray_jobs import relative_urls_resolved, standalone_platform, submission_id
+from llamaray.store.metadata import MetadataStore
+from llamaray.training import tracker as tracking
+
+REQUESTS = {"sdg": SyntheticDataGenerationRequest, "batch": BatchJobRequest}
+REPORT_EVERY_S = 2.0
+SDG_COLUMNS = {
+    "prompt_index": DatasetColumnType.number,
+    "dialog": DatasetColumnType.dialog,
+    "prompt": DatasetColumnType.text,
+    "generation": DatasetColumnType.text,
+    "score": DatasetColumnType.number,
+}
+BATCH_COLUMNS = {
+    "index": DatasetColumnType.number,
+    "completion": DatasetColumnType.text,
+    "stop_reason": DatasetColumnType.text,
+    "response": DatasetColumnType.json,  # the CompletionResponse / ChatCompletionResponse, as JSON text
+}
+
+
+class Stopped(Exception):
+    """`ray job stop` (SIGTERM) reached the driver."""
+
+
+def main(kind: Literal["sdg", "batch"], argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=f"Run a llamaray {kind} job on the Ray cluster.")
+    parser.add_argument("--config", required=True, help="YAML: `request:` (the request body), optional `platform:`")
+    args = parser.parse_args(argv)
+    raw = yaml.safe_load(Path(args.config).read_text()) or {}
+
+    import ray
+
+    ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), log_to_driver=True)
+    ray_job_id = submission_id() or ray.get_runtime_context().get_job_id()
+    tracker = tracking.find_tracker() or tracking.tracker_actor(standalone_platform(raw))
+    platform = PlatformConfig.model_validate(ray.get(tracker.platform.remote()))
+    fields = relative_urls_resolved(dict(raw.get("request") or {}), [Path.cwd(), Path(platform.data_dir).parent])
+    fields.setdefault("job_uuid", f"{kind}-{ray_job_id}")
+    try:
+        request = REQUESTS[kind].model_validate(fields)
+    except ValidationError as exc:
+        print(f"invalid request in {args.config}:\n{exc}", file=sys.stderr)
+        return 2
+    if not tracking.take_job(tracker, request.job_uuid, kind, _what(request), ray_job_id):
+        print(f"job {request.job_uuid} was cancelled before it started")
+        return 0
+    signal.signal(signal.SIGTERM, _stop)
+    return run(kind, request, platform, tracker)
+
+
+def run(kind: str, request, platform: PlatformConfig, tracker) -> int:
+    import ray
+
+    job_uuid = request.job_uuid
+    store = MetadataStore(Path(platform.data_dir) / "metadata.db")
+    output = None
+    try:
+        output = DatasetOutput(
+            platform.data_dir, request.output_dataset_id or job_uuid, request.output_format or platform.data.output_format
+        )
+        if kind == DataJobKind.sdg.value:
+            statistics = _run_sdg(request, platform, store, tracker, output)
+        else:
+            statistics = _run_batch(request, platform, store, tracker, output)
+        metadata = {"job_uuid": job_uuid, "kind": kind, "statistics": statistics}
+        output.commit(store, SDG_COLUMNS if kind == "sdg" else BATCH_COLUMNS, metadata)
+    except BaseException as exc:
+        if output is not None:
+            output.discard()
+        stopped = isinstance(exc, (Stopped, KeyboardInterrupt))
+        status = PostTrainingJobStatus.cancelled if stopped else PostTrainingJobStatus.failed
+        reason = None if stopped else _reason(exc)
+        ray.get(tracker.finish.remote(job_uuid, status.value, reason))
+        if reason:
+            print(traceback.format_exc(), file=sys.stderr)
+        return 0 if stopped else 1
+    ray.get(tracker.set_output.remote(job_uuid, output.dataset_id, statistics))
+    ray.get(tracker.log.remote(job_uuid, [f"registered dataset {output.dataset_id!r}: {output.num_rows} rows at {output.path}"]))
+    ray.get(tracker.finish.remote(job_uuid, PostTrainingJobStatus.completed.value))
+    print(json.dumps({"output_dataset_id": output.dataset_id, "statistics": statistics}))
+    return 0
+
+
+def _run_sdg(request: SyntheticDataGenerationRequest, platform, store, tracker, output: DatasetOutput):
+    generation, reward = inputs.check_sdg(request, platform, store)
+    rows = inputs.sdg_rows(request, platform, store)
+    ds = pipeline.sdg_dataset(rows, request, generation.model, reward, generation.params, generation.stop_tokens, platform.data)
+    statistics = Statistics()
+    started = time.monotonic()
+    for row in _progress(pipeline.iter_rows(ds), len(rows), request.job_uuid, tracker, statistics):
+        messages = [Message.model_validate(m) for m in json.loads(row["messages"])]
+        generations = [Message.model_validate(g) for g in json.loads(row["generations"])]
+        scores, kept = json.loads(row["scores"]), json.loads(row["kept"])
+        statistics.add(scores, kept, int(row["generated_tokens"]))
+        output.write([_sdg_row(int(row["index"]), messages, generations[i], scores[i]) for i in kept])
+    return statistics.as_dict(time.monotonic() - started)
+
+
+def _sdg_row(index: int, messages: list[Message], generation: Message, score: float) -> dict[str, Any]:
+    dialog = [m.model_dump(mode="json", exclude_defaults=True) for m in [*messages, generation]]
+    return {
+        "prompt_index": index,
+        "dialog": dialog,
+        "prompt": content_text(messages[-1].content),
+        "generation": content_text(generation.content),
+        "score": score,
+    }
+
+
+def _run_batch(request: BatchJobRequest, platform, store, tracker, output: DatasetOutput):
+    generation = inputs.check_batch(request, platform, store)
+    rows = inputs.batch_rows(request, platform, store)
+    ds = pipeline.batch_dataset(rows, generation.model, generation.params, generation.stop_tokens, platform.data)
+    statistics = Statistics()
+    started = time.monotonic()
+    for row in _progress(pipeline.iter_rows(ds), len(rows), request.job_uuid, tracker, statistics):
+        sequence = pipeline.sequences(row["outputs"])[0]
+        if generation.chat:
+            response = chat_response([Message.model_validate(m) for m in json.loads(row["messages"])], sequence)
+        else:
+            response = completion_response(sequence)
+        statistics.add([], [], int(row["generated_tokens"]))
+        output.write(
+            [{
+                "index": int(row["index"]),
+                "completion": response.content if isinstance(response.content, str) else json.dumps(response.content),
+                "stop_reason": response.stop_reason.value if response.stop_reason else None,
+                "response": response.model_dump_json(),
+            }]
+        )
+    return statistics.as_dict(time.monotonic() - started)
+
+
+def _progress(rows: Iterator[dict[str, Any]], total: int, job_uuid: str, tracker, statistics: Statistics) -> Iterator[dict[str, Any]]:
+    """Passes rows through; every couple of seconds a log line and metrics go to the tracker
+    (and the job's log, which `ray job logs` and the dashboard show) with a tqdm bar."""
+    import ray
+    from tqdm import tqdm
+
+    started = last = time.monotonic()
+    ray.get(tracker.start.remote(job_uuid, {"prompts": total}))
+    ray.get(tracker.log.remote(job_uuid, [f"started: {total} prompts"]))
+    with tqdm(total=total, unit="prompt", file=sys.stdout, mininterval=REPORT_EVERY_S) as bar:
+        for row in rows:
+            yield row
+            bar.update(1)
+            now = time.monotonic()
+            if now - last >= REPORT_EVERY_S or bar.n == total:
+                last = now
+                rate = statistics.generated_tokens / max(now - started, 1e-9)
+                line = f"{bar.n}/{total} prompts, {statistics.generated_tokens} tokens generated, {rate:.0f} tokens/s"
+                metric = {"prompts_done": bar.n, "generated_tokens": statistics.generated_tokens, "tokens_per_second": rate}
+                ray.get(tracker.report.remote(job_uuid, [line], [metric]))
+
+
+def _what(request) -> str:
+    if isinstance(request, SyntheticDataGenerationRequest):
+        return f"filter {request.filtering_function.value}"
+    return "completion" if request.content_batch is not None else "chat_completion"
+
+
+def _reason(exc: BaseException) -> str:
+    """The cause a user can act on. A batch that raised reaches the driver wrapped (Ray Data's
+    `UserCodeException` inside a `RayTaskError`): our own error is found in the chain, or else
+    the original exception's line in the remote traceback."""
+    seen: list[BaseException] = []
+    current: BaseException | None = exc
+    while current is not None and current not in seen:
+        if isinstance(current, LlamarayError):
+            return f"{current.param}: {current.message}" if current.param else current.message
+        seen.append(current)
+        cause = getattr(current, "cause", None)
+        current = cause if isinstance(cause, BaseException) else (current.__cause__ or current.__context__)
+    wrappers = ("RayTaskError", "UserCodeException", "ray.exceptions", "ray.data.exceptions")
+    lines = [line.strip() for line in str(exc).splitlines()]
+    raised = [line for line in lines if re.match(r"^[\w.]+(Error|Exception): ", line) and not line.startswith(wrappers)]
+    return (raised[-1] if raised else f"{type(exc).__name__}: {lines[-1] if lines else ''}")[:2000]
+
+
+def _stop(*_: Any) -> None:
+    raise Stopped()
+
+
+if __name__ == "__main__":  # python -m llamaray.data.job {sdg,batch} --config C.yaml
+    sys.exit(main(sys.argv[1], sys.argv[2:]))

@@ -1,0 +1,64 @@
+"""A data job's output: written beside its final name, registered only when the job succeeded.
+
+Rows go to `<data_dir>/datasets/<id>.<format>.partial` as they come out of the pipeline; the
+file is renamed and the dataset registered in one step at the end, and removed on any failure,
+so a failed or stopped job never leaves a dataset (or half of one) that training could read.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+from llamaray.api.datasets import Dataset, DatasetColumnType
+from llamaray.data.datasets import register, registered
+from llamaray.errors import ConflictError, NotFoundError
+from llamaray.store.metadata import MetadataStore
+
+
+def check_free(store: MetadataStore, dataset_id: str) -> None:
+    try:
+        registered(store, dataset_id)
+    except NotFoundError:
+        return
+    raise ConflictError(f"dataset {dataset_id!r} already exists; name another output_dataset_id", "output_dataset_id")
+
+
+class DatasetOutput:
+    def __init__(self, data_dir: str, dataset_id: str, output_format: str) -> None:
+        self.dataset_id = dataset_id
+        self.format = output_format
+        self.path = Path(data_dir) / "datasets" / f"{dataset_id}.{output_format}"
+        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.partial.parent.mkdir(parents=True, exist_ok=True)
+        self.num_rows = 0
+        self._jsonl = self.partial.open("w") if output_format == "jsonl" else None
+        self._rows: list[dict[str, Any]] = []  # Parquet: one table at the end, one schema for all rows
+
+    def write(self, rows: list[dict[str, Any]]) -> None:
+        if self._jsonl is not None:
+            self._jsonl.write("".join(json.dumps(row) + "\n" for row in rows))
+        else:
+            self._rows.extend(rows)
+        self.num_rows += len(rows)
+
+    def commit(self, store: MetadataStore, columns: dict[str, DatasetColumnType], metadata: dict[str, Any]) -> Dataset:
+        check_free(store, self.dataset_id)  # before the rename: the file may be another dataset's
+        if self._jsonl is not None:
+            self._jsonl.close()
+        else:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+
+            pq.write_table(pa.Table.from_pylist(self._rows), self.partial)
+        os.replace(self.partial, self.path)
+        dataset = Dataset(columns=columns, content_url=self.path.resolve().as_uri(), metadata=metadata)
+        register(store, self.dataset_id, dataset, self.num_rows, "output_dataset_id")
+        return dataset
+
+    def discard(self) -> None:
+        if self._jsonl is not None:
+            self._jsonl.close()
+        self.partial.unlink(missing_ok=True)

@@ -1,0 +1,146 @@
+"""The Ray Data pipelines of batch completion and synthetic data generation.
+
+    rows ─ map_batches(Generate) ─ [map_batches(Score) ─ map(Filter)] ─ rows out
+
+`Generate` runs on an actor pool; each actor holds one vLLM engine and keeps
+`max_concurrent_batches` batches in it at once, so the engine's continuous batching always has
+work while a batch's last, longest sequences finish (one batch at a time leaves it idle then).
+`Score` holds the reward model the same way. Rows carry their prompt's index and JSON text for
+anything nested, so every stage and the output are plain columns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import uuid
+from typing import Any, Iterator
+
+from llamaray.api.common import Message
+from llamaray.api.synthetic_data_generation import SyntheticDataGenerationRequest
+from llamaray.config import DataSettings, ModelConfig
+from llamaray.data.reward import RewardEngine, conversation
+from llamaray.data.sdg import generated_message, kept_indices
+from llamaray.inference.engine import EngineRequest, GenerationParams, SequenceDelta, TokenLogprob, VLLMEngine
+
+Batch = dict[str, Any]  # a Ray Data batch in numpy format: column name -> array
+
+
+class Generate:
+    """Completes each row's `prompt`; adds `outputs` (JSON list of sequences) and token counts."""
+
+    def __init__(self, model: dict[str, Any], params: GenerationParams, stop_tokens: list[str]) -> None:
+        self.engine = VLLMEngine(ModelConfig.model_validate(model))
+        self.params = params
+        self.stop_tokens = stop_tokens
+
+    async def __call__(self, batch: Batch) -> Batch:
+        outs = await asyncio.gather(*(self._one(str(p), bool(a)) for p, a in zip(batch["prompt"], batch["add_special_tokens"])))
+        batch["outputs"] = [json.dumps([dataclasses.asdict(s) for s in out.sequences]) for out in outs]
+        batch["prompt_tokens"] = [out.prompt_tokens for out in outs]
+        batch["generated_tokens"] = [sum(s.num_tokens for s in out.sequences) for out in outs]
+        return batch
+
+    async def _one(self, prompt: str, add_special_tokens: bool):
+        request = EngineRequest(
+            request_id=f"batch-{uuid.uuid4().hex}",
+            prompt=prompt,
+            params=self.params,
+            add_special_tokens=add_special_tokens,
+            stop_tokens=self.stop_tokens,
+        )
+        return await self.engine.generate(request)
+
+
+class Score:
+    """Scores each row's k generations of its `messages`; adds `generations` and `scores`."""
+
+    def __init__(self, model: dict[str, Any]) -> None:
+        self.engine = RewardEngine(ModelConfig.model_validate(model))
+
+    async def __call__(self, batch: Batch) -> Batch:
+        generations, conversations, counts = [], [], []
+        for messages_json, outputs_json in zip(batch["messages"], batch["outputs"]):
+            messages = [Message.model_validate(m) for m in json.loads(messages_json)]
+            answers = [generated_message(messages, s) for s in sequences(outputs_json)]
+            generations.append(json.dumps([a.model_dump(mode="json") for a in answers]))
+            conversations.extend(conversation([*messages, a]) for a in answers)
+            counts.append(len(answers))
+        flat = await self.engine.score(conversations)
+        scores, start = [], 0
+        for count in counts:
+            scores.append(json.dumps(flat[start : start + count]))
+            start += count
+        batch["generations"] = generations
+        batch["scores"] = scores
+        return batch
+
+
+class Filter:
+    """The request's filtering function over one prompt's scores; adds `kept` (indices)."""
+
+    def __init__(self, request: SyntheticDataGenerationRequest) -> None:
+        self.request = request
+
+    def __call__(self, row: dict[str, Any]) -> dict[str, Any]:
+        row["kept"] = json.dumps(kept_indices(json.loads(row["scores"]), self.request, int(row["index"])))
+        return row
+
+
+def sequences(outputs_json: str) -> list[SequenceDelta]:
+    out = []
+    for s in json.loads(outputs_json):
+        if s["logprobs"] is not None:
+            s["logprobs"] = [TokenLogprob(lp["token"], lp["logprob"], [tuple(t) for t in lp["top"]]) for lp in s["logprobs"]]
+        out.append(SequenceDelta(**s))
+    return out
+
+
+def generation_stage(ds, model: ModelConfig, params: GenerationParams, stop_tokens: list[str], settings: DataSettings):
+    """`map_batches(Generate)` over an actor pool of `generator_replicas` engines."""
+    import ray.data
+
+    return ds.map_batches(
+        Generate,
+        fn_constructor_kwargs={"model": model.model_dump(), "params": params, "stop_tokens": stop_tokens},
+        batch_size=settings.batch_size,
+        compute=ray.data.ActorPoolStrategy(
+            size=settings.generator_replicas, max_tasks_in_flight_per_actor=settings.max_concurrent_batches
+        ),
+        max_concurrency=settings.max_concurrent_batches,
+        num_cpus=settings.generator_num_cpus,
+        num_gpus=settings.generator_num_gpus * model.world_size,
+        runtime_env={"env_vars": model.engine_env()},
+    )
+
+
+def sdg_dataset(rows: list[dict[str, Any]], request: SyntheticDataGenerationRequest, generator: ModelConfig,
+                reward: ModelConfig, params: GenerationParams, stop_tokens: list[str], settings: DataSettings):
+    """Generate, then score, then filter: one row per prompt with all k generations."""
+    import ray.data
+
+    ds = generation_stage(ray.data.from_items(rows), generator, params, stop_tokens, settings)
+    ds = ds.map_batches(
+        Score,
+        fn_constructor_kwargs={"model": reward.model_dump()},
+        batch_size=settings.batch_size,
+        compute=ray.data.ActorPoolStrategy(size=settings.scorer_replicas, max_tasks_in_flight_per_actor=2),
+        max_concurrency=2,
+        num_cpus=settings.scorer_num_cpus,
+        runtime_env={"env_vars": reward.engine_env()},
+    )
+    return ds.map(Filter, fn_constructor_kwargs={"request": request}, compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0.1)
+
+
+def batch_dataset(rows: list[dict[str, Any]], model: ModelConfig, params: GenerationParams, stop_tokens: list[str],
+                  settings: DataSettings):
+    import ray.data
+
+    return generation_stage(ray.data.from_items(rows), model, params, stop_tokens, settings)
+
+
+def iter_rows(ds) -> Iterator[dict[str, Any]]:
+    """The pipeline's rows as they come, without the prompt text that was fed to the engine."""
+    for row in ds.iter_rows():
+        yield {key: value for key, value in row.items() if key not in ("prompt", "add_special_tokens")}

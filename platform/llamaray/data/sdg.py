@@ -1,0 +1,96 @@
+"""Synthetic data generation, the parts both ways of running it share.
+
+A request is answered inline on the Serve deployments when it is small, and as a Ray Data job
+(`llamaray.data.pipeline`) when it is large; both turn prompts into engine requests, generations
+into messages, scores into kept generations and all of it into statistics with these functions,
+so the two give the same answer for the same request.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+from typing import Any
+
+from llamaray.api.common import Message, Role
+from llamaray.api.reward_scoring import KScoredPromptGenerations, ScoredMessage
+from llamaray.api.synthetic_data_generation import SyntheticDataGenerationRequest
+from llamaray.data.filters import keep
+from llamaray.inference.engine import EngineRequest, GenerationParams, SequenceDelta
+from llamaray.inference.sampling import generation_params
+from llamaray.inference.service import chat_engine_request, chat_response
+
+
+def sdg_params(request: SyntheticDataGenerationRequest) -> GenerationParams:
+    """k sequences per prompt, seeded so that a run can be repeated; raises a 400 naming the
+    field for a bad sampling setting."""
+    params = generation_params(request.sampling_params, request.max_tokens, False)
+    params.n = request.num_generations
+    params.seed = request.seed
+    return params
+
+
+def prompt_request(messages: list[Message], params: GenerationParams, param: str) -> EngineRequest:
+    return chat_engine_request(messages, [], copy.deepcopy(params), param)
+
+
+def generated_message(messages: list[Message], sequence: SequenceDelta) -> Message:
+    response = chat_response(messages, sequence)
+    return Message(role=Role.assistant, content=response.content, tool_calls=response.tool_calls)
+
+
+def kept_indices(scores: list[float], request: SyntheticDataGenerationRequest, prompt_index: int) -> list[int]:
+    """The filter over one prompt's scores; `random` draws with a seed per prompt."""
+    return keep(
+        scores,
+        request.filtering_function,
+        top_k=request.top_k,
+        top_p=request.top_p,
+        threshold=request.threshold,
+        seed=request.seed * 1_000_003 + prompt_index,
+    )
+
+
+def scored_prompt(prompt: Message, generations: list[Message], scores: list[float], kept: list[int]) -> KScoredPromptGenerations:
+    return KScoredPromptGenerations(
+        prompt=prompt, k_scored_generations=[ScoredMessage(message=generations[i], score=scores[i]) for i in kept]
+    )
+
+
+@dataclass
+class Statistics:
+    """Counts and score summary of a run, added to prompt by prompt."""
+
+    num_prompts: int = 0
+    num_generations: int = 0
+    num_kept: int = 0
+    generated_tokens: int = 0
+    score_sum: float = 0.0
+    score_min: float = math.inf
+    score_max: float = -math.inf
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, scores: list[float], kept: list[int], tokens: int) -> None:
+        self.num_prompts += 1
+        self.num_generations += len(scores)
+        self.num_kept += len(kept)
+        self.generated_tokens += tokens
+        self.score_sum += sum(scores)
+        self.score_min = min([self.score_min, *scores])
+        self.score_max = max([self.score_max, *scores])
+
+    def as_dict(self, time_taken_s: float) -> dict[str, Any]:
+        scored = self.num_generations > 0
+        return {
+            "num_prompts": self.num_prompts,
+            "num_generations": self.num_generations,
+            "num_kept": self.num_kept,
+            "kept_fraction": self.num_kept / self.num_generations if scored else 0.0,
+            "score_mean": self.score_sum / self.num_generations if scored else None,
+            "score_min": self.score_min if scored else None,
+            "score_max": self.score_max if scored else None,
+            "generated_tokens": self.generated_tokens,
+            "time_taken_s": round(time_taken_s, 3),
+            **self.extra,
+        }

@@ -1,0 +1,26 @@
+"""Synthetic data generation route (API.md), and the status of data jobs (an extension)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends
+
+from llamaray.api.data_jobs import DataJobStatusResponse
+from llamaray.api.synthetic_data_generation import SyntheticDataGenerationRequest, SyntheticDataGenerationResponse
+from llamaray.serve.routers.deps import Services, services
+
+router = APIRouter(tags=["synthetic_data_generation"])
+
+
+@router.post("/synthetic_data_generation/generate", response_model=SyntheticDataGenerationResponse)
+async def generate(request: SyntheticDataGenerationRequest, s: Services = Depends(services)):
+    return await s.synthetic_data.post_generate(request)
+
+
+@router.get("/data_jobs/status", response_model=DataJobStatusResponse)
+async def data_job_status(job_uuid: str, s: Services = Depends(services)):
+    return await s.data_jobs.get_data_job_status(job_uuid)
+
+
+@router.get("/data_jobs/logs", response_model=list[str])
+async def data_job_logs(job_uuid: str, s: Services = Depends(services)):
+    return await s.data_jobs.get_data_job_logs(job_uuid)
