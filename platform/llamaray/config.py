@@ -136,9 +136,10 @@ class DataSettings(Settings):
     generator_num_cpus: float = Field(default=1, ge=0)
     generator_num_gpus: float = Field(default=0, ge=0)  # per shard (tensor x pipeline parallel)
     batch_size: int = Field(default=64, ge=1)  # rows per map_batches call
-    max_concurrent_batches: int = Field(default=4, ge=1)  # batches in one engine at once
+    max_concurrent_batches: int = Field(default=8, ge=1)  # batches in one engine at once
     scorer_replicas: int = Field(default=1, ge=1)
     scorer_num_cpus: float = Field(default=0.5, ge=0)
+    scorer_num_gpus: float = Field(default=0, ge=0)
     output_format: Literal["jsonl", "parquet"] = "jsonl"
 
 

@@ -1,29 +1,51 @@
-"""vLLM loads the tiny reward model on its pooling runner (the reward API builds on this)."""
+"""The reward model scores the same on vLLM's pooling runner and on transformers (the fallback
+for architectures vLLM lacks): the raw logit, with left padding in a transformers batch."""
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 SCRIPT = textwrap.dedent(
     """
-    import json, os, sys
-    os.environ.update(VLLM_CPU_KVCACHE_SPACE="1", VLLM_HOST_IP="127.0.0.1", VLLM_ENABLE_V1_MULTIPROCESSING="0")
+    import asyncio, json, sys
+    from llamaray.config import ModelConfig
+    from llamaray.data.reward import RewardEngine
+
+    async def main():
+        conversations = [
+            [{"role": "user", "content": "What is the secret code?"}, {"role": "assistant", "content": answer}]
+            for answer in ("banana-42", "I do not know.", "A much longer answer that needs padding in a batch. " * 3)
+        ]
+        scores = {}
+        for backend in ("vllm", "transformers"):
+            model = ModelConfig(model_id="reward", path=sys.argv[1], kind="reward", reward_backend=backend, dtype="float32",
+                                enforce_eager=True, max_model_len=256, gpu_memory_utilization=0.3)
+            engine = RewardEngine(model)
+            scores[backend] = await engine.score(conversations)
+            scores[backend + "_one_by_one"] = [(await engine.score([c]))[0] for c in conversations]
+        print("SCORES", json.dumps(scores), flush=True)
+
     if __name__ == "__main__":
-        from vllm import LLM
-        llm = LLM(model=sys.argv[1], runner="pooling", dtype="float32", enforce_eager=True,
-                  max_model_len=256, gpu_memory_utilization=0.3)
-        a, b, a2 = llm.classify(["a good answer", "a bad answer", "a good answer"])
-        print("SCORES", json.dumps([[float(p) for p in o.outputs.probs] for o in (a, b, a2)]))
+        asyncio.run(main())
     """
 )
 
 
-def test_reward_model_scores_in_vllm(tiny_models):
+def test_reward_scores_agree_across_backends(tiny_models):
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "platform")}
     out = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tiny_models / "tiny-llama-reward")], capture_output=True, text=True, timeout=300
+        [sys.executable, "-c", SCRIPT, str(tiny_models / "tiny-llama-reward")], capture_output=True, text=True, timeout=300, env=env
     )
     line = next((l for l in out.stdout.splitlines() if l.startswith("SCORES")), None)
     assert line is not None, out.stderr[-3000:]
-    a, b, a2 = json.loads(line[len("SCORES ") :])
-    assert len(a) == 1 and a == a2  # one label, deterministic
+    scores = json.loads(line[len("SCORES ") :])
+    vllm, hf = scores["vllm"], scores["transformers"]
+    assert len(set(vllm)) == 3  # different answers, different scores
+    for a, b in zip(vllm, hf):
+        assert abs(a - b) < 1e-3, scores
+    for a, b in zip(hf, scores["transformers_one_by_one"]):  # padding does not change a score
+        assert abs(a - b) < 1e-4, scores
+    assert scores["vllm"] == scores["vllm_one_by_one"]

@@ -2,9 +2,10 @@
 
     rows ─ map_batches(Generate) ─ [map_batches(Score) ─ map(Filter)] ─ rows out
 
-`Generate` runs on an actor pool; each actor holds one vLLM engine and keeps
-`max_concurrent_batches` batches in it at once, so the engine's continuous batching always has
-work while a batch's last, longest sequences finish (one batch at a time leaves it idle then).
+`Generate` runs on an actor pool; each actor holds one vLLM engine (in its own process, see
+`OfflineVLLMEngine`) and keeps `max_concurrent_batches` batches in it at once, so the engine's
+continuous batching always has work while a batch's last, longest sequences finish (one batch
+at a time leaves it idle then).
 `Score` holds the reward model the same way. Rows carry their prompt's index and JSON text for
 anything nested, so every stage and the output are plain columns.
 """
@@ -22,7 +23,8 @@ from llamaray.api.synthetic_data_generation import SyntheticDataGenerationReques
 from llamaray.config import DataSettings, ModelConfig
 from llamaray.data.reward import RewardEngine, conversation
 from llamaray.data.sdg import generated_message, kept_indices
-from llamaray.inference.engine import EngineRequest, GenerationParams, SequenceDelta, TokenLogprob, VLLMEngine
+from llamaray.inference.engine import EngineRequest, GenerationParams, SequenceDelta, TokenLogprob
+from llamaray.inference.offline_engine import OfflineVLLMEngine
 
 Batch = dict[str, Any]  # a Ray Data batch in numpy format: column name -> array
 
@@ -31,7 +33,7 @@ class Generate:
     """Completes each row's `prompt`; adds `outputs` (JSON list of sequences) and token counts."""
 
     def __init__(self, model: dict[str, Any], params: GenerationParams, stop_tokens: list[str]) -> None:
-        self.engine = VLLMEngine(ModelConfig.model_validate(model))
+        self.engine = OfflineVLLMEngine(ModelConfig.model_validate(model))
         self.params = params
         self.stop_tokens = stop_tokens
 
@@ -97,12 +99,13 @@ def sequences(outputs_json: str) -> list[SequenceDelta]:
     return out
 
 
-def generation_stage(ds, model: ModelConfig, params: GenerationParams, stop_tokens: list[str], settings: DataSettings):
+def generation_stage(ds, model: ModelConfig, params: GenerationParams, stop_tokens: list[str], settings: DataSettings,
+                     generate: type[Generate] = Generate):
     """`map_batches(Generate)` over an actor pool of `generator_replicas` engines."""
     import ray.data
 
     return ds.map_batches(
-        Generate,
+        generate,
         fn_constructor_kwargs={"model": model.model_dump(), "params": params, "stop_tokens": stop_tokens},
         batch_size=settings.batch_size,
         compute=ray.data.ActorPoolStrategy(
@@ -128,6 +131,7 @@ def sdg_dataset(rows: list[dict[str, Any]], request: SyntheticDataGenerationRequ
         compute=ray.data.ActorPoolStrategy(size=settings.scorer_replicas, max_tasks_in_flight_per_actor=2),
         max_concurrency=2,
         num_cpus=settings.scorer_num_cpus,
+        num_gpus=settings.scorer_num_gpus,
         runtime_env={"env_vars": reward.engine_env()},
     )
     return ds.map(Filter, fn_constructor_kwargs={"request": request}, compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0.1)

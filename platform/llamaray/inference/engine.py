@@ -73,6 +73,25 @@ class EngineOutput:
     finished: bool
 
 
+def engine_kwargs(model: ModelConfig) -> dict[str, Any]:
+    """vLLM's engine arguments for a model of the deployment config."""
+    kwargs: dict[str, Any] = dict(
+        model=model.path,
+        served_model_name=model.model_id,
+        dtype=model.dtype,
+        tensor_parallel_size=model.tensor_parallel_size,
+        pipeline_parallel_size=model.pipeline_parallel_size,
+        max_model_len=model.max_model_len,
+        gpu_memory_utilization=model.gpu_memory_utilization,
+        enforce_eager=model.enforce_eager,
+        disable_log_stats=False,
+    )
+    if model.accelerator == "gpu" and model.world_size > 1:
+        kwargs["distributed_executor_backend"] = "ray"  # uses the replica's placement group
+    kwargs.update(model.engine_kwargs)
+    return kwargs
+
+
 class VLLMEngine:
     """An `AsyncLLM` built from a `ModelConfig`."""
 
@@ -83,27 +102,14 @@ class VLLMEngine:
         from vllm.v1.engine.async_llm import AsyncLLM
 
         self.model = model
-        kwargs: dict[str, Any] = dict(
-            model=model.path,
-            served_model_name=model.model_id,
-            dtype=model.dtype,
-            tensor_parallel_size=model.tensor_parallel_size,
-            pipeline_parallel_size=model.pipeline_parallel_size,
-            max_model_len=model.max_model_len,
-            gpu_memory_utilization=model.gpu_memory_utilization,
-            enforce_eager=model.enforce_eager,
-            disable_log_stats=False,
-        )
-        if model.accelerator == "gpu" and model.world_size > 1:
-            kwargs["distributed_executor_backend"] = "ray"  # uses the replica's placement group
-        kwargs.update(model.engine_kwargs)
+        kwargs = engine_kwargs(model)
         started = time.monotonic()
         self.engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs))
         self.tokenizer = self.engine.get_tokenizer()
         self.max_model_len = self.engine.model_config.max_model_len
         logger.warning("engine for %s ready in %.1fs (max_model_len=%d)", model.model_id, time.monotonic() - started, self.max_model_len)
 
-    def _sampling_params(self, request: EngineRequest, prompt_tokens: int):
+    def _sampling_params(self, request: EngineRequest, prompt_tokens: int, final_only: bool = False):
         from vllm import SamplingParams
         from vllm.sampling_params import RequestOutputKind
 
@@ -140,7 +146,7 @@ class VLLMEngine:
             presence_penalty=p.presence_penalty,
             frequency_penalty=p.frequency_penalty,
             skip_special_tokens=p.skip_special_tokens,
-            output_kind=RequestOutputKind.DELTA,
+            output_kind=RequestOutputKind.FINAL_ONLY if final_only else RequestOutputKind.DELTA,
         )
 
     def _prompt(self, request: EngineRequest):

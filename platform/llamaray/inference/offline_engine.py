@@ -1,0 +1,109 @@
+"""`OfflineVLLMEngine`: vLLM's `LLMEngine` in the caller's own process, stepped by one thread.
+
+Batch work (a Ray Data actor's `map_batches`) wants what the offline `LLM.generate` has: the
+engine core in-process (no process to spawn, so a faster start; no IPC each step, which on a
+small machine costs the cores the model needs) and full batches. It also wants several batches
+in one engine at once, which `LLM.generate` cannot do: so concurrent `generate` calls hand
+their requests to the stepping thread, which adds them between steps and resolves each one's
+future when it finishes. The requests, checks and outputs are `VLLMEngine`'s.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import queue
+import threading
+import time
+from typing import Any
+
+from llamaray.config import ModelConfig
+from llamaray.errors import InvalidRequestError
+from llamaray.inference.engine import EngineOutput, EngineRequest, VLLMEngine, engine_kwargs
+
+logger = logging.getLogger(__name__)
+
+
+class OfflineVLLMEngine(VLLMEngine):
+    def __init__(self, model: ModelConfig) -> None:
+        for key, value in model.engine_env().items():
+            os.environ.setdefault(key, value)
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the engine core in this process
+        from vllm import LLM
+
+        started = time.monotonic()
+        self.model = model
+        kwargs = engine_kwargs(model)
+        kwargs.pop("disable_log_stats", None)
+        self.llm = LLM(**kwargs)
+        self.engine = self.llm.llm_engine
+        self.tokenizer = self.llm.get_tokenizer()
+        self.max_model_len = self.engine.model_config.max_model_len
+        self._inbox: queue.SimpleQueue = queue.SimpleQueue()
+        self._waiting: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future, int]] = {}
+        self._wake = threading.Event()
+        threading.Thread(target=self._run, name="vllm-offline-steps", daemon=True).start()
+        logger.warning("offline engine for %s ready in %.1fs", model.model_id, time.monotonic() - started)
+
+    async def generate(self, request: EngineRequest) -> EngineOutput:
+        prompt, prompt_tokens = self._prompt(request)
+        try:
+            sampling = self._sampling_params(request, prompt_tokens, final_only=True)
+        except ValueError as exc:
+            raise InvalidRequestError(str(exc), getattr(exc, "parameter", None)) from None
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._inbox.put((request.request_id, prompt, sampling, (loop, future, prompt_tokens)))
+        self._wake.set()
+        return await future
+
+    async def stream(self, request: EngineRequest, interval_s: float = 0.0):
+        raise NotImplementedError("the offline engine answers whole requests; stream with VLLMEngine")
+
+    def _run(self) -> None:
+        while True:
+            if not self.engine.has_unfinished_requests() and self._inbox.empty():
+                self._wake.wait()
+                self._wake.clear()
+            self._admit()
+            try:
+                outputs = self.engine.step() if self.engine.has_unfinished_requests() else []
+            except Exception as exc:  # the engine is broken: every waiting request fails with it
+                for request_id in list(self._waiting):
+                    self._settle(request_id, error=exc)
+                continue
+            for out in outputs:
+                if out.finished:
+                    self._settle(out.request_id, out)
+
+    def _admit(self) -> None:
+        while not self._inbox.empty():
+            request_id, prompt, sampling, waiter = self._inbox.get()
+            self._waiting[request_id] = waiter
+            try:
+                self.engine.add_request(request_id, prompt, sampling)
+            except Exception as exc:  # vLLM's own checks of the request
+                self._settle(request_id, error=InvalidRequestError(str(exc), getattr(exc, "parameter", None)))
+
+    def _settle(self, request_id: str, out: Any = None, error: BaseException | None = None) -> None:
+        loop, future, prompt_tokens = self._waiting.pop(request_id)
+
+        def resolve() -> None:
+            if future.done():
+                return
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(EngineOutput(prompt_tokens, [self._delta(o) for o in out.outputs], True))
+
+        loop.call_soon_threadsafe(resolve)
+
+    async def check_health(self) -> None:
+        return None
+
+    def stats(self) -> dict[str, Any]:
+        return {"model": self.model.model_id, "pid": os.getpid(), "running_requests": len(self._waiting), "healthy": True}
+
+    def shutdown(self) -> None:
+        pass
