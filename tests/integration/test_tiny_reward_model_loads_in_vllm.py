@@ -1,5 +1,6 @@
-"""The reward model scores the same on vLLM's pooling runner and on transformers (the fallback
-for architectures vLLM lacks): the raw logit, with left padding in a transformers batch."""
+"""The reward model scores the same on vLLM's pooling runner (as Serve runs it, and in-process
+as a batch job runs it) and on transformers (the fallback for architectures vLLM lacks): the
+raw logit, with left padding in a transformers batch."""
 
 import json
 import os
@@ -20,12 +21,12 @@ SCRIPT = textwrap.dedent(
             for answer in ("banana-42", "I do not know.", "A much longer answer that needs padding in a batch. " * 3)
         ]
         scores = {}
-        for backend in ("vllm", "transformers"):
+        for name, backend, offline in (("vllm", "vllm", False), ("vllm_offline", "vllm", True), ("transformers", "transformers", False)):
             model = ModelConfig(model_id="reward", path=sys.argv[1], kind="reward", reward_backend=backend, dtype="float32",
                                 enforce_eager=True, max_model_len=256, gpu_memory_utilization=0.3)
-            engine = RewardEngine(model)
-            scores[backend] = await engine.score(conversations)
-            scores[backend + "_one_by_one"] = [(await engine.score([c]))[0] for c in conversations]
+            engine = RewardEngine(model, offline=offline)
+            scores[name] = await engine.score(conversations)
+            scores[name + "_one_by_one"] = [(await engine.score([c]))[0] for c in conversations]
         print("SCORES", json.dumps(scores), flush=True)
 
     if __name__ == "__main__":
@@ -48,4 +49,4 @@ def test_reward_scores_agree_across_backends(tiny_models):
         assert abs(a - b) < 1e-3, scores
     for a, b in zip(hf, scores["transformers_one_by_one"]):  # padding does not change a score
         assert abs(a - b) < 1e-4, scores
-    assert scores["vllm"] == scores["vllm_one_by_one"]
+    assert scores["vllm"] == scores["vllm_one_by_one"] == scores["vllm_offline"]  # Serve's engine and a batch job's

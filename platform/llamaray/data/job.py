@@ -94,6 +94,7 @@ def run(kind: str, request, platform: PlatformConfig, tracker) -> int:
     output = None
     try:
         output = DatasetOutput(
+            store,
             platform.data_dir, request.output_dataset_id or job_uuid, request.output_format or platform.data.output_format
         )
         if kind == DataJobKind.sdg.value:
@@ -166,7 +167,7 @@ def _run_batch(request: BatchJobRequest, platform, store, tracker, output: Datas
                 "response": response.model_dump_json(),
             }]
         )
-    return statistics.as_dict(time.monotonic() - started)
+    return statistics.as_dict(time.monotonic() - started, scored_run=False)
 
 
 def _progress(rows: Iterator[dict[str, Any]], total: int, job_uuid: str, tracker, statistics: Statistics) -> Iterator[dict[str, Any]]:
@@ -176,6 +177,7 @@ def _progress(rows: Iterator[dict[str, Any]], total: int, job_uuid: str, tracker
     from tqdm import tqdm
 
     started = last = time.monotonic()
+    first: float | None = None  # the rate counts from the first answer, not the engines' start
     ray.get(tracker.start.remote(job_uuid, {"prompts": total}))
     ray.get(tracker.log.remote(job_uuid, [f"started: {total} prompts"]))
     with tqdm(total=total, unit="prompt", file=sys.stdout, mininterval=REPORT_EVERY_S) as bar:
@@ -183,10 +185,12 @@ def _progress(rows: Iterator[dict[str, Any]], total: int, job_uuid: str, tracker
             yield row
             bar.update(1)
             now = time.monotonic()
+            first = first or now
             if now - last >= REPORT_EVERY_S or bar.n == total:
                 last = now
-                rate = statistics.generated_tokens / max(now - started, 1e-9)
-                line = f"{bar.n}/{total} prompts, {statistics.generated_tokens} tokens generated, {rate:.0f} tokens/s"
+                rate = statistics.generated_tokens / (now - first) if now > first else 0.0
+                line = (f"{bar.n}/{total} prompts, {statistics.generated_tokens} tokens generated in {now - started:.1f} s "
+                        f"({rate:.0f} tokens/s since the first answer)")
                 metric = {"prompts_done": bar.n, "generated_tokens": statistics.generated_tokens, "tokens_per_second": rate}
                 ray.get(tracker.report.remote(job_uuid, [line], [metric]))
 

@@ -27,7 +27,8 @@ def check_free(store: MetadataStore, dataset_id: str) -> None:
 
 
 class DatasetOutput:
-    def __init__(self, data_dir: str, dataset_id: str, output_format: str) -> None:
+    def __init__(self, store: MetadataStore, data_dir: str, dataset_id: str, output_format: str) -> None:
+        check_free(store, dataset_id)  # before any work: the name is taken
         self.dataset_id = dataset_id
         self.format = output_format
         self.path = Path(data_dir) / "datasets" / f"{dataset_id}.{output_format}"

@@ -59,7 +59,7 @@ class Score:
     """Scores each row's k generations of its `messages`; adds `generations` and `scores`."""
 
     def __init__(self, model: dict[str, Any]) -> None:
-        self.engine = RewardEngine(ModelConfig.model_validate(model))
+        self.engine = RewardEngine(ModelConfig.model_validate(model), offline=True)
 
     async def __call__(self, batch: Batch) -> Batch:
         generations, conversations, counts = [], [], []
@@ -109,9 +109,10 @@ def generation_stage(ds, model: ModelConfig, params: GenerationParams, stop_toke
         fn_constructor_kwargs={"model": model.model_dump(), "params": params, "stop_tokens": stop_tokens},
         batch_size=settings.batch_size,
         compute=ray.data.ActorPoolStrategy(
-            size=settings.generator_replicas, max_tasks_in_flight_per_actor=settings.max_concurrent_batches
+            size=settings.generator_replicas,
+            max_tasks_in_flight_per_actor=settings.max_concurrent_batches,
+            max_concurrent_calls_per_actor=settings.max_concurrent_batches,
         ),
-        max_concurrency=settings.max_concurrent_batches,
         num_cpus=settings.generator_num_cpus,
         num_gpus=settings.generator_num_gpus * model.world_size,
         runtime_env={"env_vars": model.engine_env()},
@@ -128,8 +129,9 @@ def sdg_dataset(rows: list[dict[str, Any]], request: SyntheticDataGenerationRequ
         Score,
         fn_constructor_kwargs={"model": reward.model_dump()},
         batch_size=settings.batch_size,
-        compute=ray.data.ActorPoolStrategy(size=settings.scorer_replicas, max_tasks_in_flight_per_actor=2),
-        max_concurrency=2,
+        compute=ray.data.ActorPoolStrategy(
+            size=settings.scorer_replicas, max_tasks_in_flight_per_actor=2, max_concurrent_calls_per_actor=2
+        ),
         num_cpus=settings.scorer_num_cpus,
         num_gpus=settings.scorer_num_gpus,
         runtime_env={"env_vars": reward.engine_env()},

@@ -45,12 +45,14 @@ class RewardBackend(Protocol):
 class RewardEngine:
     """Formats conversations with the reward model's chat template and scores them."""
 
-    def __init__(self, model: ModelConfig) -> None:
+    def __init__(self, model: ModelConfig, offline: bool = False) -> None:
+        """`offline`: vLLM's engine core in this process (a batch job's actor), not a process
+        of its own (a Serve replica, where `AsyncLLM` also watches the engine's health)."""
         for key, value in model.engine_env().items():
             os.environ.setdefault(key, value)
         started = time.monotonic()
         self.model = model
-        self.backend, self.tokenizer, self.max_model_len = _load(model)
+        self.backend, self.tokenizer, self.max_model_len = _load(model, offline)
         logger.warning(
             "reward model %s ready on %s in %.1fs", model.model_id, type(self.backend).__name__, time.monotonic() - started
         )
@@ -72,6 +74,12 @@ class RewardEngine:
         return await self.backend.score([self.encode(c) for c in conversations])
 
 
+def _raw_logit():
+    from vllm.pooling_params import PoolingParams
+
+    return PoolingParams(task="classify", use_activation=False)
+
+
 class VLLMRewardBackend:
     def __init__(self, engine) -> None:
         self.engine = engine
@@ -81,13 +89,24 @@ class VLLMRewardBackend:
 
     async def _one(self, ids: list[int]) -> float:
         from vllm.inputs import TokensPrompt
-        from vllm.pooling_params import PoolingParams
 
-        params = PoolingParams(task="classify", use_activation=False)  # the raw logit
         out = None
-        async for out in self.engine.encode(TokensPrompt(prompt_token_ids=ids), params, f"reward-{uuid.uuid4().hex}"):
+        async for out in self.engine.encode(TokensPrompt(prompt_token_ids=ids), _raw_logit(), f"reward-{uuid.uuid4().hex}"):
             pass
         return float(out.outputs.data.reshape(-1)[0])
+
+
+class OfflineVLLMRewardBackend:
+    def __init__(self, stepper) -> None:
+        self.stepper = stepper
+
+    async def score(self, token_ids: list[list[int]]) -> list[float]:
+        from vllm.inputs import TokensPrompt
+
+        outs = await asyncio.gather(
+            *(self.stepper.run(f"reward-{uuid.uuid4().hex}", TokensPrompt(prompt_token_ids=ids), _raw_logit()) for ids in token_ids)
+        )
+        return [float(out.outputs.data.reshape(-1)[0]) for out in outs]
 
 
 class TransformersRewardBackend:
@@ -117,10 +136,10 @@ class TransformersRewardBackend:
         return [float(v) for v in logits[:, 0]]
 
 
-def _load(model: ModelConfig) -> tuple[RewardBackend, Any, int]:
+def _load(model: ModelConfig, offline: bool) -> tuple[RewardBackend, Any, int]:
     if model.reward_backend in ("auto", "vllm"):
         try:
-            return _load_vllm(model)
+            return _load_offline_vllm(model) if offline else _load_vllm(model)
         except Exception as exc:
             if model.reward_backend == "vllm":
                 raise
@@ -145,6 +164,13 @@ def _load_vllm(model: ModelConfig) -> tuple[RewardBackend, Any, int]:
     kwargs.update(model.engine_kwargs)
     engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs))
     return VLLMRewardBackend(engine), engine.get_tokenizer(), engine.model_config.max_model_len
+
+
+def _load_offline_vllm(model: ModelConfig) -> tuple[RewardBackend, Any, int]:
+    from llamaray.inference.offline_engine import EngineStepper, offline_llm
+
+    llm = offline_llm(model, runner="pooling")
+    return OfflineVLLMRewardBackend(EngineStepper(llm.llm_engine)), llm.get_tokenizer(), llm.llm_engine.model_config.max_model_len
 
 
 def _load_transformers(model: ModelConfig) -> tuple[RewardBackend, Any, int]:

@@ -80,7 +80,11 @@ class Statistics:
         self.score_min = min([self.score_min, *scores])
         self.score_max = max([self.score_max, *scores])
 
-    def as_dict(self, time_taken_s: float) -> dict[str, Any]:
+    def as_dict(self, time_taken_s: float, scored_run: bool = True) -> dict[str, Any]:
+        """`scored_run=False` (batch completion): only the prompt, token and time figures."""
+        if not scored_run:
+            return {"num_prompts": self.num_prompts, "generated_tokens": self.generated_tokens,
+                    "time_taken_s": round(time_taken_s, 3), **self.extra}
         scored = self.num_generations > 0
         return {
             "num_prompts": self.num_prompts,

@@ -25,41 +25,27 @@ from llamaray.inference.engine import EngineOutput, EngineRequest, VLLMEngine, e
 logger = logging.getLogger(__name__)
 
 
-class OfflineVLLMEngine(VLLMEngine):
-    def __init__(self, model: ModelConfig) -> None:
-        for key, value in model.engine_env().items():
-            os.environ.setdefault(key, value)
-        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"  # the engine core in this process
-        from vllm import LLM
+class EngineStepper:
+    """One thread that steps an `LLMEngine`; any event loop may hand it requests and await them."""
 
-        started = time.monotonic()
-        self.model = model
-        kwargs = engine_kwargs(model)
-        kwargs.pop("disable_log_stats", None)
-        self.llm = LLM(**kwargs)
-        self.engine = self.llm.llm_engine
-        self.tokenizer = self.llm.get_tokenizer()
-        self.max_model_len = self.engine.model_config.max_model_len
+    def __init__(self, engine) -> None:
+        self.engine = engine
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
-        self._waiting: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future, int]] = {}
+        self._waiting: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future]] = {}
         self._wake = threading.Event()
         threading.Thread(target=self._run, name="vllm-offline-steps", daemon=True).start()
-        logger.warning("offline engine for %s ready in %.1fs", model.model_id, time.monotonic() - started)
 
-    async def generate(self, request: EngineRequest) -> EngineOutput:
-        prompt, prompt_tokens = self._prompt(request)
-        try:
-            sampling = self._sampling_params(request, prompt_tokens, final_only=True)
-        except ValueError as exc:
-            raise InvalidRequestError(str(exc), getattr(exc, "parameter", None)) from None
+    async def run(self, request_id: str, prompt: Any, params: Any) -> Any:
+        """The request's final output (a `RequestOutput` or a `PoolingRequestOutput`)."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._inbox.put((request.request_id, prompt, sampling, (loop, future, prompt_tokens)))
+        self._inbox.put((request_id, prompt, params, (loop, future)))
         self._wake.set()
         return await future
 
-    async def stream(self, request: EngineRequest, interval_s: float = 0.0):
-        raise NotImplementedError("the offline engine answers whole requests; stream with VLLMEngine")
+    @property
+    def running(self) -> int:
+        return len(self._waiting)
 
     def _run(self) -> None:
         while True:
@@ -79,15 +65,15 @@ class OfflineVLLMEngine(VLLMEngine):
 
     def _admit(self) -> None:
         while not self._inbox.empty():
-            request_id, prompt, sampling, waiter = self._inbox.get()
+            request_id, prompt, params, waiter = self._inbox.get()
             self._waiting[request_id] = waiter
             try:
-                self.engine.add_request(request_id, prompt, sampling)
+                self.engine.add_request(request_id, prompt, params)
             except Exception as exc:  # vLLM's own checks of the request
                 self._settle(request_id, error=InvalidRequestError(str(exc), getattr(exc, "parameter", None)))
 
     def _settle(self, request_id: str, out: Any = None, error: BaseException | None = None) -> None:
-        loop, future, prompt_tokens = self._waiting.pop(request_id)
+        loop, future = self._waiting.pop(request_id)
 
         def resolve() -> None:
             if future.done():
@@ -95,15 +81,52 @@ class OfflineVLLMEngine(VLLMEngine):
             if error is not None:
                 future.set_exception(error)
             else:
-                future.set_result(EngineOutput(prompt_tokens, [self._delta(o) for o in out.outputs], True))
+                future.set_result(out)
 
         loop.call_soon_threadsafe(resolve)
+
+
+def offline_llm(model: ModelConfig, **overrides: Any):
+    """`vllm.LLM` with its engine core in this process."""
+    for key, value in model.engine_env().items():
+        os.environ.setdefault(key, value)
+    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    from vllm import LLM
+
+    kwargs = engine_kwargs(model)
+    kwargs.pop("disable_log_stats", None)
+    kwargs.update(overrides)
+    return LLM(**kwargs)
+
+
+class OfflineVLLMEngine(VLLMEngine):
+    def __init__(self, model: ModelConfig) -> None:
+        started = time.monotonic()
+        self.model = model
+        self.llm = offline_llm(model)
+        self.engine = self.llm.llm_engine
+        self.tokenizer = self.llm.get_tokenizer()
+        self.max_model_len = self.engine.model_config.max_model_len
+        self.stepper = EngineStepper(self.engine)
+        logger.warning("offline engine for %s ready in %.1fs", model.model_id, time.monotonic() - started)
+
+    async def generate(self, request: EngineRequest) -> EngineOutput:
+        prompt, prompt_tokens = self._prompt(request)
+        try:
+            sampling = self._sampling_params(request, prompt_tokens, final_only=True)
+        except ValueError as exc:
+            raise InvalidRequestError(str(exc), getattr(exc, "parameter", None)) from None
+        out = await self.stepper.run(request.request_id, prompt, sampling)
+        return EngineOutput(prompt_tokens, [self._delta(o) for o in out.outputs], True)
+
+    async def stream(self, request: EngineRequest, interval_s: float = 0.0):
+        raise NotImplementedError("the offline engine answers whole requests; stream with VLLMEngine")
 
     async def check_health(self) -> None:
         return None
 
     def stats(self) -> dict[str, Any]:
-        return {"model": self.model.model_id, "pid": os.getpid(), "running_requests": len(self._waiting), "healthy": True}
+        return {"model": self.model.model_id, "pid": os.getpid(), "running_requests": self.stepper.running, "healthy": True}
 
     def shutdown(self) -> None:
         pass
