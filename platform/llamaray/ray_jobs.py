@@ -4,13 +4,15 @@ the dashboard's Jobs tab and our own routes all name it the same way."""
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import os
 import shlex
 import sys
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -99,3 +101,45 @@ def standalone_platform(raw: dict[str, Any]) -> dict[str, Any]:
     if "platform" not in raw:
         raise SystemExit("no llamaray platform runs on this cluster and the config has no `platform:` section")
     return PlatformConfig.model_validate(raw["platform"]).resolved().model_dump()
+
+
+@dataclass
+class DriverStart:
+    """What a job's driver has once it holds its job."""
+
+    request: Any
+    platform: PlatformConfig
+    tracker: Any
+    dashboard_url: str | None
+
+
+def start_driver(kind: str, argv: list[str] | None, request_type: type, what: Callable[[Any], str]) -> DriverStart | int:
+    """Reads `--config`, joins the cluster, finds the `JobTracker` (or starts one from the
+    config's `platform:`), validates the `request:` and claims the job; an exit code when the
+    request is invalid (2) or the job was cancelled before it started (0)."""
+    from pydantic import ValidationError
+
+    from llamaray.training import tracker as tracking
+
+    parser = argparse.ArgumentParser(description=f"Run a llamaray {kind} job on the Ray cluster.")
+    parser.add_argument("--config", required=True, help="YAML: `request:` (the HTTP request body), optional `platform:`")
+    args = parser.parse_args(argv)
+    raw = yaml.safe_load(Path(args.config).read_text()) or {}
+
+    import ray
+
+    context = ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), log_to_driver=True)
+    ray_job_id = submission_id() or ray.get_runtime_context().get_job_id()
+    tracker = tracking.find_tracker() or tracking.tracker_actor(standalone_platform(raw))
+    platform = PlatformConfig.model_validate(ray.get(tracker.platform.remote()))
+    fields = relative_urls_resolved(dict(raw.get("request") or {}), [Path.cwd(), Path(platform.data_dir).parent])
+    fields.setdefault("job_uuid", f"{kind}-{ray_job_id}")
+    try:
+        request = request_type.model_validate(fields)
+    except ValidationError as exc:
+        print(f"invalid request in {args.config}:\n{exc}", file=sys.stderr)
+        return 2
+    if not tracking.take_job(tracker, request.job_uuid, kind, what(request), ray_job_id):
+        print(f"job {request.job_uuid} was cancelled before it started")
+        return 0
+    return DriverStart(request, platform, tracker, context.dashboard_url)

@@ -205,9 +205,14 @@ def sse_events(response: httpx.Response) -> list[dict]:
     return events
 
 
+def chat_engine(ready: dict) -> dict:
+    """The chat model's entry in `/ready` (the reward model has one too)."""
+    (engine,) = [e for e in ready["engines"] if e["model"] == MODEL_ID]
+    return engine
+
+
 def running_requests(client: httpx.Client) -> int:
-    (engine,) = client.get("/ready").json()["engines"]
-    return engine["running_requests"]
+    return chat_engine(client.get("/ready").json())["running_requests"]
 
 
 def pytest_collection_modifyitems(config, items):

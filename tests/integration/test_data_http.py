@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import httpx
@@ -20,7 +19,6 @@ from .conftest import MODEL_ID, PROMPTS, REWARD_MODEL_ID
 from .test_post_training_http import sft_request, wait_until_final
 
 REPO = Path(__file__).resolve().parents[2]
-FINAL = {"completed", "failed", "cancelled"}
 
 
 def user(text: str) -> dict:
@@ -46,13 +44,7 @@ def score(client: httpx.Client, groups: list[tuple[str, list[str]]], model: str 
 
 
 def wait_for_data_job(client: httpx.Client, job_uuid: str, timeout_s: float = 300) -> dict:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        status = client.get("/data_jobs/status", params={"job_uuid": job_uuid}).json()
-        if status["status"] in FINAL:
-            return status
-        time.sleep(1)
-    raise AssertionError(f"data job {job_uuid} did not end in {timeout_s} s")
+    return wait_until_final(client, job_uuid, timeout_s, route="/data_jobs/status")
 
 
 def test_reward_scores_are_deterministic_differ_and_keep_order(client):
@@ -154,6 +146,24 @@ def test_sdg_job_over_a_dataset_feeds_an_sft_job(client, dataset_dir):
     body = sft_request("sft-on-sdg", {"columns": {"dialog": "dialog"}, "content_url": dataset["content_url"]}, n_iters=4)
     assert client.post("/post_training/supervised_fine_tune/", json=body).status_code == 200
     assert wait_until_final(client, "sft-on-sdg")["status"] == "completed"
+
+
+def test_cancelling_an_sdg_job_stops_it_and_registers_nothing(client, cluster):
+    import time
+
+    prompts = [user(f"{PROMPTS[i % 4]} ({i})") for i in range(64)]
+    answer = generate(client, prompts=prompts, max_tokens=64, job_uuid="sdg-cancelled", run_as_job=True)
+    assert answer["statistics"]["mode"] == "job"
+    deadline = time.monotonic() + 180
+    while client.get("/data_jobs/status", params={"job_uuid": "sdg-cancelled"}).json()["status"] != "running":
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.5)
+    assert client.post("/data_jobs/cancel", params={"job_uuid": "sdg-cancelled"}).status_code == 200
+    status = client.get("/data_jobs/status", params={"job_uuid": "sdg-cancelled"}).json()
+    assert status["status"] == "cancelled" and status["output_dataset_id"] is None, status
+    assert client.get("/datasets/get", params={"dataset_id": "sdg-cancelled"}).status_code == 404
+    assert not list(Path(cluster.args["data_dir"], "datasets").glob("sdg-cancelled*"))
+    assert client.post("/data_jobs/cancel", params={"job_uuid": "no-such-job"}).status_code == 404
 
 
 def test_batch_completion_of_hundreds_of_prompts_runs_as_a_job(client):

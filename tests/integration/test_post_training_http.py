@@ -64,10 +64,10 @@ def dpo_request(job_uuid: str, finetuned_model: str, dataset: dict, **algorithm)
     }
 
 
-def wait_until_final(client: httpx.Client, job_uuid: str, timeout_s: float = 300) -> dict:
+def wait_until_final(client: httpx.Client, job_uuid: str, timeout_s: float = 300, route: str = "/post_training/job/status") -> dict:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
-        status = client.get("/post_training/job/status", params={"job_uuid": job_uuid}).json()
+        status = client.get(route, params={"job_uuid": job_uuid}).json()
         if status["status"] in FINAL:
             return status
         time.sleep(1)

@@ -1,4 +1,5 @@
-"""After the Ray cluster stops and starts again, the platform still has its jobs and banks."""
+"""After the Ray cluster stops and starts again, the platform still has its jobs (training and
+data), their datasets, and its banks."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ def test_jobs_and_banks_survive_a_ray_restart(cluster, datasets):
         wait_until_training(client, "sft-interrupted")
         before = client.get("/post_training/job/status", params={"job_uuid": "sft-lora"}).json()
         before_logs = client.get("/post_training/job/logs", params={"job_uuid": "sft-lora"}).json()
+        before_sdg = client.get("/data_jobs/status", params={"job_uuid": "sdg-job-1"}).json()
 
     cluster.restart()
 
@@ -30,6 +32,10 @@ def test_jobs_and_banks_survive_a_ray_restart(cluster, datasets):
         interrupted = client.get("/post_training/job/status", params={"job_uuid": "sft-interrupted"}).json()
         assert interrupted["status"] == "failed"
         assert "cluster stopped" in interrupted["error"]
+
+        assert client.get("/data_jobs/status", params={"job_uuid": "sdg-job-1"}).json() == before_sdg
+        sdg_output = client.get("/datasets/get", params={"dataset_id": before_sdg["output_dataset_id"]})
+        assert sdg_output.status_code == 200 and sdg_output.json()["metadata"]["job_uuid"] == "sdg-job-1"
 
         assert {"uuid": "durable", "name": "Durable"} in client.get("/memory_banks/get").json()
         (chunk,) = query(client, "durable", "when does the vault open", top_k=1)

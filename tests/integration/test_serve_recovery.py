@@ -8,12 +8,12 @@ import time
 import httpx
 import psutil
 
-from .conftest import MODEL_ID
+from .conftest import MODEL_ID, chat_engine
 
 
 def test_dead_engine_is_a_503_then_the_replica_is_replaced(platform_url):
     with httpx.Client(base_url=platform_url, timeout=60) as c:
-        (engine,) = c.get("/ready").json()["engines"]
+        engine = chat_engine(c.get("/ready").json())
         replica = psutil.Process(engine["pid"])
         cores = [p for p in replica.children(recursive=True) if "EngineCore" in " ".join(p.cmdline()) or "EngineCore" in p.name()]
         assert cores, [p.name() for p in replica.children(recursive=True)]
@@ -31,7 +31,7 @@ def test_dead_engine_is_a_503_then_the_replica_is_replaced(platform_url):
         deadline = time.monotonic() + 180
         while time.monotonic() < deadline:
             ready = c.get("/ready")
-            if ready.status_code == 200 and ready.json()["engines"][0]["pid"] != engine["pid"]:
+            if ready.status_code == 200 and chat_engine(ready.json())["pid"] != engine["pid"]:
                 break
             time.sleep(2)
         else:

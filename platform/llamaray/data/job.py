@@ -10,9 +10,7 @@ removes the partial output, so no dataset is half registered.
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import re
 import signal
 import sys
@@ -21,8 +19,6 @@ import traceback
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
-import yaml
-from pydantic import ValidationError
 
 from llamaray.api.common import Message, content_text
 from llamaray.api.data_jobs import BatchJobRequest, DataJobKind
@@ -35,9 +31,8 @@ from llamaray.data.output import DatasetOutput
 from llamaray.data.sdg import Statistics
 from llamaray.errors import LlamarayError
 from llamaray.inference.service import chat_response, completion_response
-from llamaray.ray_jobs import relative_urls_resolved, standalone_platform, submission_id
+from llamaray.ray_jobs import start_driver
 from llamaray.store.metadata import MetadataStore
-from llamaray.training import tracker as tracking
 
 REQUESTS = {"sdg": SyntheticDataGenerationRequest, "batch": BatchJobRequest}
 REPORT_EVERY_S = 2.0
@@ -61,29 +56,11 @@ class Stopped(Exception):
 
 
 def main(kind: Literal["sdg", "batch"], argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=f"Run a llamaray {kind} job on the Ray cluster.")
-    parser.add_argument("--config", required=True, help="YAML: `request:` (the request body), optional `platform:`")
-    args = parser.parse_args(argv)
-    raw = yaml.safe_load(Path(args.config).read_text()) or {}
-
-    import ray
-
-    ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), log_to_driver=True)
-    ray_job_id = submission_id() or ray.get_runtime_context().get_job_id()
-    tracker = tracking.find_tracker() or tracking.tracker_actor(standalone_platform(raw))
-    platform = PlatformConfig.model_validate(ray.get(tracker.platform.remote()))
-    fields = relative_urls_resolved(dict(raw.get("request") or {}), [Path.cwd(), Path(platform.data_dir).parent])
-    fields.setdefault("job_uuid", f"{kind}-{ray_job_id}")
-    try:
-        request = REQUESTS[kind].model_validate(fields)
-    except ValidationError as exc:
-        print(f"invalid request in {args.config}:\n{exc}", file=sys.stderr)
-        return 2
-    if not tracking.take_job(tracker, request.job_uuid, kind, _what(request), ray_job_id):
-        print(f"job {request.job_uuid} was cancelled before it started")
-        return 0
+    started = start_driver(kind, argv, REQUESTS[kind], _what)
+    if isinstance(started, int):
+        return started
     signal.signal(signal.SIGTERM, _stop)
-    return run(kind, request, platform, tracker)
+    return run(kind, started.request, started.platform, started.tracker)
 
 
 def run(kind: str, request, platform: PlatformConfig, tracker) -> int:
@@ -93,10 +70,8 @@ def run(kind: str, request, platform: PlatformConfig, tracker) -> int:
     store = MetadataStore(Path(platform.data_dir) / "metadata.db")
     output = None
     try:
-        output = DatasetOutput(
-            store,
-            platform.data_dir, request.output_dataset_id or job_uuid, request.output_format or platform.data.output_format
-        )
+        dataset_id = request.output_dataset_id or job_uuid
+        output = DatasetOutput(store, platform.data_dir, dataset_id, request.output_format or platform.data.output_format)
         if kind == DataJobKind.sdg.value:
             statistics = _run_sdg(request, platform, store, tracker, output)
         else:

@@ -37,6 +37,7 @@ from llamaray.store.metadata import MetadataStore
 from llamaray.training.tracker import FINAL
 
 WAIT_POLL_S = 0.5
+CANCEL_GRACE_S = 15.0
 
 
 class DataJobsService:
@@ -83,6 +84,19 @@ class DataJobsService:
     async def get_data_job_logs(self, job_uuid: str) -> list[str]:
         await self._record(job_uuid)
         return await self.tracker.logs.remote(job_uuid)
+
+    async def cancel_data_job(self, job_uuid: str) -> None:
+        """Stops the Ray Job (SIGTERM: the driver discards its output and records `cancelled`);
+        a job no driver has claimed yet is cancelled at once."""
+        record = await self._record(job_uuid)
+        if record["status"] in FINAL or await self.tracker.request_cancel.remote(job_uuid) in FINAL:
+            return
+        await self.ray_jobs.stop(record["ray_job_id"])
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CANCEL_GRACE_S
+        while (await self.tracker.get.remote(job_uuid))["status"] not in FINAL and loop.time() < deadline:
+            await asyncio.sleep(0.2)
+        await self.tracker.finish.remote(job_uuid, "cancelled")  # a no-op when the driver recorded it
 
     async def run_batch(self, request: BatchJobRequest) -> list[dict[str, Any]]:
         """Runs a batch job to its end and answers its responses in the request's order."""

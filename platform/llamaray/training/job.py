@@ -9,9 +9,7 @@ cancelling that task is what stops the workers and frees their placement group i
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import signal
 import sys
 import threading
@@ -19,14 +17,11 @@ import traceback
 from pathlib import Path
 from typing import Literal
 
-import yaml
-from pydantic import ValidationError
 
 from llamaray.api.post_training import PostTrainingJobStatus, PostTrainingRLHFRequest, PostTrainingSFTRequest
 from llamaray.config import PlatformConfig
 from llamaray.errors import LlamarayError
-from llamaray.ray_jobs import relative_urls_resolved, standalone_platform, submission_id
-from llamaray.training import tracker as tracking
+from llamaray.ray_jobs import start_driver
 
 REQUESTS = {"sft": PostTrainingSFTRequest, "dpo": PostTrainingRLHFRequest}
 # The workers' environment (ENV.md): Ray Train's print patch floods logs when `datasets` hashes.
@@ -35,29 +30,10 @@ ERROR_LINES = 15  # of a traceback, in the job's log
 
 
 def main(kind: Literal["sft", "dpo"], argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=f"Run a llamaray {kind.upper()} job on the Ray cluster.")
-    parser.add_argument("--config", required=True, help="YAML: `request:` (the HTTP request body), optional `platform:`")
-    args = parser.parse_args(argv)
-    raw = yaml.safe_load(Path(args.config).read_text()) or {}
-
-    import ray
-
-    context = ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), log_to_driver=True)
-    ray_job_id = submission_id() or ray.get_runtime_context().get_job_id()
-    tracker = tracking.find_tracker() or tracking.tracker_actor(standalone_platform(raw))
-    platform = PlatformConfig.model_validate(ray.get(tracker.platform.remote()))
-    request_fields = relative_urls_resolved(dict(raw.get("request") or {}), [Path.cwd(), Path(platform.data_dir).parent])
-    request_fields.setdefault("job_uuid", f"{kind}-{ray_job_id}")
-    try:
-        request = REQUESTS[kind].model_validate(request_fields)
-    except ValidationError as exc:
-        print(f"invalid request in {args.config}:\n{exc}", file=sys.stderr)
-        return 2
-    job_uuid = request.job_uuid
-    if not tracking.take_job(tracker, request.job_uuid, kind, request.algorithm.value, ray_job_id):
-        print(f"job {job_uuid} was cancelled before it started")
-        return 0
-    return run(kind, request, platform, tracker, context.dashboard_url)
+    started = start_driver(kind, argv, REQUESTS[kind], lambda request: request.algorithm.value)
+    if isinstance(started, int):
+        return started
+    return run(kind, started.request, started.platform, started.tracker, started.dashboard_url)
 
 
 def run(kind: str, request, platform: PlatformConfig, tracker, dashboard_url: str | None) -> int:

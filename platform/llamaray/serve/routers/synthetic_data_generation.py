@@ -21,6 +21,11 @@ async def data_job_status(job_uuid: str, s: Services = Depends(services)):
     return await s.data_jobs.get_data_job_status(job_uuid)
 
 
+@router.post("/data_jobs/cancel", response_model=None)
+async def cancel_data_job(job_uuid: str, s: Services = Depends(services)) -> None:
+    await s.data_jobs.cancel_data_job(job_uuid)
+
+
 @router.get("/data_jobs/logs", response_model=list[str])
 async def data_job_logs(job_uuid: str, s: Services = Depends(services)):
     return await s.data_jobs.get_data_job_logs(job_uuid)
