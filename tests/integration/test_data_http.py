@@ -130,6 +130,7 @@ def test_sdg_job_over_a_dataset_feeds_an_sft_job(client, dataset_dir):
     status = wait_for_data_job(client, "sdg-job-1")
     assert status["status"] == "completed", status
     assert status["statistics"]["num_prompts"] == 12 and status["statistics"]["num_kept"] == 24
+    assert status["progress"]["prompts_done"] == 12 and status["progress"]["generated_tokens"] > 0
     logs = client.get("/data_jobs/logs", params={"job_uuid": "sdg-job-1"}).json()
     assert any("12/12 prompts" in line for line in logs), logs
 

@@ -62,7 +62,8 @@ class DataJobStatusResponse(ApiModel):
     started_at: datetime | None = None
     completed_at: datetime | None = None
     output_dataset_id: str | None = None  # registered when, and only when, the job completed
-    statistics: dict[str, Any] = Field(default_factory=dict)
+    statistics: dict[str, Any] = Field(default_factory=dict)  # when it completed (SDG: counts, scores, time)
+    progress: dict[str, float] | None = None  # the latest of prompts_done, generated_tokens, tokens_per_second
     error: str | None = None
 
 

@@ -147,10 +147,18 @@ def _run_batch(request: BatchJobRequest, platform, store, tracker, output: Datas
 
 def _progress(rows: Iterator[dict[str, Any]], total: int, job_uuid: str, tracker, statistics: Statistics) -> Iterator[dict[str, Any]]:
     """Passes rows through; every couple of seconds a log line and metrics go to the tracker
-    (and the job's log, which `ray job logs` and the dashboard show) with a tqdm bar."""
+    (and the job's log, which `ray job logs` and the dashboard show, with a tqdm bar) and to
+    Prometheus (`ray_llamaray_data_job_*`, by job_uuid)."""
     import ray
+    from ray.util.metrics import Gauge
     from tqdm import tqdm
 
+    tags = {"job_uuid": job_uuid}
+    gauges = {
+        key: Gauge(f"llamaray_data_job_{key}", description=text, tag_keys=("job_uuid",))
+        for key, text in (("prompts_done", "prompts answered so far"), ("generated_tokens", "tokens generated so far"),
+                          ("tokens_per_second", "generated tokens per second since the first answer"))
+    }
     started = last = time.monotonic()
     first: float | None = None  # the rate counts from the first answer, not the engines' start
     ray.get(tracker.start.remote(job_uuid, {"prompts": total}))
@@ -168,6 +176,8 @@ def _progress(rows: Iterator[dict[str, Any]], total: int, job_uuid: str, tracker
                         f"({rate:.0f} tokens/s since the first answer)")
                 metric = {"prompts_done": bar.n, "generated_tokens": statistics.generated_tokens, "tokens_per_second": rate}
                 ray.get(tracker.report.remote(job_uuid, [line], [metric]))
+                for key, value in metric.items():
+                    gauges[key].set(value, tags=tags)
 
 
 def _what(request) -> str:

@@ -69,6 +69,7 @@ class DataJobsService:
 
     async def get_data_job_status(self, job_uuid: str) -> DataJobStatusResponse:
         record = await self._record(job_uuid)
+        metrics = await self.tracker.metrics.remote(job_uuid)
         return DataJobStatusResponse(
             job_uuid=job_uuid,
             kind=record["kind"],
@@ -78,6 +79,7 @@ class DataJobsService:
             completed_at=record["completed_at"],
             output_dataset_id=record.get("output_dataset_id"),
             statistics=record.get("statistics") or {},
+            progress=metrics[-1] if metrics else None,
             error=record["error"],
         )
 
