@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import math
 import uuid
 from typing import Any, Iterator
 
@@ -115,7 +116,8 @@ def generation_stage(ds, model: ModelConfig, params: GenerationParams, stop_toke
         ),
         num_cpus=settings.generator_num_cpus,
         num_gpus=settings.generator_num_gpus * model.world_size,
-        runtime_env={"env_vars": model.engine_env()},
+        # Ray gives an actor int(num_cpus) OpenMP threads: 1.5 CPUs would run the model on one.
+        runtime_env={"env_vars": {"OMP_NUM_THREADS": str(max(1, math.ceil(settings.generator_num_cpus))), **model.engine_env()}},
     )
 
 

@@ -56,34 +56,40 @@ class EngineStepper:
             try:
                 outputs = self.engine.step() if self.engine.has_unfinished_requests() else []
             except Exception as exc:  # the engine is broken: every waiting request fails with it
-                for request_id in list(self._waiting):
-                    self._settle(request_id, error=exc)
+                self._settle([(request_id, None, exc) for request_id in list(self._waiting)])
                 continue
-            for out in outputs:
-                if out.finished:
-                    self._settle(out.request_id, out)
+            self._settle([(out.request_id, out, None) for out in outputs if out.finished])
 
     def _admit(self) -> None:
+        refused = []
         while not self._inbox.empty():
             request_id, prompt, params, waiter = self._inbox.get()
             self._waiting[request_id] = waiter
             try:
                 self.engine.add_request(request_id, prompt, params)
             except Exception as exc:  # vLLM's own checks of the request
-                self._settle(request_id, error=InvalidRequestError(str(exc), getattr(exc, "parameter", None)))
+                refused.append((request_id, None, InvalidRequestError(str(exc), getattr(exc, "parameter", None))))
+        self._settle(refused)
 
-    def _settle(self, request_id: str, out: Any = None, error: BaseException | None = None) -> None:
-        loop, future = self._waiting.pop(request_id)
+    def _settle(self, results: list[tuple[str, Any, BaseException | None]]) -> None:
+        """Resolves finished requests with one callback per event loop: a step often finishes
+        hundreds at once, and each wake-up of a loop costs its thread the GIL."""
+        by_loop: dict[asyncio.AbstractEventLoop, list[tuple[asyncio.Future, Any, BaseException | None]]] = {}
+        for request_id, out, error in results:
+            loop, future = self._waiting.pop(request_id)
+            by_loop.setdefault(loop, []).append((future, out, error))
+        for loop, settled in by_loop.items():
+            loop.call_soon_threadsafe(_resolve, settled)
 
-        def resolve() -> None:
-            if future.done():
-                return
-            if error is not None:
-                future.set_exception(error)
-            else:
-                future.set_result(out)
 
-        loop.call_soon_threadsafe(resolve)
+def _resolve(settled: list[tuple[asyncio.Future, Any, BaseException | None]]) -> None:
+    for future, out, error in settled:
+        if future.done():
+            continue
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(out)
 
 
 def offline_llm(model: ModelConfig, **overrides: Any):
