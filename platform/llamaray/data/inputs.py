@@ -13,7 +13,7 @@ from typing import Any
 
 from llamaray.api.common import Message, Role, content_text
 from llamaray.api.data_jobs import BatchJobRequest
-from llamaray.api.datasets import DatasetColumnType
+from llamaray.api.datasets import Dataset, DatasetColumnType
 from llamaray.api.synthetic_data_generation import SyntheticDataGenerationRequest
 from llamaray.config import ModelConfig, PlatformConfig
 from llamaray.data.datasets import registered
@@ -66,7 +66,11 @@ def check_batch(request: BatchJobRequest, platform: PlatformConfig, store: Metad
 
 
 def sdg_rows(request: SyntheticDataGenerationRequest, platform: PlatformConfig, store: MetadataStore) -> list[dict[str, Any]]:
-    dialogs = [[p] for p in request.prompts] or _dataset_dialogs(request.dataset_id, request.prompt_column, platform, store)
+    if request.prompts:
+        dialogs = [[p] for p in request.prompts]
+    else:
+        column_type, values = _dataset_column(request.dataset_id, request.prompt_column, "prompt_column", platform, store)
+        dialogs = [_dialog(value, column_type) for value in values]
     return [_chat_row(i, messages, []) for i, messages in enumerate(dialogs)]
 
 
@@ -75,12 +79,10 @@ def batch_rows(request: BatchJobRequest, platform: PlatformConfig, store: Metada
         return [_completion_row(i, content_text(c)) for i, c in enumerate(request.content_batch)]
     if request.batch_dialogs is not None:
         return [_chat_row(i, d.messages(), request.available_tools) for i, d in enumerate(request.batch_dialogs)]
-    column_type = _prompt_column(store, request.dataset_id, request.column, "column")
+    column_type, values = _dataset_column(request.dataset_id, request.column, "column", platform, store)
     if column_type is DatasetColumnType.dialog:
-        dialogs = _dataset_dialogs(request.dataset_id, request.column, platform, store)
-        return [_chat_row(i, messages, request.available_tools) for i, messages in enumerate(dialogs)]
-    texts = _dataset_values(request.dataset_id, request.column, platform, store)
-    return [_completion_row(i, str(text)) for i, text in enumerate(texts)]
+        return [_chat_row(i, _dialog(value, column_type), request.available_tools) for i, value in enumerate(values)]
+    return [_completion_row(i, str(value)) for i, value in enumerate(values)]
 
 
 def _completion_row(index: int, text: str) -> dict[str, Any]:
@@ -97,7 +99,10 @@ def _chat_row(index: int, messages: list[Message], tools) -> dict[str, Any]:
 
 
 def _prompt_column(store: MetadataStore, dataset_id: str, column: str, param: str) -> DatasetColumnType:
-    dataset = registered(store, dataset_id)
+    return _checked_column(registered(store, dataset_id), dataset_id, column, param)
+
+
+def _checked_column(dataset: Dataset, dataset_id: str, column: str, param: str) -> DatasetColumnType:
     column_type = dataset.columns.get(column)
     if column_type not in PROMPT_TYPES:
         found = f"it is {column_type.value!r}" if column_type else f"its columns are {sorted(dataset.columns)}"
@@ -105,15 +110,18 @@ def _prompt_column(store: MetadataStore, dataset_id: str, column: str, param: st
     return column_type
 
 
-def _dataset_values(dataset_id: str, column: str, platform: PlatformConfig, store: MetadataStore) -> list[Any]:
+def _dataset_column(
+    dataset_id: str, column: str, param: str, platform: PlatformConfig, store: MetadataStore
+) -> tuple[DatasetColumnType, list[Any]]:
+    """A prompt column's type and its value in every row."""
     dataset = registered(store, dataset_id)
+    column_type = _checked_column(dataset, dataset_id, column, param)
     rows = read_rows(dataset.content_url, [Path(root) for root in platform.dataset_roots], "dataset_id")
-    return [row[column] for row in rows]
+    return column_type, [row[column] for row in rows]
 
 
-def _dataset_dialogs(dataset_id: str, column: str, platform: PlatformConfig, store: MetadataStore) -> list[list[Message]]:
-    """A text column is one user message per row; a dialog column is the row's messages."""
-    values = _dataset_values(dataset_id, column, platform, store)
-    if registered(store, dataset_id).columns[column] is DatasetColumnType.text:
-        return [[Message(role=Role.user, content=str(v))] for v in values]
-    return [[Message.model_validate(m) for m in v] for v in values]
+def _dialog(value: Any, column_type: DatasetColumnType) -> list[Message]:
+    """A text value is one user message; a dialog value is its messages."""
+    if column_type is DatasetColumnType.text:
+        return [Message(role=Role.user, content=str(value))]
+    return [Message.model_validate(m) for m in value]

@@ -137,7 +137,7 @@ def _run_batch(request: BatchJobRequest, platform, store, tracker, output: Datas
         output.write(
             [{
                 "index": int(row["index"]),
-                "completion": response.content if isinstance(response.content, str) else json.dumps(response.content),
+                "completion": content_text(response.content),
                 "stop_reason": response.stop_reason.value if response.stop_reason else None,
                 "response": response.model_dump_json(),
             }]

@@ -22,8 +22,8 @@ from typing import Any, Iterator
 from llamaray.api.common import Message
 from llamaray.api.synthetic_data_generation import SyntheticDataGenerationRequest
 from llamaray.config import DataSettings, ModelConfig
-from llamaray.data.reward import RewardEngine, conversation
-from llamaray.data.sdg import generated_message, kept_indices
+from llamaray.data.reward import RewardEngine
+from llamaray.data.sdg import kept_indices, scored_answers
 from llamaray.inference.engine import EngineRequest, GenerationParams, SequenceDelta, TokenLogprob
 from llamaray.inference.offline_engine import OfflineVLLMEngine
 
@@ -41,7 +41,6 @@ class Generate:
     async def __call__(self, batch: Batch) -> Batch:
         outs = await asyncio.gather(*(self._one(str(p), bool(a)) for p, a in zip(batch["prompt"], batch["add_special_tokens"])))
         batch["outputs"] = [json.dumps([dataclasses.asdict(s) for s in out.sequences]) for out in outs]
-        batch["prompt_tokens"] = [out.prompt_tokens for out in outs]
         batch["generated_tokens"] = [sum(s.num_tokens for s in out.sequences) for out in outs]
         return batch
 
@@ -63,20 +62,10 @@ class Score:
         self.engine = RewardEngine(ModelConfig.model_validate(model), offline=True)
 
     async def __call__(self, batch: Batch) -> Batch:
-        generations, conversations, counts = [], [], []
-        for messages_json, outputs_json in zip(batch["messages"], batch["outputs"]):
-            messages = [Message.model_validate(m) for m in json.loads(messages_json)]
-            answers = [generated_message(messages, s) for s in sequences(outputs_json)]
-            generations.append(json.dumps([a.model_dump(mode="json") for a in answers]))
-            conversations.extend(conversation([*messages, a]) for a in answers)
-            counts.append(len(answers))
-        flat = await self.engine.score(conversations)
-        scores, start = [], 0
-        for count in counts:
-            scores.append(json.dumps(flat[start : start + count]))
-            start += count
-        batch["generations"] = generations
-        batch["scores"] = scores
+        dialogs = [[Message.model_validate(m) for m in json.loads(messages)] for messages in batch["messages"]]
+        answers, scores = await scored_answers(self.engine, dialogs, [sequences(o) for o in batch["outputs"]])
+        batch["generations"] = [json.dumps([a.model_dump(mode="json") for a in group]) for group in answers]
+        batch["scores"] = [json.dumps(group) for group in scores]
         return batch
 
 

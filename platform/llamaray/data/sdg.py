@@ -17,6 +17,7 @@ from llamaray.api.common import Message, Role
 from llamaray.api.reward_scoring import KScoredPromptGenerations, ScoredMessage
 from llamaray.api.synthetic_data_generation import SyntheticDataGenerationRequest
 from llamaray.data.filters import keep
+from llamaray.data.reward import conversation
 from llamaray.inference.engine import EngineRequest, GenerationParams, SequenceDelta
 from llamaray.inference.sampling import generation_params
 from llamaray.inference.service import chat_engine_request, chat_response
@@ -38,6 +39,17 @@ def prompt_request(messages: list[Message], params: GenerationParams, param: str
 def generated_message(messages: list[Message], sequence: SequenceDelta) -> Message:
     response = chat_response(messages, sequence)
     return Message(role=Role.assistant, content=response.content, tool_calls=response.tool_calls)
+
+
+async def scored_answers(
+    reward, dialogs: list[list[Message]], sequences: list[list[SequenceDelta]]
+) -> tuple[list[list[Message]], list[list[float]]]:
+    """Each dialog's generated sequences as messages, and their scores from `reward` (anything
+    with `score(conversations)`: the Serve client or an in-process `RewardEngine`), in one call
+    so that the reward engine batches it."""
+    answers = [[generated_message(dialog, s) for s in group] for dialog, group in zip(dialogs, sequences)]
+    flat = iter(await reward.score([conversation([*dialog, a]) for dialog, group in zip(dialogs, answers) for a in group]))
+    return answers, [[next(flat) for _ in group] for group in answers]
 
 
 def kept_indices(scores: list[float], request: SyntheticDataGenerationRequest, prompt_index: int) -> list[int]:

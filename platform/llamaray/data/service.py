@@ -27,14 +27,13 @@ from llamaray.data import inputs
 from llamaray.data.datasets import registered
 from llamaray.data.output import check_free
 from llamaray.data.readers import read_rows
-from llamaray.data.reward import conversation
-from llamaray.data.sdg import Statistics, generated_message, kept_indices, prompt_request, scored_prompt
+from llamaray.data.sdg import Statistics, kept_indices, prompt_request, scored_answers, scored_prompt
 from llamaray.errors import EngineUnavailableError, NotFoundError
 from llamaray.inference.registry import ModelRegistry
 from llamaray.inference.service import InferenceService
 from llamaray.ray_jobs import RayJobs
 from llamaray.store.metadata import MetadataStore
-from llamaray.training.tracker import FINAL
+from llamaray.training.tracker import FINAL, wait_final
 
 WAIT_POLL_S = 0.5
 CANCEL_GRACE_S = 15.0
@@ -94,10 +93,7 @@ class DataJobsService:
         if record["status"] in FINAL or await self.tracker.request_cancel.remote(job_uuid) in FINAL:
             return
         await self.ray_jobs.stop(record["ray_job_id"])
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + CANCEL_GRACE_S
-        while (await self.tracker.get.remote(job_uuid))["status"] not in FINAL and loop.time() < deadline:
-            await asyncio.sleep(0.2)
+        await wait_final(self.tracker, job_uuid, CANCEL_GRACE_S)
         await self.tracker.finish.remote(job_uuid, "cancelled")  # a no-op when the driver recorded it
 
     async def run_batch(self, request: BatchJobRequest) -> list[dict[str, Any]]:
@@ -146,15 +142,13 @@ class SyntheticDataGenerationService:
         outs = await asyncio.gather(
             *(engine.generate(prompt_request([p], generation.params, f"prompts[{i}]")) for i, p in enumerate(request.prompts))
         )
-        generations = [[generated_message([p], s) for s in out.sequences] for p, out in zip(request.prompts, outs)]
         scorer = self.registry.get(reward.model_id, "reward", "reward_scoring").client
-        flat = iter(await scorer.score([conversation([p, g]) for p, gs in zip(request.prompts, generations) for g in gs]))
+        answers, scores = await scored_answers(scorer, [[p] for p in request.prompts], [out.sequences for out in outs])
         statistics, data = Statistics(extra={"mode": "inline"}), []
-        for i, (prompt, answers, out) in enumerate(zip(request.prompts, generations, outs)):
-            scores = [next(flat) for _ in answers]
-            kept = kept_indices(scores, request, i)
-            statistics.add(scores, kept, sum(s.num_tokens for s in out.sequences))
-            data.append(scored_prompt(prompt, answers, scores, kept))
+        for i, (prompt, group, group_scores, out) in enumerate(zip(request.prompts, answers, scores, outs)):
+            kept = kept_indices(group_scores, request, i)
+            statistics.add(group_scores, kept, sum(s.num_tokens for s in out.sequences))
+            data.append(scored_prompt(prompt, group, group_scores, kept))
         return SyntheticDataGenerationResponse(synthetic_data=data, statistics=statistics.as_dict(time.monotonic() - started))
 
 

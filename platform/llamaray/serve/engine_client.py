@@ -12,6 +12,15 @@ from llamaray.inference.engine import EngineOutput, EngineRequest
 from llamaray.serve.metrics import GatewayMetrics
 
 
+@contextmanager
+def replica_errors(what: str) -> Iterator[None]:
+    """A replica that died with its engine is a 503 while Serve starts another."""
+    try:
+        yield
+    except (ActorDiedError, ActorUnavailableError, RayActorError) as exc:
+        raise EngineUnavailableError(f"{what} is unavailable; its replica is being replaced ({type(exc).__name__})") from None
+
+
 class ServeEngineClient:
     def __init__(self, handle, model_id: str, metrics: GatewayMetrics | None = None) -> None:
         self.handle = handle
@@ -19,18 +28,8 @@ class ServeEngineClient:
         self.model_id = model_id
         self.metrics = metrics
 
-    @contextmanager
-    def _replica_errors(self) -> Iterator[None]:
-        """A replica that died with its engine is a 503 while Serve starts another."""
-        try:
-            yield
-        except (ActorDiedError, ActorUnavailableError, RayActorError) as exc:
-            raise EngineUnavailableError(
-                f"the engine of {self.model_id!r} is unavailable; its replica is being replaced ({type(exc).__name__})"
-            ) from None
-
     async def generate(self, request: EngineRequest) -> EngineOutput:
-        with self._replica_errors():
+        with replica_errors(f"the engine of {self.model_id!r}"):
             out: EngineOutput = await self.handle.generate.remote(request)
         self._count(out)
         return out
@@ -39,7 +38,7 @@ class ServeEngineClient:
         responses = self.stream_handle.stream.remote(request)
         finished = False
         try:
-            with self._replica_errors():
+            with replica_errors(f"the engine of {self.model_id!r}"):
                 async for out in responses:
                     self._count(out)
                     yield out
@@ -66,12 +65,8 @@ class ServeRewardClient:
         self.model_id = model_id
 
     async def score(self, conversations: list[list[dict[str, str]]]) -> list[float]:
-        try:
+        with replica_errors(f"the reward model {self.model_id!r}"):
             return await self.handle.score.remote(conversations)
-        except (ActorDiedError, ActorUnavailableError, RayActorError) as exc:
-            raise EngineUnavailableError(
-                f"the reward model {self.model_id!r} is unavailable; its replica is being replaced ({type(exc).__name__})"
-            ) from None
 
     async def stats(self) -> dict:
         return await self.handle.stats.remote()

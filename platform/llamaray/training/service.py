@@ -25,7 +25,7 @@ from llamaray.errors import EngineUnavailableError
 from llamaray.ray_jobs import RayJobs
 from llamaray.training.inputs import prepare
 from llamaray.training.job import WORKER_ENV
-from llamaray.training.tracker import FINAL
+from llamaray.training.tracker import FINAL, wait_final
 
 FOLLOW_POLL_S = 0.5
 TRAINING_KINDS = ("sft", "dpo")  # the tracker also holds data jobs (llamaray.data.job)
@@ -90,13 +90,9 @@ class PostTrainingService:
 
     async def cancel_training_job(self, job_uuid: str) -> None:
         """Asks the driver to cancel its training task; stops the Ray Job if it does not answer."""
-        status = await self.tracker.request_cancel.remote(job_uuid)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + CANCEL_GRACE_S
-        while status not in FINAL and loop.time() < deadline:
-            await asyncio.sleep(0.2)
-            status = (await self.tracker.get.remote(job_uuid))["status"]
-        if status not in FINAL:
+        if await self.tracker.request_cancel.remote(job_uuid) in FINAL:
+            return
+        if await wait_final(self.tracker, job_uuid, CANCEL_GRACE_S) not in FINAL:
             record = await self.tracker.get.remote(job_uuid)
             await self.ray_jobs.stop(record["ray_job_id"])
             await self.tracker.finish.remote(job_uuid, PostTrainingJobStatus.cancelled.value)

@@ -9,6 +9,7 @@ fresh tracker starts was cut off by the cluster going down: it becomes `failed`,
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from datetime import datetime, timezone
@@ -196,6 +197,17 @@ def tracker_actor(platform: dict[str, Any]):
         max_concurrency=32,
     )
     return actor_class.remote(platform)
+
+
+async def wait_final(tracker, job_uuid: str, timeout_s: float) -> str:
+    """The job's status once it is final, or whatever it is after `timeout_s`."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    status = (await tracker.get.remote(job_uuid))["status"]
+    while status not in FINAL and loop.time() < deadline:
+        await asyncio.sleep(0.2)
+        status = (await tracker.get.remote(job_uuid))["status"]
+    return status
 
 
 def take_job(tracker, job_uuid: str, kind: str, what: str, ray_job_id: str) -> bool:
