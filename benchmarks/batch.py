@@ -3,7 +3,7 @@
 One run measures, each in a fresh process one after the other, the same N prompts on the tiny
 model, every completion exactly --max-tokens long (ignore_eos), greedy:
   1. vLLM's offline `LLM.generate` on all prompts in one process (the baseline),
-  2. llamaray's pipeline (`llamaray.data.pipeline.batch_dataset`: map_batches over an actor
+  2. llamaray's pipeline (`llamaray.pipelines.pipeline.batch_dataset`: map_batches over an actor
      pool of vLLM engines, several batches in flight per engine), on a local Ray cluster,
   3. `ray.data.llm`'s vLLM processor on the same cluster size, tokenizer stages off (vLLM
      tokenizes inside the engine, as in 1 and 2).
@@ -64,9 +64,9 @@ def run_llamaray(args) -> dict:
 
     from llamaray.api.data_jobs import BatchJobRequest
     from llamaray.config import DataSettings
-    from llamaray.data.inputs import batch_rows
-    from llamaray.data.pipeline import Generate, generation_stage
-    from llamaray.inference.engine import GenerationParams
+    from llamaray.engines.protocol import GenerationParams
+    from llamaray.pipelines.inputs import batch_rows
+    from llamaray.pipelines.pipeline import Generate, generation_stage
 
     class TimedGenerate(Generate):
         """Generate, stamping when its engine was ready and when each batch finished."""

@@ -138,8 +138,8 @@ def main() -> None:
 
         import ray
 
+        from llamaray.jobs.tracker import tracker_actor
         from llamaray.training.service import PostTrainingService
-        from llamaray.training.tracker import tracker_actor
 
         ray.init(num_cpus=args.cpus + 1, _node_ip_address="127.0.0.1", include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False)
         tracker = tracker_actor(platform.model_dump())

@@ -8,7 +8,7 @@ registered dataset's column (see `BatchJobRequest`); the completions are registe
 
 import sys
 
-from llamaray.data.job import main
+from llamaray.pipelines.job import main
 
 if __name__ == "__main__":
     sys.exit(main("batch"))

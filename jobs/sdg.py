@@ -9,7 +9,7 @@ is registered as a dataset that `/post_training/*` reads, and the job shows in
 
 import sys
 
-from llamaray.data.job import main
+from llamaray.pipelines.job import main
 
 if __name__ == "__main__":
     sys.exit(main("sdg"))

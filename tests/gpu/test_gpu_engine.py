@@ -12,7 +12,8 @@ pytestmark = pytest.mark.gpu
 
 def test_bf16_engine_generates_greedily_and_deterministically(tmp_path):
     from llamaray.config import ModelConfig
-    from llamaray.inference.engine import EngineRequest, GenerationParams, VLLMEngine
+    from llamaray.engines.protocol import EngineRequest, GenerationParams
+    from llamaray.engines.vllm_engine import VLLMEngine
     from llamaray.models.tiny import build_tiny_models
 
     paths = build_tiny_models(tmp_path)

@@ -12,8 +12,8 @@ import httpx
 import pytest
 import yaml
 
-from llamaray.data.filters import keep
 from llamaray.api.synthetic_data_generation import FilteringFunction
+from llamaray.pipelines.filters import keep
 
 from .conftest import MODEL_ID, PROMPTS, REWARD_MODEL_ID
 from .test_post_training_http import sft_request, wait_until_final

@@ -13,7 +13,7 @@ SCRIPT = textwrap.dedent(
     """
     import asyncio, json, sys
     from llamaray.config import ModelConfig
-    from llamaray.data.reward import RewardEngine
+    from llamaray.engines.reward import RewardEngine
 
     async def main():
         conversations = [

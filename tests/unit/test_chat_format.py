@@ -2,8 +2,8 @@
 
 from datetime import date
 
-from llamaray.api.common import Message, ToolCall, ToolDefinition
-from llamaray.inference.chat_format import encode_dialog, encode_message, prefill_text
+from llamaray.api.common import Message, ToolCall, ToolDefinition, ToolResponse
+from llamaray.inference.chat_format import chat_turns, encode_dialog, encode_message, prefill_text
 
 TODAY = date(2024, 7, 23)
 
@@ -105,3 +105,65 @@ def test_tool_responses_on_a_message_follow_it_as_ipython():
 
     m = msg("user", "", tool_responses=[ToolResponse(tool_name="math", content="4")])
     assert encode_message(m).endswith("<|start_header_id|>ipython<|end_header_id|>\n\n4<|eot_id|>")
+
+
+TOOL_DIALOG = [
+    msg("user", "Weather in Paris?"),
+    msg("assistant", "", tool_calls=[ToolCall(tool_name="get_weather", arguments={"city": "Paris"})]),
+    msg("tool", "18C and sunny"),
+    msg(
+        "assistant",
+        "",
+        tool_calls=[ToolCall(tool_name="code_interpreter", arguments={"code": "print(1)"})],
+        tool_responses=[ToolResponse(tool_name="code_interpreter", content="1")],
+    ),
+]
+TOOL_TURNS = [
+    {"role": "user", "content": "Weather in Paris?"},
+    {"role": "assistant", "content": '<function=get_weather>{"city": "Paris"}</function>'},
+    {"role": "ipython", "content": "18C and sunny"},
+    {"role": "assistant", "content": "<|python_tag|>print(1)"},
+    {"role": "ipython", "content": "1"},
+]
+
+
+def test_chat_turns_write_tool_calls_and_send_tool_output_as_ipython():
+    assert chat_turns(TOOL_DIALOG) == TOOL_TURNS
+
+
+def test_the_prompt_is_the_turns_in_the_llama_format():
+    """Inference writes exactly the turns that training and reward scoring see."""
+    prompt = encode_dialog(TOOL_DIALOG, continue_final_message=False)
+    for turn in TOOL_TURNS:
+        assert f"<|start_header_id|>{turn['role']}<|end_header_id|>\n\n{turn['content']}<|e" in prompt
+    assert prompt.count("<|start_header_id|>") == len(TOOL_TURNS) + 1  # and the assistant's header
+
+
+def test_training_examples_use_the_same_turns():
+    from llamaray.api.datasets import Dataset
+    from llamaray.training.examples import dpo_examples, sft_examples
+
+    dialog = [m.model_dump(mode="json") for m in TOOL_DIALOG[:3]] + [{"role": "assistant", "content": "It is sunny."}]
+    (example,) = sft_examples(Dataset(columns={"dialog": "dialog"}, content_url="file:///d.jsonl"), [{"dialog": dialog}])
+    assert example["prompt"] == TOOL_TURNS[:3]
+    assert example["completion"] == [{"role": "assistant", "content": "It is sunny."}]
+    columns = {"prompt": "dialog", "chosen": "text", "rejected": "text"}
+    (pair,) = dpo_examples(Dataset(columns=columns, content_url="file:///d.jsonl"), [{"prompt": dialog[:3], "chosen": "a", "rejected": "b"}])
+    assert pair["prompt"] == TOOL_TURNS[:3]
+
+
+def test_reward_scoring_reads_the_same_turns():
+    import asyncio
+
+    from llamaray.engines.protocol import SequenceDelta
+    from llamaray.pipelines.sdg import scored_answers
+
+    class Recorder:  # a ScoringClient that records what it is asked to score
+        async def score(self, conversations):
+            self.seen = conversations
+            return [0.5] * len(conversations)
+
+    recorder = Recorder()
+    answers, scores = asyncio.run(scored_answers(recorder, [TOOL_DIALOG[:3]], [[SequenceDelta(0, "Sunny.", 2)]]))
+    assert recorder.seen == [TOOL_TURNS[:3] + [{"role": "assistant", "content": "Sunny."}]]
+    assert scores == [[0.5]] and answers[0][0].content == "Sunny."

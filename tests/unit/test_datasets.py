@@ -8,8 +8,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from llamaray.api.datasets import Dataset
-from llamaray.data.datasets import check_columns
-from llamaray.data.readers import read_rows
+from llamaray.datasets.readers import read_rows
+from llamaray.datasets.registry import check_columns
 from llamaray.errors import InvalidRequestError, NotFoundError
 
 ROWS = [

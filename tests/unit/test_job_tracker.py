@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from llamaray.errors import ConflictError, NotFoundError
-from llamaray.training.tracker import CLUSTER_STOPPED, JobTracker
+from llamaray.jobs.tracker import CLUSTER_STOPPED, JobTracker
 
 
 @pytest.fixture()
@@ -62,3 +62,21 @@ def test_a_new_tracker_keeps_finished_jobs_and_fails_interrupted_ones(platform):
     assert second.get("done")["status"] == "completed"
     assert second.get("cut")["status"] == "failed" and second.get("cut")["error"] == CLUSTER_STOPPED
     assert second.logs("done") == first.logs("done")
+
+
+def test_a_store_from_before_the_shared_job_kinds_is_migrated_on_open(platform, tmp_path):
+    """Stores written when the tracker kept jobs as `training_job` still list every job."""
+    from llamaray.store.metadata import MetadataStore
+
+    old = MetadataStore(tmp_path / "metadata.db")
+    record = {"job_uuid": "old", "kind": "sft", "algorithm": "lora", "status": "completed", "ray_job_id": "old",
+              "scheduled_at": None, "started_at": None, "completed_at": None, "resources_allocated": None,
+              "checkpoints": [], "warnings": [], "error": None, "cancel_requested": False}
+    old.create("training_job", "old", record)
+    old.append_lines("training_log", "old", ["trained"])
+    old.append_lines("training_metrics", "old", ['{"loss": 1.5}'])
+    tracker = JobTracker(platform)
+    assert tracker.get("old")["status"] == "completed"
+    assert [r["job_uuid"] for r in tracker.jobs()] == ["old"]
+    assert tracker.logs("old") == ["trained"] and tracker.metrics("old") == [{"loss": 1.5}]
+    assert old.list("training_job") == []

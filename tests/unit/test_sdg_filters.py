@@ -7,8 +7,8 @@ from pydantic import ValidationError
 
 from llamaray.api.synthetic_data_generation import FilteringFunction as F
 from llamaray.api.synthetic_data_generation import SyntheticDataGenerationRequest
-from llamaray.data.filters import keep, sigmoid, softmax
-from llamaray.data.sdg import Statistics
+from llamaray.pipelines.filters import keep, sigmoid, softmax
+from llamaray.pipelines.sdg import Statistics
 
 SCORES = [0.5, 2.0, -1.0, 1.0]  # ranked: 1 (2.0), 3 (1.0), 0 (0.5), 2 (-1.0)
 

@@ -16,7 +16,7 @@ from pydantic import Field, model_validator
 
 from llamaray.api.common import ApiModel, Content, Dialog, ModelId, SamplingParams, ToolDefinition
 from llamaray.api.inference import MaxTokens
-from llamaray.api.post_training import JobUUID, PostTrainingJobStatus
+from llamaray.api.jobs import JobStatus, JobUUID
 
 OutputFormat = Literal["jsonl", "parquet"]
 
@@ -57,7 +57,7 @@ class BatchJobRequest(ApiModel):
 class DataJobStatusResponse(ApiModel):
     job_uuid: str
     kind: DataJobKind
-    status: PostTrainingJobStatus
+    status: JobStatus
     scheduled_at: datetime | None = None
     started_at: datetime | None = None
     completed_at: datetime | None = None

@@ -69,8 +69,10 @@ class QueryMemoryBankResponse(ApiModel):
 
 class MemoryBanks(Protocol):
     async def create_memory_bank(
-        self, bank_uuid: str, bank_name: str, documents: list[MemoryBankDocument]
-    ) -> None: ...
+        self, bank_uuid: str, bank_name: str, documents: list[MemoryBankDocument], chunking: dict[str, int] | None = None
+    ) -> None:
+        """`chunking` (an extension): `chunk_size_tokens` and `chunk_overlap_tokens` for this bank."""
+        ...
 
     async def get_memory_banks(self) -> list[MemoryBank]: ...
 

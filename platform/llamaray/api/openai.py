@@ -9,7 +9,7 @@ accepted so the same benchmark and client code work against both servers.
 from __future__ import annotations
 
 import time
-from typing import Any, Literal, Optional, Union
+from typing import Any, AsyncIterator, Literal, Optional, Protocol, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -231,3 +231,20 @@ class EmbeddingResponse(BaseModel):
     data: list[Embedding]
     model: str
     usage: EmbeddingUsage
+
+
+class OpenAICompatible(Protocol):
+    """The `/v1` completion routes. A stream is an iterator of chunks already encoded as JSON,
+    which the route sends as Server-Sent Events."""
+
+    def models(self) -> ModelList: ...
+
+    async def chat_completions(self, request: ChatCompletionRequest) -> ChatCompletion | AsyncIterator[str]: ...
+
+    async def completions(self, request: CompletionRequest) -> Completion | AsyncIterator[str]: ...
+
+
+class Embeddings(Protocol):
+    """`/v1/embeddings`, answered by the memory banks' embedding model."""
+
+    async def embeddings(self, request: EmbeddingRequest) -> EmbeddingResponse: ...

@@ -7,10 +7,10 @@ from enum import Enum
 from typing import Any, AsyncIterator, Protocol, Union
 
 from pydantic import Field
-from typing_extensions import Annotated
 
 from llamaray.api.common import URL, ApiModel, ModelId
 from llamaray.api.datasets import Dataset
+from llamaray.api.jobs import JobStatus, JobUUID
 
 
 class OptimizerType(str, Enum):
@@ -70,12 +70,7 @@ class DPOAlignmentConfig(ApiModel):
     gamma: float
 
 
-class PostTrainingJobStatus(str, Enum):
-    running = "running"
-    completed = "completed"
-    failed = "failed"
-    scheduled = "scheduled"
-    cancelled = "cancelled"  # API.md's decision: the API can cancel, so a job can end so
+PostTrainingJobStatus = JobStatus  # the draft's name for the status of a post-training job
 
 
 class Checkpoint(ApiModel):
@@ -97,8 +92,6 @@ class TrainingResources(ApiModel):
     gpus_per_worker: float | None = Field(default=None, ge=0)
 
 
-# A job's id names its directory and its Ray Job, so it is kept to a safe alphabet.
-JobUUID = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 
 
 class PostTrainingSFTRequest(ApiModel):
@@ -155,9 +148,13 @@ class PostTraining(Protocol):
 
     async def get_training_job_logstream(self, job_uuid: str) -> PostTrainingJobLogStream: ...
 
-    async def follow_training_job_logs(self, job_uuid: str) -> AsyncIterator[str]: ...
+    async def follow_training_job_logs(self, job_uuid: str) -> AsyncIterator[PostTrainingJobLogStream]: ...
 
     async def get_training_job_status(self, job_uuid: str) -> PostTrainingJobStatusResponse: ...
+
+    async def list_training_jobs(self) -> list[PostTrainingJobStatusResponse]:
+        """Every post-training job, oldest first (an extension of the draft)."""
+        ...
 
     async def cancel_training_job(self, job_uuid: str) -> None: ...
 

@@ -13,7 +13,7 @@ from typing import Any, Literal, Protocol
 from pydantic import Field, field_validator, model_validator
 
 from llamaray.api.common import ApiModel, Message, ModelId, SamplingParams, SamplingStrategy, content_text
-from llamaray.api.post_training import JobUUID
+from llamaray.api.jobs import JobUUID
 from llamaray.api.reward_scoring import KScoredPromptGenerations
 
 

@@ -107,21 +107,33 @@ def encode_tool_call(call: ToolCall) -> str:
     return f"<function={call.tool_name}>{json.dumps(call.arguments)}</function>"
 
 
+Turn = dict[str, str]  # a chat-template turn: {"role": ..., "content": ...}
+
+
+def chat_turns(messages: Iterable[Message]) -> list[Turn]:
+    """Messages as chat-template turns, the one conversion that inference, reward scoring and
+    training all use: a message's tool calls are written into its content as the model writes
+    them, and tool output (a `tool` message, and each of a message's `tool_responses`) goes
+    back under Llama 3.1's `ipython` role."""
+    turns: list[Turn] = []
+    for message in messages:
+        role = "ipython" if message.role is Role.tool else message.role.value
+        body = content_text(message.content) + "".join(encode_tool_call(c) for c in message.tool_calls)
+        turns.append({"role": role, "content": body})
+        turns.extend({"role": "ipython", "content": content_text(r.content)} for r in message.tool_responses)
+    return turns
+
+
 def encode_message(message: Message, *, close: bool = True) -> str:
     """A message and, after it, one `ipython` message per tool response it carries.
 
     `close=False` leaves an assistant message open so the model continues it (prefill).
     """
-    role = "ipython" if message.role is Role.tool else message.role.value
-    body = content_text(message.content)
-    if message.tool_calls:
-        body += "".join(encode_tool_call(c) for c in message.tool_calls)
-    text = header(role) + body
+    turn, *responses = chat_turns([message])
+    text = header(turn["role"]) + turn["content"]
     if close:
         text += EOM if message.tool_calls else EOT
-    for response in message.tool_responses:
-        text += header("ipython") + content_text(response.content) + EOT
-    return text
+    return text + "".join(header(r["role"]) + r["content"] + EOT for r in responses)
 
 
 def encode_dialog(
@@ -159,6 +171,5 @@ def encode_dialog(
 def prefill_text(messages: list[Message]) -> str:
     """The assistant text a prefilled dialog already holds, which the response starts with."""
     if messages and messages[-1].role is Role.assistant:
-        last = messages[-1]
-        return content_text(last.content) + "".join(encode_tool_call(c) for c in last.tool_calls)
+        return chat_turns(messages[-1:])[0]["content"]
     return ""

@@ -10,9 +10,9 @@ from typing import AsyncIterator
 
 from llamaray.api import openai as oai
 from llamaray.api.common import Message, Role, ToolCall, ToolDefinition
+from llamaray.engines.protocol import EngineOutput, EngineRequest, GenerationParams, SequenceDelta, TokenLogprob
 from llamaray.errors import InvalidRequestError
-from llamaray.inference.chat_format import encode_tool_call
-from llamaray.inference.engine import EngineOutput, EngineRequest, GenerationParams, SequenceDelta, TokenLogprob
+from llamaray.inference.chat_format import prefill_text
 from llamaray.inference.registry import ModelRegistry
 from llamaray.inference.service import chat_engine_request
 from llamaray.inference.tool_parser import parse_tool_calls
@@ -119,10 +119,7 @@ class OpenAIService:
         engine_request = chat_engine_request(
             messages, to_llama_tools(request), params, "messages", request.continue_final_message
         )
-        prefill = ""
-        if request.continue_final_message and request.echo and messages[-1].role is Role.assistant:
-            last = messages[-1]
-            prefill = str(last.content) + "".join(encode_tool_call(c) for c in last.tool_calls)
+        prefill = prefill_text(messages) if request.continue_final_message and request.echo else ""
         if request.stream:
             return self._stream_chat(engine, engine_request, request, prefill, top)
         out = await engine.generate(engine_request)

@@ -2,28 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
-from typing import AsyncIterator, Protocol
+from typing import Any
 
 from llamaray.config import ModelConfig
+from llamaray.engines.protocol import EngineClient, ScoringClient
 from llamaray.errors import NotFoundError
-from llamaray.inference.engine import EngineOutput, EngineRequest
 
-
-class EngineClient(Protocol):
-    """What a service needs of an engine: a Serve handle in production, the engine in-process in a benchmark."""
-
-    async def generate(self, request: EngineRequest) -> EngineOutput: ...
-
-    def stream(self, request: EngineRequest) -> AsyncIterator[EngineOutput]: ...
-
-    async def stats(self) -> dict: ...
+PROBE_TIMEOUT_S = 10
 
 
 @dataclass
 class RegisteredModel:
     config: ModelConfig
-    client: EngineClient
+    client: EngineClient | ScoringClient  # by the model's kind
 
 
 class ModelRegistry:
@@ -37,3 +30,14 @@ class ModelRegistry:
             served = sorted(i for m in self.models if m.config.kind == kind for i in m.config.ids)
             raise NotFoundError(f"model {model_id!r} is not served here; {kind} models: {served}", param)
         return model
+
+    async def engines(self) -> list[dict[str, Any]]:
+        """Every model's engine stats; an engine that cannot answer is reported unhealthy."""
+
+        async def probe(model: RegisteredModel) -> dict[str, Any]:
+            try:
+                return await asyncio.wait_for(model.client.stats(), timeout=PROBE_TIMEOUT_S)
+            except Exception as exc:  # an engine that cannot answer is the answer
+                return {"model": model.config.model_id, "healthy": False, "error": repr(exc)}
+
+        return list(await asyncio.gather(*(probe(m) for m in self.models)))

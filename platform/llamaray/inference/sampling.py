@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from llamaray.api.common import SamplingParams, SamplingStrategy, StopReason
+from llamaray.engines.protocol import GenerationParams, TokenLogprob
 from llamaray.errors import InvalidRequestError
-from llamaray.inference.engine import GenerationParams, TokenLogprob
 
 
 def generation_params(sampling: SamplingParams, max_tokens: int, logprobs: bool) -> GenerationParams:

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import AsyncIterator
+from typing import Any, AsyncIterator, Protocol
 
 from llamaray.api.common import Message, StopReason, ToolDefinition, content_text
+from llamaray.api.data_jobs import BatchJobRequest
 from llamaray.api.inference import (
     BatchChatCompletionRequest,
     BatchCompletionRequest,
@@ -17,8 +18,8 @@ from llamaray.api.inference import (
     CompletionResponse,
     CompletionResponseStreamChunk,
 )
+from llamaray.engines.protocol import EngineRequest, GenerationParams, SequenceDelta
 from llamaray.inference.chat_format import EOM, EOT, encode_dialog, prefill_text
-from llamaray.inference.engine import EngineRequest, GenerationParams, SequenceDelta
 from llamaray.inference.registry import ModelRegistry
 from llamaray.inference.sampling import generation_params, logprobs_dict, stop_reason
 from llamaray.inference.tool_parser import parse_tool_calls, strip_special_tokens
@@ -65,9 +66,23 @@ def chat_response(messages: list[Message], seq: SequenceDelta) -> ChatCompletion
     )
 
 
+class BatchJobs(Protocol):
+    """Runs a batch too large to answer inline as a job; its responses in the request's order."""
+
+    async def run_batch(self, request: BatchJobRequest) -> list[dict[str, Any]]: ...
+
+
 class InferenceService:
-    def __init__(self, registry: ModelRegistry) -> None:
+    """The four routes; a batch of more than `inline_max_prompts` runs as one job on `batch_jobs`
+    (a Ray Data pipeline), smaller ones go to the engines at once, which batch them themselves."""
+
+    def __init__(self, registry: ModelRegistry, batch_jobs: BatchJobs | None = None, inline_max_prompts: int = 0) -> None:
         self.registry = registry
+        self.batch_jobs = batch_jobs
+        self.inline_max_prompts = inline_max_prompts
+
+    def _inline(self, prompts: int) -> bool:
+        return self.batch_jobs is None or prompts <= self.inline_max_prompts
 
     async def completion(
         self, request: CompletionRequest
@@ -121,7 +136,10 @@ class InferenceService:
         yield ChatCompletionResponseStreamChunk(text_delta=strip_special_tokens(rest), stop_reason=reason)
 
     async def batch_completion(self, request: BatchCompletionRequest) -> list[CompletionResponse]:
-        """Every prompt at once: the engine's continuous batching runs them together."""
+        """Inline, every prompt at once: the engine's continuous batching runs them together."""
+        if not self._inline(len(request.content_batch)):
+            job = BatchJobRequest(**request.model_dump(exclude={"content_batch"}), content_batch=request.content_batch)
+            return [CompletionResponse.model_validate(r) for r in await self.batch_jobs.run_batch(job)]
         singles = [
             CompletionRequest(
                 content=content,
@@ -135,6 +153,9 @@ class InferenceService:
         return list(await asyncio.gather(*(self.completion(r) for r in singles)))
 
     async def batch_chat_completion(self, request: BatchChatCompletionRequest) -> list[ChatCompletionResponse]:
+        if not self._inline(len(request.batch_dialogs)):
+            job = BatchJobRequest(**request.model_dump(exclude={"batch_dialogs"}), batch_dialogs=request.batch_dialogs)
+            return [ChatCompletionResponse.model_validate(r) for r in await self.batch_jobs.run_batch(job)]
         singles = [
             ChatCompletionRequest(
                 model=request.model,

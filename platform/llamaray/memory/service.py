@@ -1,4 +1,4 @@
-"""The MemoryBanks API over Milvus, and `MemoryServer`, the deployment that owns the index.
+"""The MemoryBanks API over Milvus (`MemoryServer` in `llamaray.serve` hosts it).
 
 Banks and documents (their bytes, metadata and type) are kept in the metadata store; Milvus
 holds the chunks. A write is checked whole first (every document decodes, is within size, is
@@ -11,11 +11,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from llamaray.api.common import content_text
-from llamaray.api.memory_banks import MemoryBank, MemoryBankDocument, MemoryChunk, QueryMemoryBankRequest, QueryMemoryBankResponse
+from llamaray.api.memory_banks import (
+    MemoryBank,
+    MemoryBankDocument,
+    MemoryChunk,
+    QueryMemoryBankRequest,
+    QueryMemoryBankResponse,
+)
 from llamaray.config import MemorySettings
 from llamaray.errors import ConflictError, InvalidRequestError, NotFoundError
 from llamaray.memory.chunking import chunk_text
@@ -191,31 +196,3 @@ class MemoryService:
             except NotFoundError:
                 raise NotFoundError(f"document {uuid!r} is not in bank {bank_uuid!r}", param.format(i=i)) from None
         return records
-
-
-class MemoryServer:
-    """Serve deployment that owns the Milvus client (Milvus Lite: one process per file)."""
-
-    def __init__(self, data_dir: str, settings: dict[str, Any], embedder) -> None:
-        from transformers import AutoTokenizer
-
-        from llamaray.memory.embeddings import model_path
-
-        memory = MemorySettings.model_validate(settings)
-        uri = memory.milvus_uri or str(Path(data_dir) / "milvus.db")
-        self.embedder = embedder
-
-        async def embed(texts: list[str]) -> list[list[float]]:
-            return await self.embedder.embed.remote(texts)
-
-        self.service = MemoryService(
-            MetadataStore(Path(data_dir) / "metadata.db"),
-            MilvusIndex(uri, memory.milvus_token),
-            AutoTokenizer.from_pretrained(model_path(memory.embedding_model)),
-            embed,
-            memory,
-        )
-
-    async def call(self, method: str, *args, **kwargs):
-        """One entry point, so the gateway reaches every MemoryBanks method through one handle."""
-        return await getattr(self.service, method)(*args, **kwargs)

@@ -16,10 +16,12 @@ from ray import serve
 from ray.serve import Application
 
 from llamaray.config import ModelConfig, PlatformConfig
-from llamaray.memory.embeddings import EmbeddingServer
-from llamaray.memory.service import MemoryServer
+from llamaray.engines.reward import RewardEngine
+from llamaray.engines.vllm_engine import VLLMEngine
+from llamaray.serve.embedding_server import EmbeddingServer
 from llamaray.serve.gateway import Gateway
 from llamaray.serve.llm_server import LLMServer
+from llamaray.serve.memory_server import MemoryServer
 from llamaray.serve.reward_server import RewardModelServer
 
 
@@ -68,15 +70,17 @@ def check_model_paths(config: PlatformConfig) -> None:
             )
 
 
+def engine_deployment(model: ModelConfig, access_log: bool = False) -> Application:
+    """A model's deployment, bound to the engine class that serves its kind."""
+    server, engine_class = (RewardModelServer, RewardEngine) if model.kind == "reward" else (LLMServer, VLLMEngine)
+    options = llm_deployment_options(model, access_log)
+    return serve.deployment(server).options(**options).bind(model.model_dump(), engine_class)
+
+
 def build_app(args: dict[str, Any]) -> Application:
     config = PlatformConfig.model_validate(args).resolved()
     check_model_paths(config)
-    engines = {
-        model.model_id: serve.deployment(RewardModelServer if model.kind == "reward" else LLMServer)
-        .options(**llm_deployment_options(model, config.access_log))
-        .bind(model.model_dump())
-        for model in config.models
-    }
+    engines = {model.model_id: engine_deployment(model, config.access_log) for model in config.models}
     memory = config.memory
     embedder = serve.deployment(EmbeddingServer).options(
         name="EmbeddingServer",

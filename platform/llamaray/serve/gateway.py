@@ -10,14 +10,14 @@ from fastapi import FastAPI
 from ray import serve
 
 from llamaray.config import ModelConfig, PlatformConfig
-from llamaray.data.datasets import DatasetsService
-from llamaray.data.scoring import RewardScoringService
-from llamaray.data.service import BatchInferenceService, DataJobsService, SyntheticDataGenerationService
+from llamaray.datasets.service import DatasetsService
 from llamaray.inference.openai_service import OpenAIService
 from llamaray.inference.registry import ModelRegistry, RegisteredModel
+from llamaray.inference.reward_scoring import RewardScoringService
 from llamaray.inference.service import InferenceService
-from llamaray.memory.gateway_clients import EmbeddingsClient, MemoryBanksClient
-from llamaray.serve.engine_client import ServeEngineClient, ServeRewardClient
+from llamaray.jobs.tracker import tracker_actor
+from llamaray.pipelines.service import DataJobsService, SyntheticDataGenerationService
+from llamaray.serve.clients import EmbeddingsClient, MemoryBanksClient, ServeEngineClient, ServeRewardClient
 from llamaray.serve.errors import install_error_handlers
 from llamaray.serve.metrics import GatewayMetrics
 from llamaray.serve.routers import (
@@ -34,7 +34,6 @@ from llamaray.serve.routers import (
 from llamaray.serve.routers.deps import Services
 from llamaray.store.metadata import MetadataStore
 from llamaray.training.service import PostTrainingService
-from llamaray.training.tracker import tracker_actor
 
 
 class MetricsMiddleware:
@@ -104,14 +103,12 @@ class Gateway:
         store = MetadataStore(Path(platform.data_dir) / "metadata.db")
         tracker = tracker_actor(platform.model_dump())
         tracker.configure.remote(platform.model_dump())  # a tracker from an earlier platform takes this one's
-        inference_service = InferenceService(registry)
         data_jobs = DataJobsService(platform, tracker, store)
         deps.install(
             Services(
-                registry=registry,
-                inference=inference_service,
+                readiness=registry,
+                inference=InferenceService(registry, data_jobs, platform.data.batch_inline_max_prompts),
                 openai=OpenAIService(registry),
-                store=store,
                 datasets=DatasetsService(store, [Path(root) for root in platform.dataset_roots]),
                 post_training=PostTrainingService(platform, tracker),
                 memory=MemoryBanksClient(memory),
@@ -119,7 +116,6 @@ class Gateway:
                 reward_scoring=RewardScoringService(registry),
                 synthetic_data=SyntheticDataGenerationService(platform, registry, store, data_jobs),
                 data_jobs=data_jobs,
-                batch=BatchInferenceService(platform, inference_service, store, data_jobs),
                 metrics=metrics,
             )
         )

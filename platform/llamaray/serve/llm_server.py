@@ -1,17 +1,22 @@
-"""`LLMServer`: one model's vLLM engine in a Ray Serve replica."""
+"""`LLMServer`: one model's engine in a Ray Serve replica.
+
+The engine class is a parameter, as in Ray's own `LLMServer`: anything that satisfies
+`StreamingEngine` (vLLM's `AsyncLLM` by default) can be hosted without touching the deployment.
+"""
 
 from __future__ import annotations
 
 from typing import Any, AsyncIterator
 
 from llamaray.config import ModelConfig
-from llamaray.inference.engine import EngineOutput, EngineRequest, VLLMEngine
+from llamaray.engines.protocol import EngineOutput, EngineRequest, StreamingEngine
+from llamaray.engines.vllm_engine import VLLMEngine
 
 
 class LLMServer:
-    def __init__(self, model: dict[str, Any]) -> None:
+    def __init__(self, model: dict[str, Any], engine_class: type[StreamingEngine] = VLLMEngine) -> None:
         config = ModelConfig.model_validate(model)
-        self.engine = VLLMEngine(config)
+        self.engine: StreamingEngine = engine_class(config)
         self.stream_interval_s = config.stream_interval_ms / 1000
 
     async def generate(self, request: EngineRequest) -> EngineOutput:

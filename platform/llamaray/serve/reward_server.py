@@ -1,25 +1,25 @@
-"""`RewardModelServer`: one reward model in a Ray Serve replica."""
+"""`RewardModelServer`: one reward model's engine in a Ray Serve replica (engine class as a
+parameter, like `LLMServer`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from llamaray.config import ModelConfig
-from llamaray.data.reward import Conversation, RewardEngine
+from llamaray.engines.protocol import Conversation, ScoringEngine
+from llamaray.engines.reward import RewardEngine
 
 
 class RewardModelServer:
-    def __init__(self, model: dict[str, Any]) -> None:
-        self.engine = RewardEngine(ModelConfig.model_validate(model))
+    def __init__(self, model: dict[str, Any], engine_class: type[ScoringEngine] = RewardEngine) -> None:
+        self.engine: ScoringEngine = engine_class(ModelConfig.model_validate(model))
 
     async def score(self, conversations: list[Conversation]) -> list[float]:
         return await self.engine.score(conversations)
 
     async def stats(self) -> dict[str, Any]:
-        return {"model": self.engine.model.model_id, "kind": "reward", "backend": type(self.engine.backend).__name__, "healthy": True}
+        return self.engine.stats()
 
     async def check_health(self) -> None:
-        """Serve calls this periodically; a dead vLLM engine marks the replica unhealthy."""
-        engine = getattr(self.engine.backend, "engine", None)
-        if engine is not None:
-            await engine.check_health()
+        """Serve calls this periodically; a dead engine marks the replica unhealthy."""
+        await self.engine.check_health()

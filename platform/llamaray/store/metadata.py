@@ -92,6 +92,14 @@ class MetadataStore:
         if not deleted:
             raise NotFoundError(f"{kind} {key!r} does not exist", key)
 
+    def rename_kind(self, old: str, new: str) -> int:
+        """Moves every record and line of kind `old` to `new` in one transaction (a migration
+        when a kind is renamed); how many records moved."""
+        with self._connect() as db:
+            moved = db.execute("UPDATE records SET kind = ? WHERE kind = ?", (new, old)).rowcount
+            db.execute("UPDATE lines SET kind = ? WHERE kind = ?", (new, old))
+        return moved
+
     def append_lines(self, kind: str, key: str, lines: list[str]) -> None:
         with self._connect() as db:
             (count,) = db.execute("SELECT COUNT(*) FROM lines WHERE kind = ? AND key = ?", (kind, key)).fetchone()

@@ -11,16 +11,18 @@ from __future__ import annotations
 
 from typing import Any
 
-from llamaray.api.common import Message, content_text
+from llamaray.api.common import Message, Role
 from llamaray.api.datasets import Dataset, DatasetColumnType
 from llamaray.errors import InvalidRequestError
+from llamaray.inference.chat_format import Turn, chat_turns
 
 Example = dict[str, Any]
 
 
-def chat_message(message: dict[str, Any]) -> dict[str, str]:
-    parsed = Message.model_validate(message)
-    return {"role": parsed.role.value, "content": content_text(parsed.content)}
+def turns(messages: list[dict[str, Any]]) -> list[Turn]:
+    """A dialog column's messages as the chat template's turns (tool calls and tool output
+    written as the model reads them at inference)."""
+    return chat_turns(Message.model_validate(m) for m in messages)
 
 
 def sft_examples(dataset: Dataset, rows: list[dict[str, Any]], param: str = "dataset") -> list[Example]:
@@ -29,13 +31,13 @@ def sft_examples(dataset: Dataset, rows: list[dict[str, Any]], param: str = "dat
         column = dialogs[0]
         examples = []
         for i, row in enumerate(rows):
-            messages = [chat_message(m) for m in row[column]]
-            if messages[-1]["role"] != "assistant":
+            messages = [Message.model_validate(m) for m in row[column]]
+            if messages[-1].role is not Role.assistant:
                 raise InvalidRequestError(
                     f"row {i}: the last message of column {column!r} must be the assistant's answer to train on",
                     f"{param}.columns.{column}",
                 )
-            examples.append({"prompt": messages[:-1], "completion": messages[-1:]})
+            examples.append({"prompt": chat_turns(messages[:-1]), "completion": chat_turns(messages[-1:])})
         return examples
     if dataset.columns.get("text") is DatasetColumnType.text:
         return [{"text": row["text"]} for row in rows]
@@ -62,13 +64,13 @@ def dpo_examples(dataset: Dataset, rows: list[dict[str, Any]], param: str = "dat
 
 def _preference(row: dict[str, Any], conversational: bool) -> Example:
     def answer(value: Any) -> str:
-        return chat_message(value[-1])["content"] if isinstance(value, list) else str(value)
+        return turns(value[-1:])[0]["content"] if isinstance(value, list) else str(value)
 
     if conversational:
         return {
-            "prompt": [chat_message(m) for m in row["prompt"]],
+            "prompt": turns(row["prompt"]),
             "chosen": [{"role": "assistant", "content": answer(row["chosen"])}],
             "rejected": [{"role": "assistant", "content": answer(row["rejected"])}],
         }
-    prompt = row["prompt"] if isinstance(row["prompt"], str) else "\n".join(chat_message(m)["content"] for m in row["prompt"])
+    prompt = row["prompt"] if isinstance(row["prompt"], str) else "\n".join(t["content"] for t in turns(row["prompt"]))
     return {"prompt": prompt, "chosen": answer(row["chosen"]), "rejected": answer(row["rejected"])}

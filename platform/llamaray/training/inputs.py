@@ -13,11 +13,12 @@ from typing import Literal
 from llamaray.api.datasets import Dataset
 from llamaray.api.post_training import PostTrainingSFTRequest
 from llamaray.config import PlatformConfig
-from llamaray.data.datasets import check_columns
-from llamaray.data.readers import read_rows
+from llamaray.datasets.readers import read_rows
+from llamaray.datasets.registry import check_columns
 from llamaray.training.examples import Example, dpo_examples, sft_examples
 from llamaray.training.models import linear_module_names, resolve_model
 from llamaray.training.plan import TrainingPlan, TrainingRequest, build_plan
+
 
 @dataclass
 class JobInputs:

@@ -3,25 +3,24 @@
 `ray job submit -- python jobs/sft.py --config C.yaml` and `POST /post_training/*` both end
 here, so a job behaves the same whichever way it came. The driver reads the request, registers
 the job with the `JobTracker` (unless the gateway already did), hands the examples to Ray Train
-through Ray Data, runs `TorchTrainer.fit()` in a task of its own, and watches for a cancel:
-cancelling that task is what stops the workers and frees their placement group in seconds.
+through Ray Data and runs `TorchTrainer.fit()` in a task of its own. A cancel (`Stopped`, see
+`llamaray.jobs.driver`) cancels that task, which is what stops the workers and frees their
+placement group in seconds.
 """
 
 from __future__ import annotations
 
 import json
-import signal
 import sys
-import threading
 import traceback
 from pathlib import Path
 from typing import Literal
 
-
-from llamaray.api.post_training import PostTrainingJobStatus, PostTrainingRLHFRequest, PostTrainingSFTRequest
+from llamaray.api.jobs import JobStatus
+from llamaray.api.post_training import PostTrainingRLHFRequest, PostTrainingSFTRequest
 from llamaray.config import PlatformConfig
 from llamaray.errors import LlamarayError
-from llamaray.ray_jobs import start_driver
+from llamaray.jobs.driver import Stopped, start_driver
 
 REQUESTS = {"sft": PostTrainingSFTRequest, "dpo": PostTrainingRLHFRequest}
 # The workers' environment (ENV.md): Ray Train's print patch floods logs when `datasets` hashes.
@@ -47,28 +46,35 @@ def run(kind: str, request, platform: PlatformConfig, tracker, dashboard_url: st
         print(line, flush=True)
         ray.get(tracker.log.remote(job_uuid, [line]))
 
+    fit = None
     try:
         inputs = prepare(kind, request, platform, extra_roots=[Path.cwd()])
+        plan = inputs.plan
+        ray.get(tracker.add_warnings.remote(job_uuid, plan.warnings))
+        trainer = _torch_trainer(plan, inputs, platform)
+        env = dict(WORKER_ENV, OMP_NUM_THREADS=str(max(1, int(plan.workers.cpus_per_worker))))
+        if dashboard_url:  # Ray Train's placement-group cleaner asks the dashboard (ENV.md)
+            env["RAY_API_SERVER_ADDRESS"] = dashboard_url if "://" in dashboard_url else f"http://{dashboard_url}"
+        fit = ray.remote(_fit).options(num_cpus=0, runtime_env={"env_vars": env}).remote(trainer)
+        resources = {**plan.workers.model_dump(), "deepspeed_zero_stage": plan.deepspeed["zero_optimization"]["stage"]}
+        ray.get(tracker.start.remote(job_uuid, resources))
+        workers = plan.workers
+        say(f"started: {workers.num_workers} Ray Train workers x {workers.cpus_per_worker} CPU, {workers.gpus_per_worker} GPU")
     except LlamarayError as exc:
-        ray.get(tracker.finish.remote(job_uuid, PostTrainingJobStatus.failed.value, f"{exc.param}: {exc.message}"))
+        ray.get(tracker.finish.remote(job_uuid, JobStatus.failed.value, f"{exc.param}: {exc.message}"))
         return 1
-    plan = inputs.plan
-    ray.get(tracker.add_warnings.remote(job_uuid, plan.warnings))
-    trainer = _torch_trainer(plan, inputs, platform)
-    env = dict(WORKER_ENV, OMP_NUM_THREADS=str(max(1, int(plan.workers.cpus_per_worker))))
-    if dashboard_url:  # Ray Train's placement-group cleaner asks the dashboard (ENV.md)
-        env["RAY_API_SERVER_ADDRESS"] = dashboard_url if "://" in dashboard_url else f"http://{dashboard_url}"
-    fit = ray.remote(_fit).options(num_cpus=0, runtime_env={"env_vars": env}).remote(trainer)
-    resources = {**plan.workers.model_dump(), "deepspeed_zero_stage": plan.deepspeed["zero_optimization"]["stage"]}
-    ray.get(tracker.start.remote(job_uuid, resources))
-    say(f"started: {plan.workers.num_workers} Ray Train workers x {plan.workers.cpus_per_worker} CPU, {plan.workers.gpus_per_worker} GPU")
-    status, error = _wait(fit, tracker, job_uuid)
+    except Stopped:  # cancelled before training started
+        if fit is not None:
+            ray.cancel(fit)
+        ray.get(tracker.finish.remote(job_uuid, JobStatus.cancelled.value))
+        return 0
+    status, error = _wait(fit)
     ray.get(tracker.finish.remote(job_uuid, status, error))
     if error:
         lines = error.rstrip().splitlines()[-ERROR_LINES:]
         ray.get(tracker.log.remote(job_uuid, lines))
         print(error, file=sys.stderr)
-    return 1 if status == PostTrainingJobStatus.failed.value else 0
+    return 1 if status == JobStatus.failed.value else 0
 
 
 def _fit(trainer) -> None:
@@ -98,27 +104,26 @@ def _torch_trainer(plan, inputs, platform: PlatformConfig):
     )
 
 
-def _wait(fit, tracker, job_uuid: str) -> tuple[str, str | None]:
-    """Waits for training, cancelling it when the tracker says so or the job is stopped
-    (`ray job stop` sends SIGTERM)."""
+def _wait(fit) -> tuple[str, str | None]:
+    """Waits for training; a cancel (`Stopped`) cancels the training task, then waits for it."""
     import ray
 
-    stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     cancelling = False
     while True:
-        done, _ = ray.wait([fit], timeout=0.5)
+        try:
+            done, _ = ray.wait([fit], timeout=0.5)
+        except Stopped:
+            ray.cancel(fit)
+            cancelling = True
+            continue
         if done:
             try:
                 ray.get(fit)
             except Exception:
                 if cancelling:
-                    return PostTrainingJobStatus.cancelled.value, None
-                return PostTrainingJobStatus.failed.value, traceback.format_exc()
-            return PostTrainingJobStatus.completed.value, None
-        if not cancelling and (stopped.is_set() or ray.get(tracker.cancel_requested.remote(job_uuid))):
-            ray.cancel(fit)
-            cancelling = True
+                    return JobStatus.cancelled.value, None
+                return JobStatus.failed.value, traceback.format_exc()
+            return JobStatus.completed.value, None
 
 
 if __name__ == "__main__":  # python -m llamaray.training.job {sft,dpo} --config C.yaml

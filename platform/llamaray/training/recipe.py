@@ -15,9 +15,9 @@ from typing import Any
 
 from transformers import TrainerCallback
 
+from llamaray.jobs.tracker import NAME, NAMESPACE
 from llamaray.training.models import training_dtype
 from llamaray.training.plan import TrainingPlan
-from llamaray.training.tracker import NAME, NAMESPACE
 
 OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD"}
 

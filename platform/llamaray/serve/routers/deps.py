@@ -1,42 +1,51 @@
 """The services a router calls, installed once per gateway replica.
 
-Serve runs a pickled copy of the FastAPI app in each replica, so state set on the module's
-`app` object would not reach the routes; the replica's module globals do.
+Each is typed by its API's Protocol, so a router knows the API and nothing of what implements
+it (the gateway wires the implementations). Serve runs a pickled copy of the FastAPI app in each
+replica, so state set on the module's `app` object would not reach the routes; the replica's
+module globals do.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from fastapi import Request
 
-from llamaray.data.datasets import DatasetsService
-from llamaray.data.scoring import RewardScoringService
-from llamaray.data.service import BatchInferenceService, DataJobsService, SyntheticDataGenerationService
-from llamaray.inference.openai_service import OpenAIService
-from llamaray.inference.registry import ModelRegistry
-from llamaray.inference.service import InferenceService
-from llamaray.memory.gateway_clients import EmbeddingsClient, MemoryBanksClient
-from llamaray.serve.metrics import GatewayMetrics
-from llamaray.store.metadata import MetadataStore
-from llamaray.training.service import PostTrainingService
+from llamaray.api.data_jobs import DataJobs
+from llamaray.api.datasets import Datasets
+from llamaray.api.inference import Inference
+from llamaray.api.memory_banks import MemoryBanks
+from llamaray.api.openai import Embeddings, OpenAICompatible
+from llamaray.api.post_training import PostTraining
+from llamaray.api.reward_scoring import RewardScoring
+from llamaray.api.synthetic_data_generation import SyntheticDataGeneration
+
+
+class Readiness(Protocol):
+    async def engines(self) -> list[dict[str, Any]]:
+        """Each served model's engine stats, `healthy` among them."""
+        ...
+
+
+class RequestMetrics(Protocol):
+    def request(self, route: str, method: str, status: int, seconds: float) -> None: ...
 
 
 @dataclass
 class Services:
-    registry: ModelRegistry
-    inference: InferenceService
-    openai: OpenAIService
-    store: MetadataStore
-    datasets: DatasetsService
-    post_training: PostTrainingService
-    memory: MemoryBanksClient
-    embeddings: EmbeddingsClient
-    reward_scoring: RewardScoringService
-    synthetic_data: SyntheticDataGenerationService
-    data_jobs: DataJobsService
-    batch: BatchInferenceService
-    metrics: GatewayMetrics | None = None
+    readiness: Readiness
+    inference: Inference
+    openai: OpenAICompatible
+    datasets: Datasets
+    post_training: PostTraining
+    memory: MemoryBanks
+    embeddings: Embeddings
+    reward_scoring: RewardScoring
+    synthetic_data: SyntheticDataGeneration
+    data_jobs: DataJobs
+    metrics: RequestMetrics | None = None
 
 
 _installed: Services | None = None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
@@ -21,13 +19,6 @@ async def health() -> dict:
 @router.get("/ready")
 async def ready(s: Services = Depends(services)) -> JSONResponse:
     """Every model's engine answers and is healthy; 503 otherwise."""
-
-    async def probe(model) -> dict:
-        try:
-            return await asyncio.wait_for(model.client.stats(), timeout=10)
-        except Exception as exc:  # an engine that cannot answer is the answer
-            return {"model": model.config.model_id, "healthy": False, "error": repr(exc)}
-
-    engines = await asyncio.gather(*(probe(m) for m in s.registry.models))
+    engines = await s.readiness.engines()
     ok = all(e.get("healthy") for e in engines)
     return JSONResponse({"status": "ready" if ok else "unavailable", "engines": engines}, 200 if ok else 503)

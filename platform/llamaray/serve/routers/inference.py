@@ -31,9 +31,9 @@ async def chat_completion(request: ChatCompletionRequest, s: Services = Depends(
 
 @router.post("/batch_completion", response_model=list[CompletionResponse])
 async def batch_completion(request: BatchCompletionRequest, s: Services = Depends(services)):
-    return await s.batch.batch_completion(request)
+    return await s.inference.batch_completion(request)
 
 
 @router.post("/batch_chat_completion", response_model=list[ChatCompletionResponse])
 async def batch_chat_completion(request: BatchChatCompletionRequest, s: Services = Depends(services)):
-    return await s.batch.batch_chat_completion(request)
+    return await s.inference.batch_chat_completion(request)

@@ -1,7 +1,7 @@
 """Synthetic data generation, the parts both ways of running it share.
 
 A request is answered inline on the Serve deployments when it is small, and as a Ray Data job
-(`llamaray.data.pipeline`) when it is large; both turn prompts into engine requests, generations
+(`llamaray.pipelines.pipeline`) when it is large; both turn prompts into engine requests, generations
 into messages, scores into kept generations and all of it into statistics with these functions,
 so the two give the same answer for the same request.
 """
@@ -16,11 +16,11 @@ from typing import Any
 from llamaray.api.common import Message, Role
 from llamaray.api.reward_scoring import KScoredPromptGenerations, ScoredMessage
 from llamaray.api.synthetic_data_generation import SyntheticDataGenerationRequest
-from llamaray.data.filters import keep
-from llamaray.data.reward import conversation
-from llamaray.inference.engine import EngineRequest, GenerationParams, SequenceDelta
+from llamaray.engines.protocol import EngineRequest, GenerationParams, SequenceDelta
+from llamaray.inference.chat_format import chat_turns
 from llamaray.inference.sampling import generation_params
 from llamaray.inference.service import chat_engine_request, chat_response
+from llamaray.pipelines.filters import keep
 
 
 def sdg_params(request: SyntheticDataGenerationRequest) -> GenerationParams:
@@ -48,7 +48,7 @@ async def scored_answers(
     with `score(conversations)`: the Serve client or an in-process `RewardEngine`), in one call
     so that the reward engine batches it."""
     answers = [[generated_message(dialog, s) for s in group] for dialog, group in zip(dialogs, sequences)]
-    flat = iter(await reward.score([conversation([*dialog, a]) for dialog, group in zip(dialogs, answers) for a in group]))
+    flat = iter(await reward.score([chat_turns([*dialog, a]) for dialog, group in zip(dialogs, answers) for a in group]))
     return answers, [[next(flat) for _ in group] for group in answers]
 
 

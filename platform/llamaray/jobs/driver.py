@@ -1,15 +1,19 @@
-"""The Ray Jobs API as the platform's services use it: a job is a module's driver, run with
-this interpreter, under a submission id that is the job's uuid, so `ray job status <uuid>`,
-the dashboard's Jobs tab and our own routes all name it the same way."""
+"""What a job's driver asks of its surroundings, for every kind of job: its config, the cluster,
+the `JobTracker`, its claim on the job, and the one way a job is stopped.
+
+A driver stops when its job is cancelled, whichever way that came: the tracker's cancel flag
+(`POST .../cancel`, watched here) or `ray job stop` (SIGTERM). Both raise `Stopped` in the
+driver's main thread, so each driver has one place that turns a stop into `cancelled`.
+"""
 
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
-import shlex
+import signal
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -17,65 +21,14 @@ from typing import Any, Callable
 import yaml
 
 from llamaray.config import PlatformConfig
-from llamaray.errors import EngineUnavailableError
+from llamaray.jobs import tracker as tracking
 
-ENDED = {"SUCCEEDED", "FAILED", "STOPPED"}
 RELATIVE = "file://./"
+CANCEL_POLL_S = 0.5
 
 
-class RayJobs:
-    def __init__(self, data_dir: str) -> None:
-        self.data_dir = Path(data_dir)
-        self._client = None
-
-    async def submit(self, job_uuid: str, module: str, kind: str, config: dict[str, Any], **options: Any) -> None:
-        """Writes the job's config under the data dir and starts `python -m module kind --config`."""
-        path = self.data_dir / "jobs" / job_uuid / "job.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
-        entrypoint = f"{shlex.quote(sys.executable)} -m {module} {kind} --config {shlex.quote(str(path))}"
-        client = await self.client()
-        await asyncio.to_thread(client.submit_job, entrypoint=entrypoint, submission_id=job_uuid, **options)
-
-    async def info(self, ray_job_id: str):
-        client = await self.client()
-        return await asyncio.to_thread(client.get_job_info, ray_job_id)
-
-    async def stop(self, ray_job_id: str) -> None:
-        client = await self.client()
-        await asyncio.to_thread(client.stop_job, ray_job_id)
-
-    async def record(self, tracker, job_uuid: str) -> dict[str, Any]:
-        """The tracker's record of a job, corrected when its Ray Job ended without saying so (a
-        driver killed by the OS, one that died before it started, or `ray job stop --no-wait`
-        of a driver that could not answer)."""
-        from llamaray.api.post_training import PostTrainingJobStatus
-        from llamaray.training.tracker import FINAL
-
-        record = await tracker.get.remote(job_uuid)
-        if record["status"] not in FINAL:
-            try:
-                info = await self.info(record["ray_job_id"])
-            except Exception:
-                return record
-            if str(info.status) in ENDED:
-                reason = f"the Ray job {record['ray_job_id']} ended ({info.status}) without reporting: {info.message}"
-                await tracker.finish.remote(job_uuid, PostTrainingJobStatus.failed.value, reason)
-                record = await tracker.get.remote(job_uuid)
-        return record
-
-    async def client(self):
-        if self._client is None:
-            from ray.job_submission import JobSubmissionClient
-
-            try:
-                self._client = await asyncio.to_thread(JobSubmissionClient)
-            except Exception as exc:
-                raise EngineUnavailableError(f"the Ray Jobs API is not reachable (is the dashboard running?): {exc}") from None
-        return self._client
-
-
-# What a job's driver asks of its surroundings.
+class Stopped(Exception):
+    """The job was cancelled: its tracker's flag was set, or `ray job stop` sent SIGTERM."""
 
 
 def relative_urls_resolved(fields: Any, bases: list[Path]) -> Any:
@@ -115,11 +68,10 @@ class DriverStart:
 
 def start_driver(kind: str, argv: list[str] | None, request_type: type, what: Callable[[Any], str]) -> DriverStart | int:
     """Reads `--config`, joins the cluster, finds the `JobTracker` (or starts one from the
-    config's `platform:`), validates the `request:` and claims the job; an exit code when the
-    request is invalid (2) or the job was cancelled before it started (0)."""
+    config's `platform:`), validates the `request:`, claims the job and starts watching for a
+    cancel; an exit code when the request is invalid (2) or the job was cancelled before it
+    started (0)."""
     from pydantic import ValidationError
-
-    from llamaray.training import tracker as tracking
 
     parser = argparse.ArgumentParser(description=f"Run a llamaray {kind} job on the Ray cluster.")
     parser.add_argument("--config", required=True, help="YAML: `request:` (the HTTP request body), optional `platform:`")
@@ -139,7 +91,31 @@ def start_driver(kind: str, argv: list[str] | None, request_type: type, what: Ca
     except ValidationError as exc:
         print(f"invalid request in {args.config}:\n{exc}", file=sys.stderr)
         return 2
+    signal.signal(signal.SIGTERM, _raise_stopped)
     if not tracking.take_job(tracker, request.job_uuid, kind, what(request), ray_job_id):
         print(f"job {request.job_uuid} was cancelled before it started")
         return 0
+    _watch_cancel(tracker, request.job_uuid)
     return DriverStart(request, platform, tracker, context.dashboard_url)
+
+
+def _raise_stopped(*_: Any) -> None:
+    raise Stopped()
+
+
+def _watch_cancel(tracker, job_uuid: str) -> None:
+    """A thread that turns the tracker's cancel flag into a SIGTERM to this process, the signal
+    `ray job stop` sends, so the driver's main thread stops the same way for both."""
+    import ray
+
+    def watch() -> None:
+        while True:
+            try:
+                if ray.get(tracker.cancel_requested.remote(job_uuid)):
+                    os.kill(os.getpid(), signal.SIGTERM)
+                    return
+            except Exception:  # the tracker is restarting: ask again
+                pass
+            threading.Event().wait(CANCEL_POLL_S)
+
+    threading.Thread(target=watch, name="llamaray-cancel-watch", daemon=True).start()

@@ -22,10 +22,10 @@ from typing import Any, Iterator
 from llamaray.api.common import Message
 from llamaray.api.synthetic_data_generation import SyntheticDataGenerationRequest
 from llamaray.config import DataSettings, ModelConfig
-from llamaray.data.reward import RewardEngine
-from llamaray.data.sdg import kept_indices, scored_answers
-from llamaray.inference.engine import EngineRequest, GenerationParams, SequenceDelta, TokenLogprob
-from llamaray.inference.offline_engine import OfflineVLLMEngine
+from llamaray.engines.offline_vllm import OfflineVLLMEngine
+from llamaray.engines.protocol import EngineRequest, GenerationParams, SequenceDelta, TokenLogprob
+from llamaray.engines.reward import RewardEngine
+from llamaray.pipelines.sdg import kept_indices, scored_answers
 
 Batch = dict[str, Any]  # a Ray Data batch in numpy format: column name -> array
 

@@ -1,5 +1,6 @@
-"""Synthetic data generation and batch completion: inline on the Serve deployments when small,
-as a Ray Data job (`llamaray.data.job`) when large or when the prompts are a dataset.
+"""Synthetic data generation inline on the Serve deployments when small, and the data jobs
+(`llamaray.pipelines.job`) that run it, and batch completion, when large or when the prompts
+are a dataset.
 
 Every check a request can fail (unknown models, bad sampling, a missing dataset column, an
 output dataset that exists) runs here first, so a bad request is a 4xx and never a failed job.
@@ -15,60 +16,45 @@ from pathlib import Path
 from typing import Any
 
 from llamaray.api.data_jobs import BatchJobRequest, DataJobKind, DataJobStatusResponse
-from llamaray.api.inference import (
-    BatchChatCompletionRequest,
-    BatchCompletionRequest,
-    ChatCompletionResponse,
-    CompletionResponse,
-)
 from llamaray.api.synthetic_data_generation import SyntheticDataGenerationRequest, SyntheticDataGenerationResponse
 from llamaray.config import PlatformConfig
-from llamaray.data import inputs
-from llamaray.data.datasets import registered
-from llamaray.data.output import check_free
-from llamaray.data.readers import read_rows
-from llamaray.data.sdg import Statistics, kept_indices, prompt_request, scored_answers, scored_prompt
+from llamaray.datasets.readers import read_rows
+from llamaray.datasets.registry import check_free, registered
 from llamaray.errors import EngineUnavailableError, NotFoundError
 from llamaray.inference.registry import ModelRegistry
-from llamaray.inference.service import InferenceService
-from llamaray.ray_jobs import RayJobs
+from llamaray.jobs.control import JobControl
+from llamaray.pipelines import inputs
+from llamaray.pipelines.sdg import Statistics, kept_indices, prompt_request, scored_answers, scored_prompt
 from llamaray.store.metadata import MetadataStore
-from llamaray.training.tracker import FINAL, wait_final
 
-WAIT_POLL_S = 0.5
-CANCEL_GRACE_S = 15.0
+DATA_KINDS = {kind.value for kind in DataJobKind}
 
 
 class DataJobsService:
-    """Submits data jobs, answers their status, and waits for the batch routes' jobs."""
+    """Submits data jobs, answers their status, and runs the batch routes' jobs to their end."""
 
     def __init__(self, platform: PlatformConfig, tracker, store: MetadataStore) -> None:
         self.platform = platform
-        self.tracker = tracker
         self.store = store
-        self.ray_jobs = RayJobs(platform.data_dir)
+        self.jobs = JobControl(platform.data_dir, tracker)
 
     async def submit(self, kind: DataJobKind, request: SyntheticDataGenerationRequest | BatchJobRequest, what: str) -> str:
         job_uuid = request.job_uuid or f"{kind.value}-{uuid.uuid4().hex[:12]}"
         request = request.model_copy(update={"job_uuid": job_uuid, "output_dataset_id": request.output_dataset_id or job_uuid})
         check_free(self.store, request.output_dataset_id)
-        await self.tracker.create.remote(job_uuid, kind.value, what, job_uuid, [])
-        try:
-            await self.ray_jobs.submit(
-                job_uuid,
-                "llamaray.data.job",
-                kind.value,
-                {"request": request.model_dump(mode="json", exclude_none=True)},
-                metadata={"llamaray_job": kind.value},
-            )
-        except Exception as exc:
-            await self.tracker.finish.remote(job_uuid, "failed", f"the Ray Jobs API refused the job: {exc}")
-            raise EngineUnavailableError(f"could not submit the Ray job: {exc}") from None
+        await self.jobs.submit(
+            job_uuid,
+            kind.value,
+            what,
+            "llamaray.pipelines.job",
+            {"request": request.model_dump(mode="json", exclude_none=True)},
+            metadata={"llamaray_job": kind.value},
+        )
         return job_uuid
 
     async def get_data_job_status(self, job_uuid: str) -> DataJobStatusResponse:
         record = await self._record(job_uuid)
-        metrics = await self.tracker.metrics.remote(job_uuid)
+        metrics = await self.jobs.metrics(job_uuid)
         return DataJobStatusResponse(
             job_uuid=job_uuid,
             kind=record["kind"],
@@ -84,25 +70,18 @@ class DataJobsService:
 
     async def get_data_job_logs(self, job_uuid: str) -> list[str]:
         await self._record(job_uuid)
-        return await self.tracker.logs.remote(job_uuid)
+        return await self.jobs.logs(job_uuid)
 
     async def cancel_data_job(self, job_uuid: str) -> None:
-        """Stops the Ray Job (SIGTERM: the driver discards its output and records `cancelled`);
-        a job no driver has claimed yet is cancelled at once."""
-        record = await self._record(job_uuid)
-        if record["status"] in FINAL or await self.tracker.request_cancel.remote(job_uuid) in FINAL:
-            return
-        await self.ray_jobs.stop(record["ray_job_id"])
-        await wait_final(self.tracker, job_uuid, CANCEL_GRACE_S)
-        await self.tracker.finish.remote(job_uuid, "cancelled")  # a no-op when the driver recorded it
+        """The driver discards its output and records `cancelled` (see `JobControl.cancel`)."""
+        await self._record(job_uuid)
+        await self.jobs.cancel(job_uuid)
 
     async def run_batch(self, request: BatchJobRequest) -> list[dict[str, Any]]:
         """Runs a batch job to its end and answers its responses in the request's order."""
+        inputs.check_batch(request, self.platform, self.store)  # a 4xx now rather than a failed job
         job_uuid = await self.submit(DataJobKind.batch, request, "batch route")
-        record = await self._record(job_uuid)
-        while record["status"] not in FINAL:
-            await asyncio.sleep(WAIT_POLL_S)
-            record = await self._record(job_uuid)
+        record = await self.jobs.wait(job_uuid)
         if record["status"] != "completed":
             raise EngineUnavailableError(f"batch job {job_uuid} {record['status']}: {record['error']}")
         dataset = registered(self.store, record["output_dataset_id"])
@@ -110,8 +89,8 @@ class DataJobsService:
         return [json.loads(row["response"]) for row in sorted(rows, key=lambda row: int(row["index"]))]
 
     async def _record(self, job_uuid: str) -> dict[str, Any]:
-        record = await self.ray_jobs.record(self.tracker, job_uuid)
-        if record["kind"] not in {k.value for k in DataJobKind}:
+        record = await self.jobs.record(job_uuid)
+        if record["kind"] not in DATA_KINDS:
             raise NotFoundError(f"{job_uuid!r} is a {record['kind']} job, not a data job; see /post_training/job/status", "job_uuid")
         return record
 
@@ -150,30 +129,3 @@ class SyntheticDataGenerationService:
             statistics.add(group_scores, kept, sum(s.num_tokens for s in out.sequences))
             data.append(scored_prompt(prompt, group, group_scores, kept))
         return SyntheticDataGenerationResponse(synthetic_data=data, statistics=statistics.as_dict(time.monotonic() - started))
-
-
-class BatchInferenceService:
-    """The batch routes: inline through the Serve engines up to `batch_inline_max_prompts`,
-    above it one Ray Data job whose output dataset is read back in order."""
-
-    def __init__(self, platform: PlatformConfig, inference: InferenceService, store: MetadataStore, jobs: DataJobsService) -> None:
-        self.platform = platform
-        self.inference = inference
-        self.store = store
-        self.jobs = jobs
-
-    async def batch_completion(self, request: BatchCompletionRequest) -> list[CompletionResponse]:
-        if len(request.content_batch) <= self.platform.data.batch_inline_max_prompts:
-            return await self.inference.batch_completion(request)
-        job = BatchJobRequest(**request.model_dump(exclude={"content_batch"}), content_batch=request.content_batch)
-        return [CompletionResponse.model_validate(r) for r in await self._run(job)]
-
-    async def batch_chat_completion(self, request: BatchChatCompletionRequest) -> list[ChatCompletionResponse]:
-        if len(request.batch_dialogs) <= self.platform.data.batch_inline_max_prompts:
-            return await self.inference.batch_chat_completion(request)
-        job = BatchJobRequest(**request.model_dump(exclude={"batch_dialogs"}), batch_dialogs=request.batch_dialogs)
-        return [ChatCompletionResponse.model_validate(r) for r in await self._run(job)]
-
-    async def _run(self, job: BatchJobRequest) -> list[dict[str, Any]]:
-        inputs.check_batch(job, self.platform, self.store)  # a 4xx now rather than a failed job
-        return await self.jobs.run_batch(job)

@@ -8,7 +8,7 @@ from llamaray.api.reward_scoring import (
     RewardScoringResponse,
     ScoredMessage,
 )
-from llamaray.data.reward import conversation
+from llamaray.inference.chat_format import chat_turns
 from llamaray.inference.registry import ModelRegistry
 
 
@@ -21,7 +21,7 @@ class RewardScoringService:
         answer keeps the request's order of prompts and of generations."""
         reward = self.registry.get(request.model, kind="reward").client
         conversations = [
-            conversation([*group.dialog.messages(), generation])
+            chat_turns([*group.dialog.messages(), generation])
             for group in request.prompt_generations
             for generation in group.k_generations
         ]

@@ -11,45 +11,34 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 import uuid
 from typing import Any, Protocol
 
-from llamaray.api.common import Message, Role, content_text
 from llamaray.config import ModelConfig
+from llamaray.engines.protocol import Conversation
+from llamaray.engines.vllm_args import set_engine_environment, vllm_engine_args
 from llamaray.errors import InvalidRequestError
-from llamaray.inference.chat_format import encode_tool_call
 
 logger = logging.getLogger(__name__)
-
-Conversation = list[dict[str, str]]  # [{"role": ..., "content": ...}], the generation last
-
-
-def conversation(messages: list[Message]) -> Conversation:
-    """Messages as chat-template turns: tool calls written as the model writes them, tool
-    output under Llama 3.1's `ipython` role."""
-    turns: Conversation = []
-    for message in messages:
-        role = "ipython" if message.role is Role.tool else message.role.value
-        body = content_text(message.content) + "".join(encode_tool_call(c) for c in message.tool_calls)
-        turns.append({"role": role, "content": body})
-        turns.extend({"role": "ipython", "content": content_text(r.content)} for r in message.tool_responses)
-    return turns
 
 
 class RewardBackend(Protocol):
     async def score(self, token_ids: list[list[int]]) -> list[float]: ...
 
+    async def check_health(self) -> None: ...
+
+    def shutdown(self) -> None: ...
+
 
 class RewardEngine:
-    """Formats conversations with the reward model's chat template and scores them."""
+    """A `ScoringEngine`: formats conversations (the generation last) with the reward model's
+    chat template and scores them."""
 
     def __init__(self, model: ModelConfig, offline: bool = False) -> None:
         """`offline`: vLLM's engine core in this process (a batch job's actor), not a process
         of its own (a Serve replica, where `AsyncLLM` also watches the engine's health)."""
-        for key, value in model.engine_env().items():
-            os.environ.setdefault(key, value)
+        set_engine_environment(model)
         started = time.monotonic()
         self.model = model
         self.backend, self.tokenizer, self.max_model_len = _load(model, offline)
@@ -73,6 +62,16 @@ class RewardEngine:
     async def score(self, conversations: list[Conversation]) -> list[float]:
         return await self.backend.score([self.encode(c) for c in conversations])
 
+    def stats(self) -> dict[str, Any]:
+        return {"model": self.model.model_id, "kind": "reward", "backend": type(self.backend).__name__, "healthy": True}
+
+    async def check_health(self) -> None:
+        """A dead vLLM engine raises here, which marks a Serve replica unhealthy."""
+        await self.backend.check_health()
+
+    def shutdown(self) -> None:
+        self.backend.shutdown()
+
 
 def _raw_logit():
     from vllm.pooling_params import PoolingParams
@@ -83,6 +82,12 @@ def _raw_logit():
 class VLLMRewardBackend:
     def __init__(self, engine) -> None:
         self.engine = engine
+
+    async def check_health(self) -> None:
+        await self.engine.check_health()
+
+    def shutdown(self) -> None:
+        self.engine.shutdown()
 
     async def score(self, token_ids: list[list[int]]) -> list[float]:
         return list(await asyncio.gather(*(self._one(ids) for ids in token_ids)))
@@ -97,8 +102,17 @@ class VLLMRewardBackend:
 
 
 class OfflineVLLMRewardBackend:
-    def __init__(self, stepper) -> None:
-        self.stepper = stepper
+    def __init__(self, llm) -> None:
+        from llamaray.engines.offline_vllm import EngineStepper
+
+        self.llm = llm
+        self.stepper = EngineStepper(llm.llm_engine)
+
+    async def check_health(self) -> None:
+        return None
+
+    def shutdown(self) -> None:
+        pass
 
     async def score(self, token_ids: list[list[int]]) -> list[float]:
         from vllm.inputs import TokensPrompt
@@ -116,6 +130,12 @@ class TransformersRewardBackend:
         self.model = model
         self.pad_token_id = pad_token_id
         self.lock = asyncio.Lock()
+
+    async def check_health(self) -> None:
+        return None
+
+    def shutdown(self) -> None:
+        pass
 
     async def score(self, token_ids: list[list[int]]) -> list[float]:
         async with self.lock:
@@ -148,29 +168,19 @@ def _load(model: ModelConfig, offline: bool) -> tuple[RewardBackend, Any, int]:
 
 
 def _load_vllm(model: ModelConfig) -> tuple[RewardBackend, Any, int]:
+    args = vllm_engine_args(model, runner="pooling")
     from vllm.engine.arg_utils import AsyncEngineArgs
     from vllm.v1.engine.async_llm import AsyncLLM
 
-    kwargs: dict[str, Any] = dict(
-        model=model.path,
-        served_model_name=model.model_id,
-        runner="pooling",
-        dtype=model.dtype,
-        tensor_parallel_size=model.tensor_parallel_size,
-        max_model_len=model.max_model_len,
-        gpu_memory_utilization=model.gpu_memory_utilization,
-        enforce_eager=model.enforce_eager,
-    )
-    kwargs.update(model.engine_kwargs)
-    engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**kwargs))
+    engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**args))
     return VLLMRewardBackend(engine), engine.get_tokenizer(), engine.model_config.max_model_len
 
 
 def _load_offline_vllm(model: ModelConfig) -> tuple[RewardBackend, Any, int]:
-    from llamaray.inference.offline_engine import EngineStepper, offline_llm
+    from llamaray.engines.offline_vllm import offline_llm
 
     llm = offline_llm(model, runner="pooling")
-    return OfflineVLLMRewardBackend(EngineStepper(llm.llm_engine)), llm.get_tokenizer(), llm.llm_engine.model_config.max_model_len
+    return OfflineVLLMRewardBackend(llm), llm.get_tokenizer(), llm.llm_engine.model_config.max_model_len
 
 
 def _load_transformers(model: ModelConfig) -> tuple[RewardBackend, Any, int]:

@@ -16,14 +16,14 @@ from llamaray.api.data_jobs import BatchJobRequest
 from llamaray.api.datasets import Dataset, DatasetColumnType
 from llamaray.api.synthetic_data_generation import SyntheticDataGenerationRequest
 from llamaray.config import ModelConfig, PlatformConfig
-from llamaray.data.datasets import registered
-from llamaray.data.readers import read_rows
-from llamaray.data.sdg import sdg_params
+from llamaray.datasets.readers import read_rows
+from llamaray.datasets.registry import registered
+from llamaray.engines.protocol import GenerationParams
 from llamaray.errors import InvalidRequestError, NotFoundError
 from llamaray.inference.chat_format import encode_dialog
-from llamaray.inference.engine import GenerationParams
 from llamaray.inference.sampling import generation_params
 from llamaray.inference.service import chat_stop_tokens
+from llamaray.pipelines.sdg import sdg_params
 from llamaray.store.metadata import MetadataStore
 
 PROMPT_TYPES = (DatasetColumnType.text, DatasetColumnType.dialog)

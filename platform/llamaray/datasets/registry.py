@@ -1,20 +1,18 @@
-"""The Datasets API: a registry of named datasets in the metadata store.
+"""The registry of named datasets in the metadata store, and the checks a dataset passes.
 
-`create` reads the data once, so a dataset that is registered is known to be readable and to
-hold the columns it declares, with values of the declared types; training and batch jobs can
-then rely on it without checking again.
+A dataset is registered only after its rows were read and checked, so a registered dataset is
+known to be readable and to hold the columns it declares, with values of the declared types;
+training and batch jobs can then rely on it without checking again.
 """
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
 
 from llamaray.api.common import Message
-from llamaray.api.datasets import CreateDatasetRequest, Dataset, DatasetColumnType
-from llamaray.data.readers import read_rows
+from llamaray.api.datasets import Dataset, DatasetColumnType
 from llamaray.errors import ConflictError, InvalidRequestError, NotFoundError
 from llamaray.store.metadata import MetadataStore
 
@@ -69,21 +67,17 @@ def registered(store: MetadataStore, dataset_id: str, param: str = "dataset_id")
     return Dataset.model_validate(record["dataset"])
 
 
-class DatasetsService:
-    def __init__(self, store: MetadataStore, roots: list[Path]) -> None:
-        self.store = store
-        self.roots = roots
+def check_free(store: MetadataStore, dataset_id: str) -> None:
+    """A job's output name is not taken (a 409 naming `output_dataset_id` if it is)."""
+    try:
+        registered(store, dataset_id)
+    except NotFoundError:
+        return
+    raise ConflictError(f"dataset {dataset_id!r} already exists; name another output_dataset_id", "output_dataset_id")
 
-    async def create_dataset(self, request: CreateDatasetRequest) -> None:
-        rows = read_rows(request.dataset.content_url, self.roots, "dataset.content_url")
-        check_columns(request.dataset, rows)
-        register(self.store, request.uuid, request.dataset, len(rows))
 
-    async def get_dataset(self, dataset_id: str) -> Dataset:
-        return registered(self.store, dataset_id)
-
-    async def delete_dataset(self, dataset_id: str) -> None:
-        try:
-            self.store.delete(KIND, dataset_id)
-        except NotFoundError:
-            raise NotFoundError(f"dataset {dataset_id!r} does not exist", "dataset_id") from None
+def unregister(store: MetadataStore, dataset_id: str) -> None:
+    try:
+        store.delete(KIND, dataset_id)
+    except NotFoundError:
+        raise NotFoundError(f"dataset {dataset_id!r} does not exist", "dataset_id") from None

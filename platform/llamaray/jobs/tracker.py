@@ -16,16 +16,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from llamaray.api.post_training import PostTrainingJobStatus
+from llamaray.api.jobs import FINAL_STATUSES, JobStatus
 from llamaray.errors import ConflictError, NotFoundError
 from llamaray.store.metadata import MetadataStore
 
 NAME = "llamaray-job-tracker"
 NAMESPACE = "llamaray"
-KIND = "training_job"
-LOG_KIND = "training_log"
-METRICS_KIND = "training_metrics"
-FINAL = {PostTrainingJobStatus.completed.value, PostTrainingJobStatus.failed.value, PostTrainingJobStatus.cancelled.value}
+KIND = "job"
+LOG_KIND = "job_log"
+METRICS_KIND = "job_metrics"
+# The kinds a store written before data jobs shared the tracker holds its jobs under.
+OLD_KINDS = {"training_job": KIND, "training_log": LOG_KIND, "training_metrics": METRICS_KIND}
 CLUSTER_STOPPED = "the Ray cluster stopped while the job was running"
 
 
@@ -40,22 +41,22 @@ def stamp(line: str) -> str:
 class JobTracker:
     def __init__(self, platform: dict[str, Any]) -> None:
         self._platform = platform
-        self._store = MetadataStore(Path(platform["data_dir"]) / "metadata.db")
+        self._store = open_store(platform["data_dir"])
         self._lock = threading.RLock()  # the actor serves calls from several threads
         if not _restarted_actor():  # an actor Ray restarted in a live cluster: its jobs still run
             self._fail_interrupted()
 
     def _fail_interrupted(self) -> None:
         for job_uuid, record in self._store.list(KIND):
-            if record["status"] not in FINAL:
-                self.finish(job_uuid, PostTrainingJobStatus.failed.value, CLUSTER_STOPPED)
+            if record["status"] not in FINAL_STATUSES:
+                self.finish(job_uuid, JobStatus.failed.value, CLUSTER_STOPPED)
 
     def configure(self, platform: dict[str, Any]) -> None:
         """The running platform's config; jobs submitted with `ray job submit` read it here."""
         moved = platform["data_dir"] != self._platform["data_dir"]
         self._platform = platform
         if moved:
-            self._store = MetadataStore(Path(platform["data_dir"]) / "metadata.db")
+            self._store = open_store(platform["data_dir"])
             self._fail_interrupted()
 
     def platform(self) -> dict[str, Any]:
@@ -66,7 +67,7 @@ class JobTracker:
             "job_uuid": job_uuid,
             "kind": kind,
             "algorithm": algorithm,
-            "status": PostTrainingJobStatus.scheduled.value,
+            "status": JobStatus.scheduled.value,
             "ray_job_id": ray_job_id,
             "scheduled_at": now(),
             "started_at": None,
@@ -88,7 +89,7 @@ class JobTracker:
         record = self.get(job_uuid)
         if record["ray_job_id"] != ray_job_id:
             raise ConflictError(f"job {job_uuid!r} belongs to Ray job {record['ray_job_id']}", "job_uuid")
-        return record["status"] == PostTrainingJobStatus.scheduled.value and not record["cancel_requested"]
+        return record["status"] == JobStatus.scheduled.value and not record["cancel_requested"]
 
     def add_warnings(self, job_uuid: str, warnings: list[str]) -> None:
         record = self.get(job_uuid)
@@ -98,7 +99,7 @@ class JobTracker:
             self.log(job_uuid, [f"warning: {w}" for w in new])
 
     def start(self, job_uuid: str, resources: dict[str, Any]) -> None:
-        self._update(job_uuid, status=PostTrainingJobStatus.running.value, started_at=now(), resources_allocated=resources)
+        self._update(job_uuid, status=JobStatus.running.value, started_at=now(), resources_allocated=resources)
 
     def log(self, job_uuid: str, lines: list[str]) -> None:
         with self._lock:  # lines are numbered by count: two writers at once would collide
@@ -127,7 +128,7 @@ class JobTracker:
         """Ends a job once: the first final status wins (a cancel racing a crash stays cancelled)."""
         with self._lock:
             record = self.get(job_uuid)
-            if record["status"] in FINAL:
+            if record["status"] in FINAL_STATUSES:
                 return False
             record.update(status=status, completed_at=now(), error=error)
             self._store.put(KIND, job_uuid, record)
@@ -141,12 +142,12 @@ class JobTracker:
     def request_cancel(self, job_uuid: str) -> str:
         """Flags the job for its driver; a job no driver has started yet is cancelled at once."""
         record = self.get(job_uuid)
-        if record["status"] in FINAL:
+        if record["status"] in FINAL_STATUSES:
             return record["status"]
         self._update(job_uuid, cancel_requested=True)
-        if record["status"] == PostTrainingJobStatus.scheduled.value:
-            self.finish(job_uuid, PostTrainingJobStatus.cancelled.value)
-            return PostTrainingJobStatus.cancelled.value
+        if record["status"] == JobStatus.scheduled.value:
+            self.finish(job_uuid, JobStatus.cancelled.value)
+            return JobStatus.cancelled.value
         self.log(job_uuid, ["cancel requested"])
         return record["status"]
 
@@ -171,6 +172,14 @@ class JobTracker:
             record = self.get(job_uuid)
             record.update(fields)
             self._store.put(KIND, job_uuid, record)
+
+
+def open_store(data_dir: str) -> MetadataStore:
+    """The metadata store, its jobs migrated from the kinds of an older store."""
+    store = MetadataStore(Path(data_dir) / "metadata.db")
+    for old, new in OLD_KINDS.items():
+        store.rename_kind(old, new)
+    return store
 
 
 def _restarted_actor() -> bool:
@@ -204,7 +213,7 @@ async def wait_final(tracker, job_uuid: str, timeout_s: float) -> str:
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     status = (await tracker.get.remote(job_uuid))["status"]
-    while status not in FINAL and loop.time() < deadline:
+    while status not in FINAL_STATUSES and loop.time() < deadline:
         await asyncio.sleep(0.2)
         status = (await tracker.get.remote(job_uuid))["status"]
     return status

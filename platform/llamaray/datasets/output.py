@@ -13,17 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from llamaray.api.datasets import Dataset, DatasetColumnType
-from llamaray.data.datasets import register, registered
-from llamaray.errors import ConflictError, NotFoundError
+from llamaray.datasets.registry import check_free, register
 from llamaray.store.metadata import MetadataStore
-
-
-def check_free(store: MetadataStore, dataset_id: str) -> None:
-    try:
-        registered(store, dataset_id)
-    except NotFoundError:
-        return
-    raise ConflictError(f"dataset {dataset_id!r} already exists; name another output_dataset_id", "output_dataset_id")
 
 
 class DatasetOutput:

@@ -1,5 +1,5 @@
 """The driver of one data job (batch completion or synthetic data generation), run as a Ray
-Job's entrypoint: `python -m llamaray.data.job {sdg,batch} --config C.yaml`.
+Job's entrypoint: `python -m llamaray.pipelines.job {sdg,batch} --config C.yaml`.
 
 `ray job submit -- python jobs/sdg.py --config C.yaml` and the HTTP routes above their inline
 size both end here. The driver builds the rows, runs the Ray Data pipeline, streams its rows
@@ -12,26 +12,24 @@ from __future__ import annotations
 
 import json
 import re
-import signal
 import sys
 import time
 import traceback
 from pathlib import Path
 from typing import Any, Iterator, Literal
 
-
 from llamaray.api.common import Message, content_text
 from llamaray.api.data_jobs import BatchJobRequest, DataJobKind
 from llamaray.api.datasets import DatasetColumnType
-from llamaray.api.post_training import PostTrainingJobStatus
+from llamaray.api.jobs import JobStatus
 from llamaray.api.synthetic_data_generation import SyntheticDataGenerationRequest
 from llamaray.config import PlatformConfig
-from llamaray.data import inputs, pipeline
-from llamaray.data.output import DatasetOutput
-from llamaray.data.sdg import Statistics
+from llamaray.datasets.output import DatasetOutput
 from llamaray.errors import LlamarayError
 from llamaray.inference.service import chat_response, completion_response
-from llamaray.ray_jobs import start_driver
+from llamaray.jobs.driver import Stopped, start_driver
+from llamaray.pipelines import inputs, pipeline
+from llamaray.pipelines.sdg import Statistics
 from llamaray.store.metadata import MetadataStore
 
 REQUESTS = {"sdg": SyntheticDataGenerationRequest, "batch": BatchJobRequest}
@@ -51,15 +49,10 @@ BATCH_COLUMNS = {
 }
 
 
-class Stopped(Exception):
-    """`ray job stop` (SIGTERM) reached the driver."""
-
-
 def main(kind: Literal["sdg", "batch"], argv: list[str] | None = None) -> int:
     started = start_driver(kind, argv, REQUESTS[kind], _what)
     if isinstance(started, int):
         return started
-    signal.signal(signal.SIGTERM, _stop)
     return run(kind, started.request, started.platform, started.tracker)
 
 
@@ -82,7 +75,7 @@ def run(kind: str, request, platform: PlatformConfig, tracker) -> int:
         if output is not None:
             output.discard()
         stopped = isinstance(exc, (Stopped, KeyboardInterrupt))
-        status = PostTrainingJobStatus.cancelled if stopped else PostTrainingJobStatus.failed
+        status = JobStatus.cancelled if stopped else JobStatus.failed
         reason = None if stopped else _reason(exc)
         ray.get(tracker.finish.remote(job_uuid, status.value, reason))
         if reason:
@@ -90,7 +83,7 @@ def run(kind: str, request, platform: PlatformConfig, tracker) -> int:
         return 0 if stopped else 1
     ray.get(tracker.set_output.remote(job_uuid, output.dataset_id, statistics))
     ray.get(tracker.log.remote(job_uuid, [f"registered dataset {output.dataset_id!r}: {output.num_rows} rows at {output.path}"]))
-    ray.get(tracker.finish.remote(job_uuid, PostTrainingJobStatus.completed.value))
+    ray.get(tracker.finish.remote(job_uuid, JobStatus.completed.value))
     print(json.dumps({"output_dataset_id": output.dataset_id, "statistics": statistics}))
     return 0
 
@@ -204,9 +197,5 @@ def _reason(exc: BaseException) -> str:
     return (raised[-1] if raised else f"{type(exc).__name__}: {lines[-1] if lines else ''}")[:2000]
 
 
-def _stop(*_: Any) -> None:
-    raise Stopped()
-
-
-if __name__ == "__main__":  # python -m llamaray.data.job {sdg,batch} --config C.yaml
+if __name__ == "__main__":  # python -m llamaray.pipelines.job {sdg,batch} --config C.yaml
     sys.exit(main(sys.argv[1], sys.argv[2:]))

@@ -5,7 +5,8 @@ engine core in-process (no process to spawn, so a faster start; no IPC each step
 small machine costs the cores the model needs) and full batches. It also wants several batches
 in one engine at once, which `LLM.generate` cannot do: so concurrent `generate` calls hand
 their requests to the stepping thread, which adds them between steps and resolves each one's
-future when it finishes. The requests, checks and outputs are `VLLMEngine`'s.
+future when it finishes. Requests, checks and outputs are built by the functions every vLLM
+engine shares (`vllm_requests`), so a batch answer is the same as a served one.
 """
 
 from __future__ import annotations
@@ -19,8 +20,10 @@ import time
 from typing import Any
 
 from llamaray.config import ModelConfig
+from llamaray.engines.protocol import EngineOutput, EngineRequest
+from llamaray.engines.vllm_args import Runner, vllm_engine_args
+from llamaray.engines.vllm_requests import sampling_params, sequence_delta, tokens_prompt
 from llamaray.errors import InvalidRequestError
-from llamaray.inference.engine import EngineOutput, EngineRequest, VLLMEngine, engine_kwargs
 
 logger = logging.getLogger(__name__)
 
@@ -92,41 +95,31 @@ def _resolve(settled: list[tuple[asyncio.Future, Any, BaseException | None]]) ->
             future.set_result(out)
 
 
-def offline_llm(model: ModelConfig, **overrides: Any):
+def offline_llm(model: ModelConfig, runner: Runner = "generate"):
     """`vllm.LLM` with its engine core in this process."""
-    for key, value in model.engine_env().items():
-        os.environ.setdefault(key, value)
-    os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+    args = vllm_engine_args(model, runner, in_process=True)
     from vllm import LLM
 
-    kwargs = engine_kwargs(model)
-    kwargs.pop("disable_log_stats", None)
-    kwargs.update(overrides)
-    return LLM(**kwargs)
+    return LLM(**args)
 
 
-class OfflineVLLMEngine(VLLMEngine):
+class OfflineVLLMEngine:
+    """An `Engine` (whole answers, no streaming) over an in-process `LLMEngine`."""
+
     def __init__(self, model: ModelConfig) -> None:
         started = time.monotonic()
         self.model = model
         self.llm = offline_llm(model)
-        self.engine = self.llm.llm_engine
         self.tokenizer = self.llm.get_tokenizer()
-        self.max_model_len = self.engine.model_config.max_model_len
-        self.stepper = EngineStepper(self.engine)
+        self.max_model_len = self.llm.llm_engine.model_config.max_model_len
+        self.stepper = EngineStepper(self.llm.llm_engine)
         logger.warning("offline engine for %s ready in %.1fs", model.model_id, time.monotonic() - started)
 
     async def generate(self, request: EngineRequest) -> EngineOutput:
-        prompt, prompt_tokens = self._prompt(request)
-        try:
-            sampling = self._sampling_params(request, prompt_tokens, final_only=True)
-        except ValueError as exc:
-            raise InvalidRequestError(str(exc), getattr(exc, "parameter", None)) from None
+        prompt, prompt_tokens = tokens_prompt(self.tokenizer, request)
+        sampling = sampling_params(request, prompt_tokens, self.max_model_len, self.tokenizer, final_only=True)
         out = await self.stepper.run(request.request_id, prompt, sampling)
-        return EngineOutput(prompt_tokens, [self._delta(o) for o in out.outputs], True)
-
-    async def stream(self, request: EngineRequest, interval_s: float = 0.0):
-        raise NotImplementedError("the offline engine answers whole requests; stream with VLLMEngine")
+        return EngineOutput(prompt_tokens, [sequence_delta(o) for o in out.outputs], True)
 
     async def check_health(self) -> None:
         return None

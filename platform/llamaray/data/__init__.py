@@ -1,1 +1,0 @@
-"""Datasets: the registry and its readers (Ray Data pipelines join here later)."""

@@ -1,0 +1,1 @@
+"""Datasets: the registry, the readers of `content_url`, and the output that jobs register."""

@@ -1,0 +1,49 @@
+"""The one builder of vLLM's engine arguments, environment included, for every engine.
+
+Chat and reward models, in a Serve replica (`AsyncLLM`, engine core in its own process) or in a
+batch actor (`LLMEngine` in-process), all start from the same `ModelConfig`: the sharding
+(tensor and pipeline parallel, with Ray's executor on GPUs so a replica's placement group
+holds the shards), the context, the dtype and the engine's environment are read here once.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+from llamaray.config import ModelConfig
+
+Runner = Literal["generate", "pooling"]
+
+
+def set_engine_environment(model: ModelConfig, in_process: bool = False) -> None:
+    """vLLM reads these when it starts: the model's `engine_env()` (ENV.md's CPU settings and
+    the config's own), and for an in-process engine no engine-core process of its own."""
+    for key, value in model.engine_env().items():
+        os.environ.setdefault(key, value)
+    if in_process:
+        os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] = "0"
+
+
+def vllm_engine_args(model: ModelConfig, runner: Runner = "generate", in_process: bool = False) -> dict[str, Any]:
+    """Sets the engine's environment in this process and answers vLLM's engine arguments:
+    `AsyncEngineArgs(**args)` for a replica, `vllm.LLM(**args)` for an in-process engine."""
+    set_engine_environment(model, in_process)
+    args: dict[str, Any] = dict(
+        model=model.path,
+        served_model_name=model.model_id,
+        dtype=model.dtype,
+        tensor_parallel_size=model.tensor_parallel_size,
+        pipeline_parallel_size=model.pipeline_parallel_size,
+        max_model_len=model.max_model_len,
+        gpu_memory_utilization=model.gpu_memory_utilization,
+        enforce_eager=model.enforce_eager,
+    )
+    if runner != "generate":
+        args["runner"] = runner
+    if not in_process:
+        args["disable_log_stats"] = False  # a replica's engine exports its metrics
+    if model.accelerator == "gpu" and model.world_size > 1:
+        args["distributed_executor_backend"] = "ray"  # uses the replica's placement group
+    args.update(model.engine_kwargs)
+    return args

@@ -1,0 +1,95 @@
+"""Submitting, reading and cancelling jobs: what every job family's service does the same way.
+
+`PostTrainingService` and `DataJobsService` each compose one `JobControl` and add only what is
+theirs (their checks, their status type). A job is registered with the `JobTracker` before its
+Ray Job exists, so it can be read (and cancelled) from the moment the route answers.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any, AsyncIterator
+
+from llamaray.api.jobs import FINAL_STATUSES, JobStatus
+from llamaray.errors import EngineUnavailableError
+from llamaray.jobs.ray_jobs import ENDED, RayJobs
+from llamaray.jobs.tracker import wait_final
+
+CANCEL_GRACE_S = 15.0  # how long a driver gets to stop its workers before its Ray Job is stopped
+POLL_S = 0.5
+
+
+class JobControl:
+    def __init__(self, data_dir: str, tracker) -> None:
+        self.tracker = tracker
+        self.ray_jobs = RayJobs(data_dir)
+
+    async def submit(
+        self, job_uuid: str, kind: str, what: str, module: str, config: dict[str, Any], warnings: list[str] = (), **options: Any
+    ) -> None:
+        """Registers the job, then runs `python -m module kind --config` as its Ray Job; a job the
+        Jobs API refused is recorded as failed and answered with a 503."""
+        await self.tracker.create.remote(job_uuid, kind, what, job_uuid, list(warnings))
+        try:
+            await self.ray_jobs.submit(job_uuid, module, kind, config, **options)
+        except Exception as exc:
+            await self.tracker.finish.remote(job_uuid, JobStatus.failed.value, f"the Ray Jobs API refused the job: {exc}")
+            raise EngineUnavailableError(f"could not submit the Ray job: {exc}") from None
+
+    async def record(self, job_uuid: str) -> dict[str, Any]:
+        """The tracker's record of a job, corrected when its Ray Job ended without saying so (a
+        driver killed by the OS, one that died before it started, or `ray job stop --no-wait`
+        of a driver that could not answer)."""
+        record = await self.tracker.get.remote(job_uuid)
+        if record["status"] not in FINAL_STATUSES:
+            try:
+                info = await self.ray_jobs.info(record["ray_job_id"])
+            except Exception:
+                return record
+            if str(info.status) in ENDED:
+                reason = f"the Ray job {record['ray_job_id']} ended ({info.status}) without reporting: {info.message}"
+                await self.tracker.finish.remote(job_uuid, JobStatus.failed.value, reason)
+                record = await self.tracker.get.remote(job_uuid)
+        return record
+
+    async def metrics(self, job_uuid: str) -> list[dict[str, float]]:
+        return await self.tracker.metrics.remote(job_uuid)
+
+    async def logs(self, job_uuid: str, start: int = 0) -> list[str]:
+        return await self.tracker.logs.remote(job_uuid, start)
+
+    async def jobs(self) -> list[dict[str, Any]]:
+        return await self.tracker.jobs.remote()
+
+    async def follow_logs(self, job_uuid: str) -> AsyncIterator[list[str]]:
+        """The log so far, then each new batch of lines, until the job has ended."""
+        read = 0
+        while True:
+            ended = (await self.record(job_uuid))["status"] in FINAL_STATUSES
+            lines = await self.logs(job_uuid, read)
+            if lines:
+                read += len(lines)
+                yield lines
+            if ended:
+                return
+            await asyncio.sleep(POLL_S)
+
+    async def wait(self, job_uuid: str) -> dict[str, Any]:
+        """The job's record once it has ended."""
+        record = await self.record(job_uuid)
+        while record["status"] not in FINAL_STATUSES:
+            await asyncio.sleep(POLL_S)
+            record = await self.record(job_uuid)
+        return record
+
+    async def cancel(self, job_uuid: str) -> None:
+        """Flags the job: a job no driver has claimed is cancelled at once, and a running one's
+        driver stops its work and records `cancelled`. A driver that has not done so within
+        `CANCEL_GRACE_S` has its Ray Job stopped, and the job is recorded as cancelled."""
+        if await self.tracker.request_cancel.remote(job_uuid) in FINAL_STATUSES:
+            return
+        if await wait_final(self.tracker, job_uuid, CANCEL_GRACE_S) not in FINAL_STATUSES:
+            record = await self.tracker.get.remote(job_uuid)
+            await self.ray_jobs.stop(record["ray_job_id"])  # SIGTERM: the driver may still record it
+            await wait_final(self.tracker, job_uuid, CANCEL_GRACE_S)
+            await self.tracker.finish.remote(job_uuid, JobStatus.cancelled.value)  # a no-op if it did

@@ -1,0 +1,43 @@
+"""`MemoryServer`: the Serve deployment that owns the Milvus client and answers the MemoryBanks
+API (Milvus Lite allows one process per database file, so it has one replica unless a Milvus
+server is named).
+
+The replica exposes `MemoryService`'s own methods under the Protocol's names, so the gateway's
+client calls each one on the handle by name and nothing is dispatched by a string argument.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from llamaray.api.memory_banks import MemoryBanks
+from llamaray.api.protocols import protocol_methods
+from llamaray.config import MemorySettings
+from llamaray.memory.index import MilvusIndex
+from llamaray.memory.service import MemoryService
+from llamaray.store.metadata import MetadataStore
+
+
+class MemoryServer:
+    def __init__(self, data_dir: str, settings: dict[str, Any], embedder) -> None:
+        from transformers import AutoTokenizer
+
+        from llamaray.memory.embeddings import model_path
+
+        memory = MemorySettings.model_validate(settings)
+        uri = memory.milvus_uri or str(Path(data_dir) / "milvus.db")
+        self.embedder = embedder
+
+        async def embed(texts: list[str]) -> list[list[float]]:
+            return await self.embedder.embed.remote(texts)
+
+        self.service = MemoryService(
+            MetadataStore(Path(data_dir) / "metadata.db"),
+            MilvusIndex(uri, memory.milvus_token),
+            AutoTokenizer.from_pretrained(model_path(memory.embedding_model)),
+            embed,
+            memory,
+        )
+        for name in protocol_methods(MemoryBanks):  # Serve finds a handle's method by name here
+            setattr(self, name, getattr(self.service, name))
