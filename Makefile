@@ -12,7 +12,7 @@ CONFIG ?= deployments/local.yaml
 # pip lists every index location it skips; the rest of its output is worth reading.
 QUIET_PIP := { grep -v "^WARNING: Location" || true; }
 
-.PHONY: setup setup-gpu models serve test test-unit test-integration test-gpu bench clean
+.PHONY: setup setup-gpu models serve lint test test-unit test-integration test-gpu bench clean
 
 setup: $(STAMP)
 
@@ -38,7 +38,12 @@ models: $(STAMP)
 serve: setup models
 	PATH="$(abspath $(BIN)):$$PATH" RAY_SERVE_THROUGHPUT_OPTIMIZED=1 RAY_DEDUP_LOGS=0 $(BIN)/serve run $(CONFIG)
 
-test: setup
+# ruff's config (line length 120, the rules) is in pyproject.toml.
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+test: setup lint
 	$(BIN)/python -m pytest tests -m "not gpu" -v -rs --durations=15
 
 test-unit: setup

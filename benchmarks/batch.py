@@ -40,8 +40,14 @@ def prompts(n: int) -> list[str]:
 def model_config(path: Path):
     from llamaray.config import ModelConfig
 
-    return ModelConfig(model_id="tiny-llama-chat", path=str(path), dtype="float32", enforce_eager=True,
-                       max_model_len=1024, gpu_memory_utilization=0.3)
+    return ModelConfig(
+        model_id="tiny-llama-chat",
+        path=str(path),
+        dtype="float32",
+        enforce_eager=True,
+        max_model_len=1024,
+        gpu_memory_utilization=0.3,
+    )
 
 
 def run_direct(args) -> dict:
@@ -52,7 +58,9 @@ def run_direct(args) -> dict:
 
     llm = LLM(model=model.path, dtype="float32", enforce_eager=True, max_model_len=1024, gpu_memory_utilization=0.3)
     ready = time.monotonic()
-    outs = llm.generate(prompts(args.prompts), SamplingParams(max_tokens=args.max_tokens, ignore_eos=True, temperature=0))
+    outs = llm.generate(
+        prompts(args.prompts), SamplingParams(max_tokens=args.max_tokens, ignore_eos=True, temperature=0)
+    )
     done = time.monotonic()
     tokens = sum(len(o.outputs[0].token_ids) for o in outs)
     return {"tokens": tokens, "wall_s": done - started, "generation_s": done - ready}
@@ -82,8 +90,9 @@ def run_llamaray(args) -> dict:
             return batch
 
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
-    settings = DataSettings(batch_size=args.batch_size, max_concurrent_batches=args.concurrent_batches,
-                            generator_num_cpus=args.cpus - 0.5)
+    settings = DataSettings(
+        batch_size=args.batch_size, max_concurrent_batches=args.concurrent_batches, generator_num_cpus=args.cpus - 0.5
+    )
     request = BatchJobRequest(model="tiny-llama-chat", content_batch=prompts(args.prompts))
     params = GenerationParams(max_tokens=args.max_tokens, ignore_eos=True)
     started = time.time()
@@ -119,7 +128,10 @@ def run_ray_data_llm(args) -> dict:
     max_tokens = args.max_tokens
     processor = build_processor(
         config,
-        preprocess=lambda row: {"prompt": row["prompt"], "sampling_params": {"max_tokens": max_tokens, "ignore_eos": True, "temperature": 0}},
+        preprocess=lambda row: {
+            "prompt": row["prompt"],
+            "sampling_params": {"max_tokens": max_tokens, "ignore_eos": True, "temperature": 0},
+        },
         postprocess=lambda row: {"tokens": row["num_generated_tokens"]},
         preprocess_map_kwargs={"num_cpus": 0.1},  # ENV.md: whole-CPU side stages deadlock 2 cores
         postprocess_map_kwargs={"num_cpus": 0.1},
@@ -155,26 +167,36 @@ def main() -> None:
     for name in RUNS:
         cmd = [sys.executable, __file__, "--only", name, *sys.argv[1:]]
         out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-        line = next((l for l in out.stdout.splitlines() if l.startswith("RESULT ")), None)
+        line = next((text for text in out.stdout.splitlines() if text.startswith("RESULT ")), None)
         if line is None:
             sys.exit(f"{name} failed:\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}")
-        results[name] = json.loads(line[len("RESULT "):])
+        results[name] = json.loads(line[len("RESULT ") :])
         r = results[name]
         gen = f", {r['tokens'] / r['generation_s']:.0f} tok/s over generation" if r["generation_s"] else ""
-        print(f"{name:13s} {r['tokens']} tokens in {r['wall_s']:.1f} s: {r['tokens'] / r['wall_s']:.0f} tok/s end to end{gen}", flush=True)
+        print(
+            f"{name:13s} {r['tokens']} tokens in {r['wall_s']:.1f} s: "
+            f"{r['tokens'] / r['wall_s']:.0f} tok/s end to end{gen}",
+            flush=True,
+        )
     tps = {name: r["tokens"] / r["wall_s"] for name, r in results.items()}
     gen = {name: r["tokens"] / r["generation_s"] for name, r in results.items() if r["generation_s"]}
     record = {
-        "prompts": args.prompts, "max_tokens": args.max_tokens, "batch_size": args.batch_size,
-        "concurrent_batches": args.concurrent_batches, "cpus": args.cpus,
-        "tokens_per_s_end_to_end": tps, "tokens_per_s_generation": gen,
+        "prompts": args.prompts,
+        "max_tokens": args.max_tokens,
+        "batch_size": args.batch_size,
+        "concurrent_batches": args.concurrent_batches,
+        "cpus": args.cpus,
+        "tokens_per_s_end_to_end": tps,
+        "tokens_per_s_generation": gen,
         "ratio_end_to_end_vs_vllm": tps["llamaray"] / tps["direct"],
         "ratio_generation_vs_vllm": gen["llamaray"] / gen["direct"],
         "ratio_end_to_end_vs_ray_data_llm": tps["llamaray"] / tps["ray_data_llm"],
     }
-    print(f"llamaray / vLLM alone: {record['ratio_end_to_end_vs_vllm']:.2f} end to end, "
-          f"{record['ratio_generation_vs_vllm']:.2f} over generation; "
-          f"llamaray / ray.data.llm: {record['ratio_end_to_end_vs_ray_data_llm']:.2f} end to end")
+    print(
+        f"llamaray / vLLM alone: {record['ratio_end_to_end_vs_vllm']:.2f} end to end, "
+        f"{record['ratio_generation_vs_vllm']:.2f} over generation; "
+        f"llamaray / ray.data.llm: {record['ratio_end_to_end_vs_ray_data_llm']:.2f} end to end"
+    )
     write_result("batch", record)
 
 

@@ -42,7 +42,9 @@ async def _one(client: httpx.AsyncClient, body: dict, stream: bool) -> tuple[int
         return response.json()["usage"]["completion_tokens"], None
     ttft = None
     tokens = 0
-    async with client.stream("POST", "/v1/chat/completions", json={**body, "stream": True, "stream_options": {"include_usage": True}}) as response:
+    async with client.stream(
+        "POST", "/v1/chat/completions", json={**body, "stream": True, "stream_options": {"include_usage": True}}
+    ) as response:
         response.raise_for_status()
         async for line in response.aiter_lines():
             if not line.startswith("data: ") or line == "data: [DONE]":
@@ -55,7 +57,9 @@ async def _one(client: httpx.AsyncClient, body: dict, stream: bool) -> tuple[int
     return tokens, ttft
 
 
-async def run_load(base_url: str, model: str, *, system: str, requests: int, concurrency: int, max_tokens: int, stream: bool) -> LoadResult:
+async def run_load(
+    base_url: str, model: str, *, system: str, requests: int, concurrency: int, max_tokens: int, stream: bool
+) -> LoadResult:
     """`requests` chat completions of exactly `max_tokens` tokens each, `concurrency` at a time."""
     limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2)
     semaphore = asyncio.Semaphore(concurrency)

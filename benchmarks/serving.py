@@ -30,16 +30,33 @@ from loadgen import LoadResult, as_dict, run_load, wait_http, write_result  # no
 
 MODEL_ID = "tiny-llama-chat"
 ENGINE = {"dtype": "float32", "enforce_eager": True, "max_model_len": 1024, "gpu_memory_utilization": 0.3}
-ENGINE_ENV = {"VLLM_HOST_IP": "127.0.0.1", "VLLM_CPU_KVCACHE_SPACE": "1", "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "VLLM_LOGGING_LEVEL": "WARNING"}
+ENGINE_ENV = {
+    "VLLM_HOST_IP": "127.0.0.1",
+    "VLLM_CPU_KVCACHE_SPACE": "1",
+    "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+    "VLLM_LOGGING_LEVEL": "WARNING",
+}
 
 
 def measure(url: str, system: str, args) -> list[LoadResult]:
     results = []
     for stream in args.modes:
         result = asyncio.run(
-            run_load(url, MODEL_ID, system=system, requests=args.requests, concurrency=args.concurrency, max_tokens=args.max_tokens, stream=stream)
+            run_load(
+                url,
+                MODEL_ID,
+                system=system,
+                requests=args.requests,
+                concurrency=args.concurrency,
+                max_tokens=args.max_tokens,
+                stream=stream,
+            )
         )
-        print(f"  {system:<14} {result.mode:<10} {result.tokens_per_s:>9.1f} tok/s  ttft p50 {fmt(result.ttft_p50_s)} p99 {fmt(result.ttft_p99_s)}  errors {result.errors}", flush=True)
+        print(
+            f"  {system:<14} {result.mode:<10} {result.tokens_per_s:>9.1f} tok/s  "
+            f"ttft p50 {fmt(result.ttft_p50_s)} p99 {fmt(result.ttft_p99_s)}  errors {result.errors}",
+            flush=True,
+        )
         results.append(result)
     return results
 
@@ -51,10 +68,26 @@ def fmt(seconds: float | None) -> str:
 def bench_vllm(model_path: Path, args) -> list[LoadResult]:
     port = 8101
     cmd = [
-        sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(model_path), "--served-model-name", MODEL_ID,
-        "--port", str(port), "--host", "127.0.0.1", "--dtype", ENGINE["dtype"], "--enforce-eager",
-        "--max-model-len", str(ENGINE["max_model_len"]), "--gpu-memory-utilization", str(ENGINE["gpu_memory_utilization"]),
-        "--uvicorn-log-level", "warning",
+        sys.executable,
+        "-m",
+        "vllm.entrypoints.openai.api_server",
+        "--model",
+        str(model_path),
+        "--served-model-name",
+        MODEL_ID,
+        "--port",
+        str(port),
+        "--host",
+        "127.0.0.1",
+        "--dtype",
+        ENGINE["dtype"],
+        "--enforce-eager",
+        "--max-model-len",
+        str(ENGINE["max_model_len"]),
+        "--gpu-memory-utilization",
+        str(ENGINE["gpu_memory_utilization"]),
+        "--uvicorn-log-level",
+        "warning",
     ]
     env = {**os.environ, **ENGINE_ENV}
     env.pop("VLLM_ENABLE_V1_MULTIPROCESSING")  # its API server runs the engine in a process of its own anyway
@@ -76,8 +109,15 @@ def bench_llamaray(model_path: Path, args) -> list[LoadResult]:
     port = 8102
     config = {
         "data_dir": tempfile.mkdtemp(),
-        "models": [{"model_id": MODEL_ID, "path": str(model_path), **ENGINE, "max_ongoing_requests": 256,
-                    "autoscaling_config": {"min_replicas": 1, "max_replicas": 1}}],
+        "models": [
+            {
+                "model_id": MODEL_ID,
+                "path": str(model_path),
+                **ENGINE,
+                "max_ongoing_requests": 256,
+                "autoscaling_config": {"min_replicas": 1, "max_replicas": 1},
+            }
+        ],
     }
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_app(config), name="llamaray", route_prefix="/")
@@ -98,7 +138,11 @@ def bench_ray_serve_llm(model_path: Path, args) -> list[LoadResult]:
         accelerator_config={"kind": "cpu"},
         engine_kwargs=dict(ENGINE),
         runtime_env={"env_vars": ENGINE_ENV},
-        deployment_config={"ray_actor_options": {"num_cpus": 0}, "max_ongoing_requests": 256, "autoscaling_config": {"min_replicas": 1, "max_replicas": 1}},
+        deployment_config={
+            "ray_actor_options": {"num_cpus": 0},
+            "max_ongoing_requests": 256,
+            "autoscaling_config": {"min_replicas": 1, "max_replicas": 1},
+        },
     )
     serve.start(http_options={"host": "127.0.0.1", "port": port})
     serve.run(build_openai_app({"llm_configs": [llm_config]}), name="ray-serve-llm", route_prefix="/")
@@ -137,7 +181,13 @@ def main() -> None:
         from llamaray.serve.runtime import SERVE_ENV
 
         os.environ.update(SERVE_ENV)  # the same Serve settings for llamaray and ray.serve.llm
-        ray.init(num_cpus=4, _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False, configure_logging=False)
+        ray.init(
+            num_cpus=4,
+            _node_ip_address="127.0.0.1",
+            include_dashboard=False,
+            log_to_driver=False,
+            configure_logging=False,
+        )
         try:
             if "llamaray" in systems:
                 results += bench_llamaray(model_path, args)
@@ -152,13 +202,22 @@ def main() -> None:
     for r in results:
         base = baseline.get(r.mode)
         ratio = f"{r.tokens_per_s / base.tokens_per_s:7.2f}" if base else "      -"
-        print(f"{r.system:<14} {r.mode:<10} {r.tokens_per_s:>9.1f} {ratio} {fmt(r.ttft_p50_s):>9} {fmt(r.ttft_p99_s):>9}")
+        print(
+            f"{r.system:<14} {r.mode:<10} {r.tokens_per_s:>9.1f} {ratio} {fmt(r.ttft_p50_s):>9} {fmt(r.ttft_p99_s):>9}"
+        )
     ratios = {
         f"{r.system}/{r.mode}": round(r.tokens_per_s / baseline[r.mode].tokens_per_s, 3)
         for r in results
         if r.mode in baseline and r.system != "vllm serve"
     }
-    write_result("serving", {"args": {k: v for k, v in vars(args).items() if k not in ("modes", "models_dir")}, "results": [as_dict(r) for r in results], "throughput_ratio_vs_vllm": ratios})
+    write_result(
+        "serving",
+        {
+            "args": {k: v for k, v in vars(args).items() if k not in ("modes", "models_dir")},
+            "results": [as_dict(r) for r in results],
+            "throughput_ratio_vs_vllm": ratios,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -36,7 +36,10 @@ def write_dataset(path: Path, rows: int) -> dict:
     with path.open("w") as f:
         for i in range(rows):
             words = [WORDS[(i * 7 + j * 3) % len(WORDS)] for j in range(24 + i % 16)]
-            dialog = [{"role": "user", "content": f"Spell entry {i}."}, {"role": "assistant", "content": " ".join(words)}]
+            dialog = [
+                {"role": "user", "content": f"Spell entry {i}."},
+                {"role": "assistant", "content": " ".join(words)},
+            ]
             f.write(json.dumps({"dialog": dialog}) + "\n")
     return {"columns": {"dialog": "dialog"}, "content_url": path.as_uri()}
 
@@ -48,10 +51,23 @@ def request_body(job_uuid: str, dataset: dict, args, workers: int, cpus_per_work
         "dataset": dataset,
         "validation_dataset": dataset,
         "algorithm": "lora",
-        "algorithm_config": {"lora_attn_modules": ["q_proj", "k_proj", "v_proj", "output_proj"], "apply_lora_to_mlp": True, "apply_lora_to_output": False, "rank": 16, "alpha": 32},
+        "algorithm_config": {
+            "lora_attn_modules": ["q_proj", "k_proj", "v_proj", "output_proj"],
+            "apply_lora_to_mlp": True,
+            "apply_lora_to_output": False,
+            "rank": 16,
+            "alpha": 32,
+        },
         "optimizer_config": {"optimizer_type": "adamw", "lr": 1e-3, "lr_min": 0.0, "weight_decay": 0.0},
-        "training_config": {"n_epochs": 1000, "batch_size": args.batch_size // workers, "shuffle": True, "n_iters": args.steps,
-                            "enable_activation_checkpointing": False, "memory_efficient_fsdp_wrap": False, "fsdp_cpu_offload": False},
+        "training_config": {
+            "n_epochs": 1000,
+            "batch_size": args.batch_size // workers,
+            "shuffle": True,
+            "n_iters": args.steps,
+            "enable_activation_checkpointing": False,
+            "memory_efficient_fsdp_wrap": False,
+            "fsdp_cpu_offload": False,
+        },
         "resources": {"num_workers": workers, "cpus_per_worker": cpus_per_worker},
         "logger_config": {"log_every_n_steps": args.log_every},
     }
@@ -61,7 +77,11 @@ def platform_config(data_dir: Path, dataset_dir: Path, model: Path):
     from llamaray.config import PlatformConfig
 
     return PlatformConfig.model_validate(
-        {"data_dir": str(data_dir), "dataset_roots": [str(dataset_dir)], "models": [{"model_id": "tiny-llama-chat", "path": str(model)}]}
+        {
+            "data_dir": str(data_dir),
+            "dataset_roots": [str(dataset_dir)],
+            "models": [{"model_id": "tiny-llama-chat", "path": str(model)}],
+        }
     ).resolved()
 
 
@@ -76,7 +96,9 @@ def bench_plain(platform, dataset: dict, args) -> dict:
     from llamaray.training.inputs import prepare
 
     torch.set_num_threads(int(args.cpus))
-    inputs = prepare("sft", PostTrainingSFTRequest.model_validate(request_body("plain", dataset, args, 1, args.cpus)), platform)
+    inputs = prepare(
+        "sft", PostTrainingSFTRequest.model_validate(request_body("plain", dataset, args, 1, args.cpus)), platform
+    )
     plan = inputs.plan
     from datasets import Dataset
 
@@ -108,8 +130,16 @@ def bench_job(platform, service, tracker, dataset: dict, args, workers: int) -> 
         time.sleep(1)
     if record["status"] != "completed":
         raise SystemExit(f"{job_uuid} {record['status']}: {record['error']}")
-    summary = next(m for m in reversed(ray.get(tracker.metrics.remote(job_uuid))) if "train_runtime" in m and "num_input_tokens_seen" in m)
-    return {"tokens": summary["num_input_tokens_seen"], "train_runtime_s": summary["train_runtime"], "wall_s": time.perf_counter() - started}
+    summary = next(
+        m
+        for m in reversed(ray.get(tracker.metrics.remote(job_uuid)))
+        if "train_runtime" in m and "num_input_tokens_seen" in m
+    )
+    return {
+        "tokens": summary["num_input_tokens_seen"],
+        "train_runtime_s": summary["train_runtime"],
+        "wall_s": time.perf_counter() - started,
+    }
 
 
 def main() -> None:
@@ -141,11 +171,19 @@ def main() -> None:
         from llamaray.jobs.tracker import tracker_actor
         from llamaray.training.service import PostTrainingService
 
-        ray.init(num_cpus=args.cpus + 1, _node_ip_address="127.0.0.1", include_dashboard=True, dashboard_host="127.0.0.1", log_to_driver=False)
+        ray.init(
+            num_cpus=args.cpus + 1,
+            _node_ip_address="127.0.0.1",
+            include_dashboard=True,
+            dashboard_host="127.0.0.1",
+            log_to_driver=False,
+        )
         tracker = tracker_actor(platform.model_dump())
         service = PostTrainingService(platform, tracker)
         for workers in (1, 2):
-            results[f"Ray Train, {workers} worker{'s' * (workers > 1)}"] = bench_job(platform, service, tracker, dataset, args, workers)
+            results[f"Ray Train, {workers} worker{'s' * (workers > 1)}"] = bench_job(
+                platform, service, tracker, dataset, args, workers
+            )
         ray.shutdown()
 
     baseline = results["plain TRL (baseline)"]
@@ -155,7 +193,10 @@ def main() -> None:
     record = {"steps": args.steps, "batch_size": args.batch_size, "cpus": args.cpus, "systems": {}}
     for name, result in results.items():
         rate = result["tokens"] / result["train_runtime_s"]
-        print(f"  {name:<22} {rate:>10.0f} {rate / base_rate:>7.2f} {result['train_runtime_s']:>8.1f} {result['wall_s']:>8.1f}")
+        print(
+            f"  {name:<22} {rate:>10.0f} {rate / base_rate:>7.2f} "
+            f"{result['train_runtime_s']:>8.1f} {result['wall_s']:>8.1f}"
+        )
         record["systems"][name] = {**result, "tokens_per_s": rate, "ratio": rate / base_rate}
     write_result("training", record)
 

@@ -17,7 +17,14 @@ def test_bf16_engine_generates_greedily_and_deterministically(tmp_path):
     from llamaray.models.tiny import build_tiny_models
 
     paths = build_tiny_models(tmp_path)
-    config = ModelConfig(model_id="tiny", path=str(paths["chat"]), accelerator="gpu", dtype="bfloat16", max_model_len=512, gpu_memory_utilization=0.2)
+    config = ModelConfig(
+        model_id="tiny",
+        path=str(paths["chat"]),
+        accelerator="gpu",
+        dtype="bfloat16",
+        max_model_len=512,
+        gpu_memory_utilization=0.2,
+    )
 
     async def main() -> tuple[str, str]:
         engine = VLLMEngine(config)  # inside the loop: AsyncLLM binds its output handler to it

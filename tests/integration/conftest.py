@@ -35,8 +35,13 @@ def platform_args(models_dir: Path, data_dir: Path, dataset_roots: list[Path] = 
         "dataset_roots": [str(root) for root in dataset_roots],
         "memory": {"max_document_bytes": 2_000_000, "chunk_size_tokens": 128, "chunk_overlap_tokens": 16},
         # Small inline sizes, so that a few dozen prompts already take the Ray Data job path.
-        "data": {"sdg_inline_max_generations": 16, "batch_inline_max_prompts": 16, "batch_size": 32,
-                 "generator_num_cpus": 1, "scorer_num_cpus": 0.5},
+        "data": {
+            "sdg_inline_max_generations": 16,
+            "batch_inline_max_prompts": 16,
+            "batch_size": 32,
+            "generator_num_cpus": 1,
+            "scorer_num_cpus": 0.5,
+        },
         "models": [
             {
                 "model_id": MODEL_ID,

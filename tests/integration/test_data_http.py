@@ -32,7 +32,9 @@ def assistant(text: str) -> dict:
 def score(client: httpx.Client, groups: list[tuple[str, list[str]]], model: str = REWARD_MODEL_ID) -> list[list[float]]:
     body = {
         "model": model,
-        "prompt_generations": [{"dialog": {"message": user(q)}, "k_generations": [assistant(a) for a in answers]} for q, answers in groups],
+        "prompt_generations": [
+            {"dialog": {"message": user(q)}, "k_generations": [assistant(a) for a in answers]} for q, answers in groups
+        ],
     }
     response = client.post("/reward_scoring/score", json=body)
     assert response.status_code == 200, response.text
@@ -48,7 +50,10 @@ def wait_for_data_job(client: httpx.Client, job_uuid: str, timeout_s: float = 30
 
 
 def test_reward_scores_are_deterministic_differ_and_keep_order(client):
-    groups = [("What is the secret code?", ["banana-42", "I do not know.", "The code is secret."]), ("Hi", ["Hello!", "Go away."])]
+    groups = [
+        ("What is the secret code?", ["banana-42", "I do not know.", "The code is secret."]),
+        ("Hi", ["Hello!", "Go away."]),
+    ]
     first = score(client, groups)
     assert first == score(client, groups)  # the same input, the same score
     assert len({s for group in first for s in group}) == 5  # different inputs, different scores
@@ -61,10 +66,28 @@ def test_reward_scores_are_deterministic_differ_and_keep_order(client):
 @pytest.mark.parametrize(
     "body, status, field",
     [
-        ({"model": "no-such-reward", "prompt_generations": [{"dialog": {"message": user("q")}, "k_generations": [assistant("a")]}]}, 404, "model"),
-        ({"model": MODEL_ID, "prompt_generations": [{"dialog": {"message": user("q")}, "k_generations": [assistant("a")]}]}, 404, "model"),
+        (
+            {
+                "model": "no-such-reward",
+                "prompt_generations": [{"dialog": {"message": user("q")}, "k_generations": [assistant("a")]}],
+            },
+            404,
+            "model",
+        ),
+        (
+            {
+                "model": MODEL_ID,
+                "prompt_generations": [{"dialog": {"message": user("q")}, "k_generations": [assistant("a")]}],
+            },
+            404,
+            "model",
+        ),
         ({"model": REWARD_MODEL_ID, "prompt_generations": []}, 422, "prompt_generations"),
-        ({"model": REWARD_MODEL_ID, "prompt_generations": [{"dialog": {"message": user("q")}, "k_generations": []}]}, 422, "k_generations"),
+        (
+            {"model": REWARD_MODEL_ID, "prompt_generations": [{"dialog": {"message": user("q")}, "k_generations": []}]},
+            422,
+            "k_generations",
+        ),
     ],
 )
 def test_reward_scoring_errors(client, body, status, field):
@@ -122,10 +145,20 @@ def test_sdg_errors(client, fields, status, field):
 def test_sdg_job_over_a_dataset_feeds_an_sft_job(client, dataset_dir):
     prompts = dataset_dir / "sdg_prompts.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": PROMPTS[i % 4]}) + "\n" for i in range(12)))
-    created = client.post("/datasets/create", json={"uuid": "sdg-prompts", "dataset": {"columns": {"prompt": "text"}, "content_url": prompts.as_uri()}})
+    created = client.post(
+        "/datasets/create",
+        json={"uuid": "sdg-prompts", "dataset": {"columns": {"prompt": "text"}, "content_url": prompts.as_uri()}},
+    )
     assert created.status_code == 200, created.text
-    answer = generate(client, prompts=[], dataset_id="sdg-prompts", filtering_function="top_k", top_k=2, job_uuid="sdg-job-1",
-                      output_format="parquet")
+    answer = generate(
+        client,
+        prompts=[],
+        dataset_id="sdg-prompts",
+        filtering_function="top_k",
+        top_k=2,
+        job_uuid="sdg-job-1",
+        output_format="parquet",
+    )
     assert answer["synthetic_data"] == [] and answer["statistics"]["job_uuid"] == "sdg-job-1"
     status = wait_for_data_job(client, "sdg-job-1")
     assert status["status"] == "completed", status
@@ -144,7 +177,9 @@ def test_sdg_job_over_a_dataset_feeds_an_sft_job(client, dataset_dir):
     assert all(r["dialog"][-1]["role"] == "assistant" for r in rows)
 
     # The generated data is a training set as it is.
-    body = sft_request("sft-on-sdg", {"columns": {"dialog": "dialog"}, "content_url": dataset["content_url"]}, n_iters=4)
+    body = sft_request(
+        "sft-on-sdg", {"columns": {"dialog": "dialog"}, "content_url": dataset["content_url"]}, n_iters=4
+    )
     assert client.post("/post_training/supervised_fine_tune/", json=body).status_code == 200
     assert wait_until_final(client, "sft-on-sdg")["status"] == "completed"
 
@@ -175,7 +210,9 @@ def test_batch_completion_of_hundreds_of_prompts_runs_as_a_job(client):
     answers = response.json()
     assert len(answers) == 300
     for i in (0, 157, 299):  # in the request's order, and what one completion would say (greedy)
-        single = client.post("/inference/completion", json={"model": MODEL_ID, "content": prompts[i], "max_tokens": 8}).json()
+        single = client.post(
+            "/inference/completion", json={"model": MODEL_ID, "content": prompts[i], "max_tokens": 8}
+        ).json()
         assert answers[i]["content"] == single["content"]
     jobs = client.get("/post_training/jobs").json()  # data jobs are not training jobs
     assert not any(job["job_uuid"].startswith("batch-") for job in jobs)
@@ -183,7 +220,10 @@ def test_batch_completion_of_hundreds_of_prompts_runs_as_a_job(client):
     chats = {"model": MODEL_ID, "batch_dialogs": [{"message": user(p)} for p in prompts[:20]], "max_tokens": 8}
     response = client.post("/inference/batch_chat_completion", json=chats, timeout=600)
     assert response.status_code == 200, response.text
-    single = client.post("/inference/chat_completion", json={"model": MODEL_ID, "dialog": {"message": user(prompts[19])}, "max_tokens": 8}).json()
+    single = client.post(
+        "/inference/chat_completion",
+        json={"model": MODEL_ID, "dialog": {"message": user(prompts[19])}, "max_tokens": 8},
+    ).json()
     assert response.json()[19]["content"] == single["content"]
 
 
@@ -192,12 +232,31 @@ def test_a_failing_batch_fails_the_job_and_registers_nothing(client, cluster, tm
     prompts = [f"prompt {i}" for i in range(80)]
     prompts[70] = "word " * 3000
     config = tmp_path / "batch.yaml"
-    config.write_text(yaml.safe_dump({"request": {"job_uuid": "batch-cli-bad", "model": MODEL_ID, "content_batch": prompts, "max_tokens": 4}}))
+    config.write_text(
+        yaml.safe_dump(
+            {"request": {"job_uuid": "batch-cli-bad", "model": MODEL_ID, "content_batch": prompts, "max_tokens": 4}}
+        )
+    )
     ray = Path(sys.executable).parent / "ray"
     submitted = subprocess.run(
-        [str(ray), "job", "submit", "--address", cluster.dashboard_url, "--working-dir", str(REPO), "--",
-         "python", "jobs/batch.py", "--config", str(config)],
-        capture_output=True, text=True, timeout=400, cwd=REPO,
+        [
+            str(ray),
+            "job",
+            "submit",
+            "--address",
+            cluster.dashboard_url,
+            "--working-dir",
+            str(REPO),
+            "--",
+            "python",
+            "jobs/batch.py",
+            "--config",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        cwd=REPO,
     )
     assert submitted.returncode != 0
     status = wait_for_data_job(client, "batch-cli-bad", timeout_s=30)

@@ -11,13 +11,20 @@ def jsonl(rows) -> str:
     return "\n".join(json.dumps(r) for r in rows)
 
 
-ROWS = [{"dialog": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}], "source": "test"} for i in range(3)]
+ROWS = [
+    {"dialog": [{"role": "user", "content": f"q{i}"}, {"role": "assistant", "content": f"a{i}"}], "source": "test"}
+    for i in range(3)
+]
 
 
 def test_create_get_delete(client, dataset_dir):
     path = dataset_dir / "sft.jsonl"
     path.write_text(jsonl(ROWS))
-    dataset = {"columns": {"dialog": "dialog", "source": "text"}, "content_url": f"file://{path}", "metadata": {"split": "train"}}
+    dataset = {
+        "columns": {"dialog": "dialog", "source": "text"},
+        "content_url": f"file://{path}",
+        "metadata": {"split": "train"},
+    }
     assert client.post("/datasets/create", json={"uuid": "ds-1", "dataset": dataset}).status_code == 200
     assert client.get("/datasets/get", params={"dataset_id": "ds-1"}).json() == dataset
     duplicate = client.post("/datasets/create", json={"uuid": "ds-1", "dataset": dataset})
@@ -37,8 +44,16 @@ def test_inline_data_url(client):
 @pytest.mark.parametrize(
     "dataset, status, param",
     [
-        ({"columns": {"prompt": "text"}, "content_url": "data:application/jsonl," + jsonl(ROWS)}, 400, "dataset.columns.prompt"),
-        ({"columns": {"source": "dialog"}, "content_url": "data:application/jsonl," + jsonl(ROWS)}, 400, "dataset.columns.source"),
+        (
+            {"columns": {"prompt": "text"}, "content_url": "data:application/jsonl," + jsonl(ROWS)},
+            400,
+            "dataset.columns.prompt",
+        ),
+        (
+            {"columns": {"source": "dialog"}, "content_url": "data:application/jsonl," + jsonl(ROWS)},
+            400,
+            "dataset.columns.source",
+        ),
         ({"columns": {"dialog": "dialog"}, "content_url": "file:///etc/passwd"}, 400, "dataset.content_url"),
         ({"columns": {"dialog": "dialog"}, "content_url": "ftp://example.org/x.jsonl"}, 422, "dataset.content_url"),
         ({"columns": {"dialog": "sound"}, "content_url": "data:,{}"}, 422, "dataset.columns.dialog"),

@@ -18,7 +18,12 @@ def test_health_ready_and_docs(client):
     assert {engine["model"] for engine in ready["engines"]} == {MODEL_ID, REWARD_MODEL_ID}
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
-    for route in ("/inference/completion", "/inference/chat_completion", "/inference/batch_completion", "/inference/batch_chat_completion"):
+    for route in (
+        "/inference/completion",
+        "/inference/chat_completion",
+        "/inference/batch_completion",
+        "/inference/batch_chat_completion",
+    ):
         assert "post" in paths[route]
 
 
@@ -29,7 +34,9 @@ def test_completion_with_logprobs_and_max_tokens(client):
     answer = first.json()
     assert answer["stop_reason"] == "max_tokens"
     assert len(answer["logprobs"]["tokens"]) == 8 and all(lp <= 0 for lp in answer["logprobs"]["token_logprobs"])
-    assert client.post("/inference/completion", json=body).json()["content"] == answer["content"]  # greedy is deterministic
+    assert (
+        client.post("/inference/completion", json=body).json()["content"] == answer["content"]
+    )  # greedy is deterministic
 
 
 def test_draft_model_ids_resolve_to_the_served_model(client):
@@ -54,11 +61,16 @@ def test_sampling_strategies(client):
     base = {"model": MODEL_ID, "content": "Tell me a story", "max_tokens": 16}
     greedy = client.post("/inference/completion", json=base).json()["content"]
     samples = {
-        client.post("/inference/completion", json={**base, "sampling_params": {"strategy": "top_p", "temperature": 1.5, "top_p": 0.99}}).json()["content"]
+        client.post(
+            "/inference/completion",
+            json={**base, "sampling_params": {"strategy": "top_p", "temperature": 1.5, "top_p": 0.99}},
+        ).json()["content"]
         for _ in range(3)
     }
     assert samples != {greedy}  # sampling at a high temperature wanders from the greedy answer
-    top_k = client.post("/inference/completion", json={**base, "sampling_params": {"strategy": "top_k", "temperature": 1.0, "top_k": 1}})
+    top_k = client.post(
+        "/inference/completion", json={**base, "sampling_params": {"strategy": "top_k", "temperature": 1.0, "top_k": 1}}
+    )
     assert top_k.json()["content"] == greedy  # top-1 sampling is greedy
 
 
@@ -77,11 +89,18 @@ def test_tool_call_in_a_canned_assistant_message_parses_into_tool_calls(client):
     body = {
         "model": MODEL_ID,
         "dialog": {
-            "message": {"role": "assistant", "content": '<function=get_weather>{"city": "Paris", "unit": "celsius"}</function>'},
+            "message": {
+                "role": "assistant",
+                "content": '<function=get_weather>{"city": "Paris", "unit": "celsius"}</function>',
+            },
             "message_history": [{"role": "user", "content": "What's the weather in Paris?"}],
         },
         "available_tools": [
-            {"tool_name": "get_weather", "description": "Current weather", "parameters": {"city": {"param_type": "str", "required": True}}}
+            {
+                "tool_name": "get_weather",
+                "description": "Current weather",
+                "parameters": {"city": {"param_type": "str", "required": True}},
+            }
         ],
         "max_tokens": 2,
     }
@@ -98,10 +117,18 @@ def test_builtin_tool_call_round_trips_through_history_and_prefill(client):
     body = {
         "model": MODEL_ID,
         "dialog": {
-            "message": {"role": "assistant", "content": "", "tool_calls": [{"tool_name": "web_search", "arguments": {"query": "weather in Paris"}}]},
+            "message": {
+                "role": "assistant",
+                "content": "",
+                "tool_calls": [{"tool_name": "web_search", "arguments": {"query": "weather in Paris"}}],
+            },
             "message_history": [
                 {"role": "user", "content": "Search for the weather"},
-                {"role": "assistant", "content": "", "tool_calls": [{"tool_name": "web_search", "arguments": {"query": "weather"}}]},
+                {
+                    "role": "assistant",
+                    "content": "",
+                    "tool_calls": [{"tool_name": "web_search", "arguments": {"query": "weather"}}],
+                },
                 {"role": "tool", "content": '{"result": "sunny"}'},
                 {"role": "user", "content": "And in Paris?"},
             ],
@@ -115,12 +142,19 @@ def test_builtin_tool_call_round_trips_through_history_and_prefill(client):
 
 def test_batch_routes_answer_in_order(client):
     prompts = ["one", "two two", "three three three"]
-    singles = [client.post("/inference/completion", json={"model": MODEL_ID, "content": p, "max_tokens": 6}).json() for p in prompts]
-    batch = client.post("/inference/batch_completion", json={"model": MODEL_ID, "content_batch": prompts, "max_tokens": 6})
+    singles = [
+        client.post("/inference/completion", json={"model": MODEL_ID, "content": p, "max_tokens": 6}).json()
+        for p in prompts
+    ]
+    batch = client.post(
+        "/inference/batch_completion", json={"model": MODEL_ID, "content_batch": prompts, "max_tokens": 6}
+    )
     assert batch.status_code == 200, batch.text
     assert batch.json() == singles
     dialogs = [{"message": {"role": "user", "content": p}} for p in prompts]
-    chats = client.post("/inference/batch_chat_completion", json={"model": MODEL_ID, "batch_dialogs": dialogs, "max_tokens": 6}).json()
+    chats = client.post(
+        "/inference/batch_chat_completion", json={"model": MODEL_ID, "batch_dialogs": dialogs, "max_tokens": 6}
+    ).json()
     assert len(chats) == 3 and all("tool_calls" in c for c in chats)
 
 
@@ -131,16 +165,36 @@ def test_batch_routes_answer_in_order(client):
         ("/inference/chat_completion", {"model": "no-such-model", "dialog": USER}, 404, "model"),
         ("/inference/batch_completion", {"model": "no-such-model", "content_batch": ["hi"]}, 404, "model"),
         ("/inference/completion", {"model": MODEL_ID, "content": "hi", "max_tokens": -1}, 422, "max_tokens"),
-        ("/inference/completion", {"model": MODEL_ID, "content": "hi", "sampling_params": {"top_p": 2}}, 422, "sampling_params.top_p"),
+        (
+            "/inference/completion",
+            {"model": MODEL_ID, "content": "hi", "sampling_params": {"top_p": 2}},
+            422,
+            "sampling_params.top_p",
+        ),
         ("/inference/completion", {"model": MODEL_ID, "content": "hi", "max_token": 3}, 422, "max_token"),
         ("/inference/completion", {"model": MODEL_ID}, 422, "content"),
-        ("/inference/completion", {"model": MODEL_ID, "content": "hi", "sampling_params": {"strategy": "top_p"}}, 400, "sampling_params.temperature"),
+        (
+            "/inference/completion",
+            {"model": MODEL_ID, "content": "hi", "sampling_params": {"strategy": "top_p"}},
+            400,
+            "sampling_params.temperature",
+        ),
         ("/inference/completion", {"model": MODEL_ID, "content": "word " * 3000}, 400, "content"),
         ("/inference/completion", {"model": MODEL_ID, "content": "hi", "max_tokens": 5000}, 400, "max_tokens"),
         ("/inference/completion", {"model": MODEL_ID, "content": "word " * 3000, "stream": True}, 400, "content"),
-        ("/inference/chat_completion", {"model": MODEL_ID, "dialog": {"message": {"role": "user", "content": "x " * 3000}}}, 400, "dialog"),
+        (
+            "/inference/chat_completion",
+            {"model": MODEL_ID, "dialog": {"message": {"role": "user", "content": "x " * 3000}}},
+            400,
+            "dialog",
+        ),
         ("/inference/batch_completion", {"model": MODEL_ID, "content_batch": []}, 422, "content_batch"),
-        ("/inference/chat_completion", {"model": MODEL_ID, "dialog": {"message": {"role": "robot", "content": "x"}}}, 422, "dialog.message.role"),
+        (
+            "/inference/chat_completion",
+            {"model": MODEL_ID, "dialog": {"message": {"role": "robot", "content": "x"}}},
+            422,
+            "dialog.message.role",
+        ),
     ],
 )
 def test_bad_requests_get_a_4xx_naming_the_field(client, route, body, status, param):

@@ -77,7 +77,8 @@ def tiny_pdf(text: str) -> bytes:
     objects = [
         b"<< /Type /Catalog /Pages 2 0 R >>",
         b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
-        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R /Resources << /Font << /F1 5 0 R >> >> >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R "
+        b"/Resources << /Font << /F1 5 0 R >> >> >>",
         b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream),
         b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>",
     ]
@@ -101,13 +102,21 @@ def query(client, bank: str, text: str, top_k: int = 5, **extra) -> list[dict]:
 @pytest.fixture(scope="module")
 def topics_bank(platform_url) -> str:
     documents = [doc(name, text, topic=name, index=i) for i, (name, text) in enumerate(TOPICS.items())]
-    response = httpx.post(f"{platform_url}/memory_banks/create", timeout=120, params={"bank_uuid": "topics", "bank_name": "Topics"}, json=documents)
+    response = httpx.post(
+        f"{platform_url}/memory_banks/create",
+        timeout=120,
+        params={"bank_uuid": "topics", "bank_name": "Topics"},
+        json=documents,
+    )
     assert response.status_code == 200, response.text
     return "topics"
 
 
 def test_retrieval_recall_at_5(client, topics_bank):
-    hits = [expected in [c["document_uuid"] for c in query(client, topics_bank, question)] for question, expected in QUERIES.items()]
+    hits = [
+        expected in [c["document_uuid"] for c in query(client, topics_bank, question)]
+        for question, expected in QUERIES.items()
+    ]
     recall = sum(hits) / len(hits)
     assert recall >= 0.9, recall
     chunks = query(client, topics_bank, "Which chess piece moves in an L?", top_k=3)
@@ -124,19 +133,25 @@ def test_bm25_hybrid_and_metadata_filter(client, topics_bank):
 
 def test_bank_listing_get_update_delete_and_drop(client):
     bank = {"bank_uuid": "notes", "bank_name": "Notes"}
-    assert client.post("/memory_banks/create", params=bank, json=[doc("a", "The launch code is 4711.")]).status_code == 200
+    assert (
+        client.post("/memory_banks/create", params=bank, json=[doc("a", "The launch code is 4711.")]).status_code == 200
+    )
     assert client.post("/memory_banks/create", params=bank, json=[]).status_code == 409
     assert {"uuid": "notes", "name": "Notes"} in client.get("/memory_banks/get").json()
 
     unicode = "Ünïcödé: 東京は日本の首都です。 🚀"
     inserted = client.post("/memory_bank/insert", params={"bank_uuid": "notes"}, json=[doc("b", unicode, lang="ja")])
     assert inserted.status_code == 200, inserted.text
-    assert client.post("/memory_bank/insert", params={"bank_uuid": "notes"}, json=[doc("b", "again")]).status_code == 409
+    assert (
+        client.post("/memory_bank/insert", params={"bank_uuid": "notes"}, json=[doc("b", "again")]).status_code == 409
+    )
     got = client.post("/memory_bank/get", params={"bank_uuid": "notes"}, json=["b"]).json()
     assert base64.b64decode(got[0]["content"]).decode() == unicode and got[0]["metadata"] == {"lang": "ja"}
     assert query(client, "notes", "capital of Japan", top_k=1)[0]["text"] == unicode
 
-    updated = client.post("/memory_bank/update", params={"bank_uuid": "notes"}, json=[doc("a", "The launch code changed to 1234.")])
+    updated = client.post(
+        "/memory_bank/update", params={"bank_uuid": "notes"}, json=[doc("a", "The launch code changed to 1234.")]
+    )
     assert updated.status_code == 200, updated.text
     texts = [c["text"] for c in query(client, "notes", "launch code", top_k=10)]
     assert "The launch code changed to 1234." in texts and "The launch code is 4711." not in texts
@@ -153,17 +168,27 @@ def test_bank_listing_get_update_delete_and_drop(client):
 
 
 def test_html_pdf_json_and_markdown_documents(client):
-    html = "<html><head><style>p {color: red}</style><script>var secret = 1;</script></head><body><h1>Routers</h1><p>Packets are forwarded by routers &amp; switches.</p></body></html>"
+    html = (
+        "<html><head><style>p {color: red}</style><script>var secret = 1;</script></head>"
+        "<body><h1>Routers</h1><p>Packets are forwarded by routers &amp; switches.</p></body></html>"
+    )
     documents = [
         doc("page", html, "text/html"),
         doc("paper", tiny_pdf("Quantum entanglement links particles over distance."), "application/pdf"),
         doc("record", json.dumps({"city": "Lisbon", "famous_for": "custard tarts"}), "application/json"),
         doc("readme", "# Install\n\nRun `make serve` to start.", "text/markdown"),
     ]
-    response = client.post("/memory_banks/create", params={"bank_uuid": "formats", "bank_name": "Formats"}, json=documents)
+    response = client.post(
+        "/memory_banks/create", params={"bank_uuid": "formats", "bank_name": "Formats"}, json=documents
+    )
     assert response.status_code == 200, response.text
     page = query(client, "formats", "network packet forwarding", top_k=1)[0]
-    assert page["document_uuid"] == "page" and "secret" not in page["text"] and "color" not in page["text"] and "&" in page["text"]
+    assert (
+        page["document_uuid"] == "page"
+        and "secret" not in page["text"]
+        and "color" not in page["text"]
+        and "&" in page["text"]
+    )
     assert query(client, "formats", "entangled particles physics", top_k=1)[0]["document_uuid"] == "paper"
     assert query(client, "formats", "Portuguese pastries", top_k=1)[0]["document_uuid"] == "record"
 
@@ -182,7 +207,9 @@ def test_html_pdf_json_and_markdown_documents(client):
 )
 def test_bad_documents_are_refused_and_nothing_is_written(client, document, status, param):
     good = doc("fine", "A perfectly good document.")
-    response = client.post("/memory_banks/create", params={"bank_uuid": "bad-batch", "bank_name": "b"}, json=[good, document])
+    response = client.post(
+        "/memory_banks/create", params={"bank_uuid": "bad-batch", "bank_name": "b"}, json=[good, document]
+    )
     assert response.status_code == status, response.text
     assert param in response.json()["error"]["param"], response.json()
     assert "bad-batch" not in [b["uuid"] for b in client.get("/memory_banks/get").json()]
@@ -207,5 +234,7 @@ def test_chunk_sizes_per_bank(client):
     assert client.post("/memory_banks/create", params=params, json=[doc("long", text)]).status_code == 200
     chunks = query(client, "small-chunks", "topic 3", top_k=50)
     assert len(chunks) > 10 and all(len(c["text"]) < len(text) / 5 for c in chunks)
-    bad = client.post("/memory_banks/create", params={**params, "bank_uuid": "bad-chunks", "chunk_overlap_tokens": 32}, json=[])
+    bad = client.post(
+        "/memory_banks/create", params={**params, "bank_uuid": "bad-chunks", "chunk_overlap_tokens": 32}, json=[]
+    )
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "chunk_overlap_tokens"

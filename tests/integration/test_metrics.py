@@ -15,16 +15,28 @@ def lines_of(text: str, metric: str) -> list[str]:
 
 def test_gateway_metrics_are_exported(client, metrics_port):
     for _ in range(3):
-        assert client.post("/v1/completions", json={"model": MODEL_ID, "prompt": "hi", "max_tokens": 5}).status_code == 200
+        assert (
+            client.post("/v1/completions", json={"model": MODEL_ID, "prompt": "hi", "max_tokens": 5}).status_code == 200
+        )
 
     def exported(text: str) -> bool:
-        completions_ok = [l for l in lines_of(text, "ray_llamaray_requests_total") if 'route="/v1/completions"' in l and 'status="200"' in l]
-        latency = [l for l in lines_of(text, "ray_llamaray_request_latency_seconds_bucket") if 'route="/v1/completions"' in l]
-        tokens = [l for l in lines_of(text, "ray_llamaray_generated_tokens_total") if MODEL_ID in l]
+        completions_ok = [
+            line
+            for line in lines_of(text, "ray_llamaray_requests_total")
+            if 'route="/v1/completions"' in line and 'status="200"' in line
+        ]
+        latency = [
+            line
+            for line in lines_of(text, "ray_llamaray_request_latency_seconds_bucket")
+            if 'route="/v1/completions"' in line
+        ]
+        tokens = [line for line in lines_of(text, "ray_llamaray_generated_tokens_total") if MODEL_ID in line]
         return bool(
-            completions_ok and float(completions_ok[0].rsplit(" ", 1)[1]) >= 3
+            completions_ok
+            and float(completions_ok[0].rsplit(" ", 1)[1]) >= 3
             and latency
-            and tokens and float(tokens[0].rsplit(" ", 1)[1]) >= 15
+            and tokens
+            and float(tokens[0].rsplit(" ", 1)[1]) >= 15
         )
 
     # Ray's metrics agent exports on its own schedule, so wait for this test's requests to show.
@@ -35,4 +47,4 @@ def test_gateway_metrics_are_exported(client, metrics_port):
         if exported(text):
             break
         time.sleep(2)
-    assert exported(text), [l for l in text.splitlines() if l.startswith("ray_llamaray_requests_total")]
+    assert exported(text), [line for line in text.splitlines() if line.startswith("ray_llamaray_requests_total")]

@@ -23,7 +23,9 @@ def test_models_lists_the_served_ids(oai):
 
 
 def test_chat_completion_with_usage_logprobs_and_n(oai):
-    r = oai.chat.completions.create(model=MODEL_ID, messages=MESSAGES, max_tokens=6, temperature=1.0, logprobs=True, top_logprobs=2, n=2)
+    r = oai.chat.completions.create(
+        model=MODEL_ID, messages=MESSAGES, max_tokens=6, temperature=1.0, logprobs=True, top_logprobs=2, n=2
+    )
     assert [c.index for c in r.choices] == [0, 1]
     assert r.choices[0].finish_reason in ("length", "stop")
     assert r.usage.completion_tokens == sum(len(c.logprobs.content) for c in r.choices)
@@ -34,7 +36,12 @@ def test_chat_completion_with_usage_logprobs_and_n(oai):
 def test_chat_stream_joins_to_the_whole_answer(oai):
     whole = oai.chat.completions.create(model=MODEL_ID, messages=MESSAGES, max_tokens=10, temperature=0)
     stream = oai.chat.completions.create(
-        model=MODEL_ID, messages=MESSAGES, max_tokens=10, temperature=0, stream=True, stream_options={"include_usage": True}
+        model=MODEL_ID,
+        messages=MESSAGES,
+        max_tokens=10,
+        temperature=0,
+        stream=True,
+        stream_options={"include_usage": True},
     )
     pieces, finish, usage = [], None, None
     for chunk in stream:
@@ -59,11 +66,24 @@ def test_stop_sequences_and_max_tokens(oai):
 
 
 def test_tools_and_tool_calls(oai):
-    tools = [{"type": "function", "function": {"name": "get_weather", "description": "Weather", "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}]
+    tools = [
+        {
+            "type": "function",
+            "function": {
+                "name": "get_weather",
+                "description": "Weather",
+                "parameters": {"type": "object", "properties": {"city": {"type": "string"}}},
+            },
+        }
+    ]
     canned = '<function=get_weather>{"city": "Paris"}</function>'
     messages = [{"role": "user", "content": "Weather in Paris?"}, {"role": "assistant", "content": canned}]
     r = oai.chat.completions.create(
-        model=MODEL_ID, messages=messages, tools=tools, max_tokens=2, temperature=0,
+        model=MODEL_ID,
+        messages=messages,
+        tools=tools,
+        max_tokens=2,
+        temperature=0,
         extra_body={"continue_final_message": True, "echo": True},
     )
     (call,) = r.choices[0].message.tool_calls
@@ -71,7 +91,12 @@ def test_tools_and_tool_calls(oai):
     assert r.choices[0].finish_reason == "tool_calls"
 
     stream = oai.chat.completions.create(
-        model=MODEL_ID, messages=messages, tools=tools, max_tokens=2, temperature=0, stream=True,
+        model=MODEL_ID,
+        messages=messages,
+        tools=tools,
+        max_tokens=2,
+        temperature=0,
+        stream=True,
         extra_body={"continue_final_message": True, "echo": True},
     )
     calls = [tc for chunk in stream for choice in chunk.choices for tc in (choice.delta.tool_calls or [])]
@@ -79,14 +104,26 @@ def test_tools_and_tool_calls(oai):
 
     # The call and its result go back in; the conversation continues.
     followup = messages[:1] + [
-        {"role": "assistant", "content": None, "tool_calls": [{"id": call.id, "type": "function", "function": {"name": "get_weather", "arguments": call.function.arguments}}]},
+        {
+            "role": "assistant",
+            "content": None,
+            "tool_calls": [
+                {
+                    "id": call.id,
+                    "type": "function",
+                    "function": {"name": "get_weather", "arguments": call.function.arguments},
+                }
+            ],
+        },
         {"role": "tool", "tool_call_id": call.id, "content": '{"temp_c": 21}'},
     ]
     assert oai.chat.completions.create(model=MODEL_ID, messages=followup, tools=tools, max_tokens=3).choices
 
 
 def test_completions_with_several_prompts_echo_and_logprobs(oai):
-    r = oai.completions.create(model=MODEL_ID, prompt=["one", "two"], max_tokens=4, temperature=0, logprobs=2, echo=True)
+    r = oai.completions.create(
+        model=MODEL_ID, prompt=["one", "two"], max_tokens=4, temperature=0, logprobs=2, echo=True
+    )
     assert [c.index for c in r.choices] == [0, 1]
     assert r.choices[0].text.startswith("one") and r.choices[1].text.startswith("two")
     assert len(r.choices[0].logprobs.tokens) == 4

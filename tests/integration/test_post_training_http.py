@@ -64,7 +64,9 @@ def dpo_request(job_uuid: str, finetuned_model: str, dataset: dict, **algorithm)
     }
 
 
-def wait_until_final(client: httpx.Client, job_uuid: str, timeout_s: float = 300, route: str = "/post_training/job/status") -> dict:
+def wait_until_final(
+    client: httpx.Client, job_uuid: str, timeout_s: float = 300, route: str = "/post_training/job/status"
+) -> dict:
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         status = client.get(route, params={"job_uuid": job_uuid}).json()
@@ -144,7 +146,9 @@ def test_bad_requests_are_refused_before_any_job_starts(client, datasets, datase
     dpo_without_rejected = dpo_request("bad-dpo", (dataset_dir / "no-such-checkpoint").as_uri(), datasets["sft"])
     response = client.post("/post_training/preference_optimize/", json=dpo_without_rejected)
     assert response.status_code == 404 and response.json()["error"]["param"] == "finetuned_model", response.text
-    outside = client.post("/post_training/preference_optimize/", json={**dpo_without_rejected, "finetuned_model": "file:///etc"})
+    outside = client.post(
+        "/post_training/preference_optimize/", json={**dpo_without_rejected, "finetuned_model": "file:///etc"}
+    )
     assert outside.status_code == 400 and outside.json()["error"]["param"] == "finetuned_model", outside.text
     for unknown in ("status", "logs", "artifacts"):
         assert client.get(f"/post_training/job/{unknown}", params={"job_uuid": "never-ran"}).status_code == 404
@@ -159,7 +163,13 @@ def test_lora_job_learns_the_training_set_and_streams_its_logs(client, datasets,
     assert duplicate.status_code == 409 and duplicate.json()["error"]["param"] == "job_uuid"
 
     lines: list[str] = []
-    with client.stream("GET", "/post_training/job/logs", params={"job_uuid": "sft-lora"}, headers={"Accept": "text/event-stream"}, timeout=300) as stream:
+    with client.stream(
+        "GET",
+        "/post_training/job/logs",
+        params={"job_uuid": "sft-lora"},
+        headers={"Accept": "text/event-stream"},
+        timeout=300,
+    ) as stream:
         assert stream.headers["content-type"].startswith("text/event-stream")
         for line in stream.iter_lines():
             if line.startswith("data: "):
@@ -197,7 +207,9 @@ if __name__ == "__main__":
         [{"role": "user", "content": question}], add_generation_prompt=True, tokenize=False)
     llm = LLM(model=base, dtype="float32", enforce_eager=True, max_model_len=256, gpu_memory_utilization=0.3,
               enable_lora=True, max_lora_rank=16)
-    out = llm.generate([prompt], SamplingParams(temperature=0, max_tokens=12), lora_request=LoRARequest("job", 1, adapter))
+    out = llm.generate(
+        [prompt], SamplingParams(temperature=0, max_tokens=12), lora_request=LoRARequest("job", 1, adapter)
+    )
     print("ANSWER", repr(out[0].outputs[0].text))
 """
 
@@ -205,14 +217,24 @@ if __name__ == "__main__":
 def test_trained_adapter_is_served_by_vllm_as_a_lora(client, tiny_models):
     checkpoint = final_checkpoint(client, "sft-lora")  # from the LoRA test above
     base = tiny_models / "tiny-llama-chat"
-    run = subprocess.run([sys.executable, "-c", VLLM_WITH_ADAPTER, str(base), str(checkpoint), PROMPTS[0]], capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [sys.executable, "-c", VLLM_WITH_ADAPTER, str(base), str(checkpoint), PROMPTS[0]],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     answer = next((line for line in run.stdout.splitlines() if line.startswith("ANSWER")), None)
     assert answer is not None, run.stderr[-3000:]
     assert answer == f"ANSWER {greedy_answer(base, checkpoint)!r}"
 
 
 def test_qlora_job_trains_over_a_4bit_base(client, datasets):
-    assert client.post("/post_training/supervised_fine_tune/", json=sft_request("sft-qlora", datasets["sft"], "qlora")).status_code == 200
+    assert (
+        client.post(
+            "/post_training/supervised_fine_tune/", json=sft_request("sft-qlora", datasets["sft"], "qlora")
+        ).status_code
+        == 200
+    )
     status = wait_until_final(client, "sft-qlora")
     assert status["status"] == "completed", status
     log = client.get("/post_training/job/logs", params={"job_uuid": "sft-qlora"}).json()["log_lines"]
@@ -244,9 +266,24 @@ def test_dora_job_submitted_with_ray_job_submit_is_tracked(client, cluster, data
     config.write_text(yaml.safe_dump({"request": request}))
     ray = Path(sys.executable).parent / "ray"
     submitted = subprocess.run(
-        [str(ray), "job", "submit", "--address", cluster.dashboard_url, "--working-dir", str(REPO), "--",
-         "python", "jobs/sft.py", "--config", str(config)],
-        capture_output=True, text=True, timeout=400, cwd=REPO,
+        [
+            str(ray),
+            "job",
+            "submit",
+            "--address",
+            cluster.dashboard_url,
+            "--working-dir",
+            str(REPO),
+            "--",
+            "python",
+            "jobs/sft.py",
+            "--config",
+            str(config),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        cwd=REPO,
     )
     assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr[-3000:]
     status = wait_until_final(client, "sft-dora-cli", timeout_s=30)

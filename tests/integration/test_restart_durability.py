@@ -13,7 +13,11 @@ from .test_post_training_http import final_checkpoint, sft_request, wait_until_t
 @pytest.mark.restarts_cluster
 def test_jobs_and_banks_survive_a_ray_restart(cluster, datasets):
     with httpx.Client(base_url=cluster.url, timeout=120) as client:
-        created = client.post("/memory_banks/create", params={"bank_uuid": "durable", "bank_name": "Durable"}, json=[doc("d1", "The vault opens at midnight.", kind="fact")])
+        created = client.post(
+            "/memory_banks/create",
+            params={"bank_uuid": "durable", "bank_name": "Durable"},
+            json=[doc("d1", "The vault opens at midnight.", kind="fact")],
+        )
         assert created.status_code == 200, created.text
         body = sft_request("sft-interrupted", datasets["sft"], n_iters=100_000)
         assert client.post("/post_training/supervised_fine_tune/", json=body).status_code == 200

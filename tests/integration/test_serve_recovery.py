@@ -15,7 +15,11 @@ def test_dead_engine_is_a_503_then_the_replica_is_replaced(platform_url):
     with httpx.Client(base_url=platform_url, timeout=60) as c:
         engine = chat_engine(c.get("/ready").json())
         replica = psutil.Process(engine["pid"])
-        cores = [p for p in replica.children(recursive=True) if "EngineCore" in " ".join(p.cmdline()) or "EngineCore" in p.name()]
+        cores = [
+            p
+            for p in replica.children(recursive=True)
+            if "EngineCore" in " ".join(p.cmdline()) or "EngineCore" in p.name()
+        ]
         assert cores, [p.name() for p in replica.children(recursive=True)]
         for core in cores:
             core.send_signal(signal.SIGKILL)

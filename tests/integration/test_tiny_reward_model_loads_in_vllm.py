@@ -21,8 +21,10 @@ SCRIPT = textwrap.dedent(
             for answer in ("banana-42", "I do not know.", "A much longer answer that needs padding in a batch. " * 3)
         ]
         scores = {}
-        for name, backend, offline in (("vllm", "vllm", False), ("vllm_offline", "vllm", True), ("transformers", "transformers", False)):
-            model = ModelConfig(model_id="reward", path=sys.argv[1], kind="reward", reward_backend=backend, dtype="float32",
+        runs = (("vllm", "vllm", False), ("vllm_offline", "vllm", True), ("transformers", "transformers", False))
+        for name, backend, offline in runs:
+            model = ModelConfig(model_id="reward", path=sys.argv[1], kind="reward", reward_backend=backend,
+                                dtype="float32",
                                 enforce_eager=True, max_model_len=256, gpu_memory_utilization=0.3)
             engine = RewardEngine(model, offline=offline)
             scores[name] = await engine.score(conversations)
@@ -38,9 +40,13 @@ SCRIPT = textwrap.dedent(
 def test_reward_scores_agree_across_backends(tiny_models):
     env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "platform")}
     out = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(tiny_models / "tiny-llama-reward")], capture_output=True, text=True, timeout=300, env=env
+        [sys.executable, "-c", SCRIPT, str(tiny_models / "tiny-llama-reward")],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env=env,
     )
-    line = next((l for l in out.stdout.splitlines() if l.startswith("SCORES")), None)
+    line = next((text for text in out.stdout.splitlines() if text.startswith("SCORES")), None)
     assert line is not None, out.stderr[-3000:]
     scores = json.loads(line[len("SCORES ") :])
     vllm, hf = scores["vllm"], scores["transformers"]

@@ -35,9 +35,16 @@ def test_plain_dialog_matches_the_tiny_tokenizers_chat_template():
 
 def test_builtin_tools_system_prompt():
     """Published example: brave_search and wolfram_alpha announced under Environment: ipython."""
-    tools = [ToolDefinition(tool_name="web_search"), ToolDefinition(tool_name="math"), ToolDefinition(tool_name="code_interpreter")]
+    tools = [
+        ToolDefinition(tool_name="web_search"),
+        ToolDefinition(tool_name="math"),
+        ToolDefinition(tool_name="code_interpreter"),
+    ]
     prompt = encode_dialog(
-        [msg("system", "You are a helpful assistant"), msg("user", "What is the current weather in Menlo Park, California?")],
+        [
+            msg("system", "You are a helpful assistant"),
+            msg("user", "What is the current weather in Menlo Park, California?"),
+        ],
         tools,
         today=TODAY,
     )
@@ -78,7 +85,10 @@ def test_custom_tools_are_described_as_json_with_function_tag_format():
     )
     prompt = encode_dialog([msg("user", "Use tools to get latest trending songs")], [tool], today=TODAY)
     assert "Use the function 'spotify_trending_songs' to: Get top trending songs on Spotify\n" in prompt
-    assert '{"name": "spotify_trending_songs", "description": "Get top trending songs on Spotify", "parameters": {"n": ' in prompt
+    assert (
+        '{"name": "spotify_trending_songs", "description": "Get top trending songs on Spotify", "parameters": {"n": '
+        in prompt
+    )
     assert "<function=example_function_name>" in prompt
     assert "Environment: ipython" not in prompt  # only built-in tools need the ipython env
     assert prompt.endswith("<|start_header_id|>assistant<|end_header_id|>\n\n")
@@ -144,11 +154,16 @@ def test_training_examples_use_the_same_turns():
     from llamaray.training.examples import dpo_examples, sft_examples
 
     dialog = [m.model_dump(mode="json") for m in TOOL_DIALOG[:3]] + [{"role": "assistant", "content": "It is sunny."}]
-    (example,) = sft_examples(Dataset(columns={"dialog": "dialog"}, content_url="file:///d.jsonl"), [{"dialog": dialog}])
+    (example,) = sft_examples(
+        Dataset(columns={"dialog": "dialog"}, content_url="file:///d.jsonl"), [{"dialog": dialog}]
+    )
     assert example["prompt"] == TOOL_TURNS[:3]
     assert example["completion"] == [{"role": "assistant", "content": "It is sunny."}]
     columns = {"prompt": "dialog", "chosen": "text", "rejected": "text"}
-    (pair,) = dpo_examples(Dataset(columns=columns, content_url="file:///d.jsonl"), [{"prompt": dialog[:3], "chosen": "a", "rejected": "b"}])
+    (pair,) = dpo_examples(
+        Dataset(columns=columns, content_url="file:///d.jsonl"),
+        [{"prompt": dialog[:3], "chosen": "a", "rejected": "b"}],
+    )
     assert pair["prompt"] == TOOL_TURNS[:3]
 
 

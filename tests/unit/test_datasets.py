@@ -13,7 +13,11 @@ from llamaray.datasets.registry import check_columns
 from llamaray.errors import InvalidRequestError, NotFoundError
 
 ROWS = [
-    {"dialog": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}], "text": "a", "score": 1.5},
+    {
+        "dialog": [{"role": "user", "content": "hi"}, {"role": "assistant", "content": "hello"}],
+        "text": "a",
+        "score": 1.5,
+    },
     {"dialog": [{"role": "user", "content": "bye"}], "text": "b", "score": 2},
 ]
 
@@ -21,7 +25,9 @@ ROWS = [
 def write_all(tmp_path):
     (tmp_path / "d.jsonl").write_text("\n".join(json.dumps(r) for r in ROWS))
     (tmp_path / "d.json").write_text(json.dumps(ROWS))
-    pq.write_table(pa.Table.from_pylist([{"text": r["text"], "score": float(r["score"])} for r in ROWS]), tmp_path / "d.parquet")
+    pq.write_table(
+        pa.Table.from_pylist([{"text": r["text"], "score": float(r["score"])} for r in ROWS]), tmp_path / "d.parquet"
+    )
     (tmp_path / "d.csv").write_text("text,score\na,1.5\nb,2\n")
 
 
@@ -61,4 +67,7 @@ def test_column_types_are_checked_by_name():
         check_columns(Dataset(columns={"text": "dialog"}, content_url="data:,x"), ROWS)
     assert wrong.value.param == "dataset.columns.text"
     with pytest.raises(InvalidRequestError):
-        check_columns(Dataset(columns={"dialog": "dialog"}, content_url="data:,x"), [{"dialog": [{"role": "robot", "content": "x"}]}])
+        check_columns(
+            Dataset(columns={"dialog": "dialog"}, content_url="data:,x"),
+            [{"dialog": [{"role": "robot", "content": "x"}]}],
+        )

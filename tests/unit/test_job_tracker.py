@@ -69,9 +69,21 @@ def test_a_store_from_before_the_shared_job_kinds_is_migrated_on_open(platform, 
     from llamaray.store.metadata import MetadataStore
 
     old = MetadataStore(tmp_path / "metadata.db")
-    record = {"job_uuid": "old", "kind": "sft", "algorithm": "lora", "status": "completed", "ray_job_id": "old",
-              "scheduled_at": None, "started_at": None, "completed_at": None, "resources_allocated": None,
-              "checkpoints": [], "warnings": [], "error": None, "cancel_requested": False}
+    record = {
+        "job_uuid": "old",
+        "kind": "sft",
+        "algorithm": "lora",
+        "status": "completed",
+        "ray_job_id": "old",
+        "scheduled_at": None,
+        "started_at": None,
+        "completed_at": None,
+        "resources_allocated": None,
+        "checkpoints": [],
+        "warnings": [],
+        "error": None,
+        "cancel_requested": False,
+    }
     old.create("training_job", "old", record)
     old.append_lines("training_log", "old", ["trained"])
     old.append_lines("training_metrics", "old", ['{"loss": 1.5}'])

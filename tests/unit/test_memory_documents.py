@@ -26,14 +26,22 @@ class WordTokenizer:
 
 def test_text_of_each_type():
     assert document_text("héllo".encode(), "text/plain; charset=utf-8", "d") == "héllo"
-    html = b"<html><head><title>t</title><style>x{}</style></head><body><p>One &amp; two</p><script>evil()</script><p>three</p></body></html>"
+    html = (
+        b"<html><head><title>t</title><style>x{}</style></head>"
+        b"<body><p>One &amp; two</p><script>evil()</script><p>three</p></body></html>"
+    )
     assert document_text(html, "text/html", "d") == "One & two\nthree"
     assert '"k": "v"' in document_text(b'{"k":"v"}', "application/json", "d")
 
 
 @pytest.mark.parametrize(
     ("content", "mime", "field"),
-    [(b"x", "image/png", "d.mime_type"), (b"\xff\xfe", "text/plain", "d.content"), (b"{bad", "application/json", "d.content"), (b"%PDF-", "application/pdf", "d.content")],
+    [
+        (b"x", "image/png", "d.mime_type"),
+        (b"\xff\xfe", "text/plain", "d.content"),
+        (b"{bad", "application/json", "d.content"),
+        (b"%PDF-", "application/pdf", "d.content"),
+    ],
 )
 def test_undecodable_documents_name_the_field(content, mime, field):
     with pytest.raises(InvalidRequestError) as error:
@@ -50,7 +58,10 @@ def test_chunks_overlap_and_keep_the_original_text():
 
 
 def test_metadata_filters_and_collection_names():
-    assert metadata_filter({"lang": "en", "year": 2024, "draft": False}) == 'metadata["lang"] == "en" and metadata["year"] == 2024 and metadata["draft"] == false'
+    assert (
+        metadata_filter({"lang": "en", "year": 2024, "draft": False})
+        == 'metadata["lang"] == "en" and metadata["year"] == 2024 and metadata["draft"] == false'
+    )
     assert metadata_filter({"q": 'say "hi"'}) == 'metadata["q"] == "say \\"hi\\""'
     with pytest.raises(InvalidRequestError):
         metadata_filter({'x"] or true or metadata["y': 1})

@@ -19,7 +19,14 @@ def test_build_is_deterministic_and_complete(tmp_path):
     from transformers import AutoConfig, AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(first["chat"])
-    for token in ("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>", "<|eom_id|>", "<|python_tag|>"):
+    for token in (
+        "<|begin_of_text|>",
+        "<|start_header_id|>",
+        "<|end_header_id|>",
+        "<|eot_id|>",
+        "<|eom_id|>",
+        "<|python_tag|>",
+    ):
         assert tokenizer.convert_tokens_to_ids(token) != tokenizer.unk_token_id
         assert len(tokenizer(token, add_special_tokens=False).input_ids) == 1
     assert tokenizer("hi").input_ids[0] == tokenizer.convert_tokens_to_ids("<|begin_of_text|>")

@@ -9,8 +9,12 @@ from llamaray.inference.tool_stream import ToolCallStream
 
 
 def test_builtin_brave_search_call():
-    out = parse_tool_calls('<|python_tag|>brave_search.call(query="current weather in Menlo Park, California")<|eom_id|>')
-    assert out.tool_calls == [ToolCall(tool_name="web_search", arguments={"query": "current weather in Menlo Park, California"})]
+    out = parse_tool_calls(
+        '<|python_tag|>brave_search.call(query="current weather in Menlo Park, California")<|eom_id|>'
+    )
+    assert out.tool_calls == [
+        ToolCall(tool_name="web_search", arguments={"query": "current weather in Menlo Park, California"})
+    ]
     assert out.content == ""
 
 
@@ -36,7 +40,10 @@ def test_function_tag_with_text_around_it():
 
 
 def test_json_call_published_custom_tool_format():
-    out = parse_tool_calls('{"name": "get_current_conditions", "parameters": {"location": "San Francisco, CA", "unit": "Fahrenheit"}}<|eot_id|>')
+    out = parse_tool_calls(
+        '{"name": "get_current_conditions", '
+        '"parameters": {"location": "San Francisco, CA", "unit": "Fahrenheit"}}<|eot_id|>'
+    )
     assert out.tool_calls == [
         ToolCall(tool_name="get_current_conditions", arguments={"location": "San Francisco, CA", "unit": "Fahrenheit"})
     ]
@@ -49,7 +56,9 @@ def test_python_tagged_json_call():
 
 def test_other_python_tagged_text_is_code_interpreter_input():
     out = parse_tool_calls("<|python_tag|>import math\nprint(math.sqrt(16))<|eom_id|>")
-    assert out.tool_calls == [ToolCall(tool_name="code_interpreter", arguments={"code": "import math\nprint(math.sqrt(16))"})]
+    assert out.tool_calls == [
+        ToolCall(tool_name="code_interpreter", arguments={"code": "import math\nprint(math.sqrt(16))"})
+    ]
 
 
 @pytest.mark.parametrize("text", ["The sky is blue.", "{not json", '{"a": 1}', "brave_search is a tool"])

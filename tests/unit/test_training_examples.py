@@ -8,7 +8,11 @@ from llamaray.api.datasets import Dataset
 from llamaray.errors import InvalidRequestError
 from llamaray.training.examples import dpo_examples, sft_examples
 
-DIALOG = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello."}]
+DIALOG = [
+    {"role": "system", "content": "Be brief."},
+    {"role": "user", "content": "Hi"},
+    {"role": "assistant", "content": "Hello."},
+]
 
 
 def dataset(**columns: str) -> Dataset:
@@ -39,7 +43,9 @@ def test_preferences_conversational_and_plain():
     (example,) = dpo_examples(dataset(prompt="dialog", chosen="text", rejected="dialog"), [row])
     assert example["chosen"] == [{"role": "assistant", "content": "Good."}]
     assert example["rejected"] == [{"role": "assistant", "content": "Bad."}]
-    (plain,) = dpo_examples(dataset(prompt="text", chosen="text", rejected="text"), [{"prompt": "p", "chosen": "c", "rejected": "r"}])
+    (plain,) = dpo_examples(
+        dataset(prompt="text", chosen="text", rejected="text"), [{"prompt": "p", "chosen": "c", "rejected": "r"}]
+    )
     assert plain == {"prompt": "p", "chosen": "c", "rejected": "r"}
 
 

@@ -17,9 +17,14 @@ def platform(tmp_path) -> PlatformConfig:
     (tmp_path / "models" / "m" / "config.json").write_text("{}")
     adapter = tmp_path / "data" / "jobs" / "j" / "checkpoints" / "iter-3"
     adapter.mkdir(parents=True)
-    (adapter / "adapter_config.json").write_text(json.dumps({"base_model_name_or_path": str(tmp_path / "models" / "m")}))
+    (adapter / "adapter_config.json").write_text(
+        json.dumps({"base_model_name_or_path": str(tmp_path / "models" / "m")})
+    )
     return PlatformConfig.model_validate(
-        {"data_dir": str(tmp_path / "data"), "models": [{"model_id": "m", "aliases": ["llama3_8b"], "path": str(tmp_path / "models" / "m")}]}
+        {
+            "data_dir": str(tmp_path / "data"),
+            "models": [{"model_id": "m", "aliases": ["llama3_8b"], "path": str(tmp_path / "models" / "m")}],
+        }
     )
 
 

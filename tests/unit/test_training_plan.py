@@ -15,7 +15,13 @@ PLATFORM = PlatformConfig.model_validate({"data_dir": "/data", "models": [{"mode
 DATASET = {"columns": {"dialog": "dialog"}, "content_url": "file:///data/d.jsonl"}
 
 
-def sft(algorithm: str = "lora", lora: dict | None = None, optimizer: dict | None = None, training: dict | None = None, **extra):
+def sft(
+    algorithm: str = "lora",
+    lora: dict | None = None,
+    optimizer: dict | None = None,
+    training: dict | None = None,
+    **extra,
+):
     return PostTrainingSFTRequest.model_validate(
         {
             "job_uuid": "j",
@@ -23,9 +29,31 @@ def sft(algorithm: str = "lora", lora: dict | None = None, optimizer: dict | Non
             "dataset": DATASET,
             "validation_dataset": DATASET,
             "algorithm": algorithm,
-            "algorithm_config": {"lora_attn_modules": ["q_proj", "v_proj"], "apply_lora_to_mlp": False, "apply_lora_to_output": False, "rank": 8, "alpha": 16, **(lora or {})},
-            "optimizer_config": {"optimizer_type": "adamw", "lr": 1e-3, "lr_min": 0.0, "weight_decay": 0.01, **(optimizer or {})},
-            "training_config": {"n_epochs": 2, "batch_size": 4, "shuffle": True, "n_iters": 0, "enable_activation_checkpointing": False, "memory_efficient_fsdp_wrap": False, "fsdp_cpu_offload": False, **(training or {})},
+            "algorithm_config": {
+                "lora_attn_modules": ["q_proj", "v_proj"],
+                "apply_lora_to_mlp": False,
+                "apply_lora_to_output": False,
+                "rank": 8,
+                "alpha": 16,
+                **(lora or {}),
+            },
+            "optimizer_config": {
+                "optimizer_type": "adamw",
+                "lr": 1e-3,
+                "lr_min": 0.0,
+                "weight_decay": 0.01,
+                **(optimizer or {}),
+            },
+            "training_config": {
+                "n_epochs": 2,
+                "batch_size": 4,
+                "shuffle": True,
+                "n_iters": 0,
+                "enable_activation_checkpointing": False,
+                "memory_efficient_fsdp_wrap": False,
+                "fsdp_cpu_offload": False,
+                **(training or {}),
+            },
             **extra,
         }
     )
@@ -36,7 +64,17 @@ def plan_of(request, kind="sft", base=BaseWeights("/models/m")):
 
 
 def test_lora_fields_become_peft_settings():
-    plan = plan_of(sft(lora={"lora_attn_modules": ["q_proj", "output_proj"], "apply_lora_to_mlp": True, "apply_lora_to_output": True, "rank": 4, "alpha": 8}))
+    plan = plan_of(
+        sft(
+            lora={
+                "lora_attn_modules": ["q_proj", "output_proj"],
+                "apply_lora_to_mlp": True,
+                "apply_lora_to_output": True,
+                "rank": 4,
+                "alpha": 8,
+            }
+        )
+    )
     assert plan.peft["target_modules"] == sorted(["q_proj", "o_proj", "gate_proj", "up_proj", "down_proj", "lm_head"])
     assert (plan.peft["r"], plan.peft["lora_alpha"], plan.peft["use_dora"]) == (4, 8, False)
     assert not plan.load_in_4bit
@@ -50,7 +88,12 @@ def test_dora_qlora_and_full():
 
 
 def test_optimizer_schedule_and_loop_settings():
-    args = plan_of(sft(optimizer={"optimizer_type": "sgd", "lr": 0.1, "lr_min": 0.01}, training={"n_iters": 50, "shuffle": False, "enable_activation_checkpointing": True})).trainer_args
+    args = plan_of(
+        sft(
+            optimizer={"optimizer_type": "sgd", "lr": 0.1, "lr_min": 0.01},
+            training={"n_iters": 50, "shuffle": False, "enable_activation_checkpointing": True},
+        )
+    ).trainer_args
     assert args["learning_rate"] == 0.1 and args["lr_scheduler_type"] == "cosine_with_min_lr"
     assert args["lr_scheduler_kwargs"] == {"min_lr_rate": pytest.approx(0.1)}
     assert args["max_steps"] == 50 and args["train_sampling_strategy"] == "sequential"
@@ -62,8 +105,14 @@ def test_optimizer_schedule_and_loop_settings():
 
 def test_fsdp_flags_pick_the_zero_stage_and_offload():
     assert plan_of(sft()).deepspeed["zero_optimization"] == {"stage": 2}
-    zero3 = plan_of(sft(training={"memory_efficient_fsdp_wrap": True, "fsdp_cpu_offload": True})).deepspeed["zero_optimization"]
-    assert zero3["stage"] == 3 and zero3["offload_param"] == {"device": "cpu"} and zero3["offload_optimizer"] == {"device": "cpu"}
+    zero3 = plan_of(sft(training={"memory_efficient_fsdp_wrap": True, "fsdp_cpu_offload": True})).deepspeed[
+        "zero_optimization"
+    ]
+    assert (
+        zero3["stage"] == 3
+        and zero3["offload_param"] == {"device": "cpu"}
+        and zero3["offload_optimizer"] == {"device": "cpu"}
+    )
 
 
 def test_workers_come_from_the_request_or_the_deployment():
@@ -73,7 +122,9 @@ def test_workers_come_from_the_request_or_the_deployment():
 
 
 def test_unsupported_settings_are_reported_back():
-    plan = plan_of(sft(hyperparam_search_config={"trials": 4}, logger_config={"log_every_n_steps": 5, "wandb_project": "x"}))
+    plan = plan_of(
+        sft(hyperparam_search_config={"trials": 4}, logger_config={"log_every_n_steps": 5, "wandb_project": "x"})
+    )
     assert plan.trainer_args["logging_steps"] == 5
     assert any("hyperparam_search_config.trials" in w for w in plan.warnings)
     assert any("logger_config.wandb_project" in w for w in plan.warnings)
@@ -104,7 +155,15 @@ def dpo(**config):
             "algorithm": "dpo",
             "algorithm_config": {"reward_scale": 0.1, "reward_clip": 3.0, "epsilon": 0.1, "gamma": 0.5, **config},
             "optimizer_config": {"optimizer_type": "adam", "lr": 1e-3, "lr_min": 0.0, "weight_decay": 0.0},
-            "training_config": {"n_epochs": 1, "batch_size": 2, "shuffle": True, "n_iters": 0, "enable_activation_checkpointing": False, "memory_efficient_fsdp_wrap": False, "fsdp_cpu_offload": False},
+            "training_config": {
+                "n_epochs": 1,
+                "batch_size": 2,
+                "shuffle": True,
+                "n_iters": 0,
+                "enable_activation_checkpointing": False,
+                "memory_efficient_fsdp_wrap": False,
+                "fsdp_cpu_offload": False,
+            },
         }
     )
 

@@ -42,7 +42,12 @@ def test_content_may_mix_text_and_attachments():
     req = ChatCompletionRequest.model_validate(
         {
             "model": "m",
-            "dialog": {"message": {"role": "user", "content": ["look: ", {"url": "https://x.org/a.png", "mime_type": "image/png"}]}},
+            "dialog": {
+                "message": {
+                    "role": "user",
+                    "content": ["look: ", {"url": "https://x.org/a.png", "mime_type": "image/png"}],
+                }
+            },
         }
     )
     assert content_text(req.dialog.message.content) == "look: https://x.org/a.png"
@@ -77,11 +82,22 @@ def test_post_training_status_includes_cancelled_and_sft_request_validates():
         "dataset": {"columns": {"dialog": "dialog"}, "content_url": "file:///data/train.jsonl"},
         "validation_dataset": {"columns": {"dialog": "dialog"}, "content_url": "file:///data/val.jsonl"},
         "algorithm": "lora",
-        "algorithm_config": {"lora_attn_modules": ["q_proj"], "apply_lora_to_mlp": False, "apply_lora_to_output": False, "rank": 8, "alpha": 16},
+        "algorithm_config": {
+            "lora_attn_modules": ["q_proj"],
+            "apply_lora_to_mlp": False,
+            "apply_lora_to_output": False,
+            "rank": 8,
+            "alpha": 16,
+        },
         "optimizer_config": {"optimizer_type": "adamw", "lr": 1e-4, "lr_min": 1e-5, "weight_decay": 0.0},
         "training_config": {
-            "n_epochs": 1, "batch_size": 2, "shuffle": True, "n_iters": 0,
-            "enable_activation_checkpointing": False, "memory_efficient_fsdp_wrap": False, "fsdp_cpu_offload": False,
+            "n_epochs": 1,
+            "batch_size": 2,
+            "shuffle": True,
+            "n_iters": 0,
+            "enable_activation_checkpointing": False,
+            "memory_efficient_fsdp_wrap": False,
+            "fsdp_cpu_offload": False,
         },
         "hyperparam_search_config": {},
         "logger_config": {},

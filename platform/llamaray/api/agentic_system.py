@@ -113,9 +113,7 @@ class AgenticSystemExecuteResponseStreamChunk(ApiModel):
 
 
 class AgenticSystem(Protocol):
-    async def create_agentic_system(
-        self, request: AgenticSystemCreateRequest
-    ) -> AgenticSystemCreateResponse: ...
+    async def create_agentic_system(self, request: AgenticSystemCreateRequest) -> AgenticSystemCreateResponse: ...
 
     async def create_agentic_system_execute(
         self, request: AgenticSystemExecuteRequest

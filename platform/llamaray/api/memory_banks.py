@@ -69,7 +69,11 @@ class QueryMemoryBankResponse(ApiModel):
 
 class MemoryBanks(Protocol):
     async def create_memory_bank(
-        self, bank_uuid: str, bank_name: str, documents: list[MemoryBankDocument], chunking: dict[str, int] | None = None
+        self,
+        bank_uuid: str,
+        bank_name: str,
+        documents: list[MemoryBankDocument],
+        chunking: dict[str, int] | None = None,
     ) -> None:
         """`chunking` (an extension): `chunk_size_tokens` and `chunk_overlap_tokens` for this bank."""
         ...
@@ -78,13 +82,9 @@ class MemoryBanks(Protocol):
 
     async def remove_memory_bank(self, bank_uuid: str) -> str: ...
 
-    async def post_insert_memory_documents(
-        self, bank_uuid: str, documents: list[MemoryBankDocument]
-    ) -> None: ...
+    async def post_insert_memory_documents(self, bank_uuid: str, documents: list[MemoryBankDocument]) -> None: ...
 
-    async def post_update_memory_documents(
-        self, bank_uuid: str, documents: list[MemoryBankDocument]
-    ) -> None: ...
+    async def post_update_memory_documents(self, bank_uuid: str, documents: list[MemoryBankDocument]) -> None: ...
 
     async def post_get_memory_documents(
         self, bank_uuid: str, document_uuids: list[str]

@@ -92,8 +92,6 @@ class TrainingResources(ApiModel):
     gpus_per_worker: float | None = Field(default=None, ge=0)
 
 
-
-
 class PostTrainingSFTRequest(ApiModel):
     job_uuid: JobUUID
     model: ModelId

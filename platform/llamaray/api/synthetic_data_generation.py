@@ -73,6 +73,4 @@ class SyntheticDataGenerationResponse(ApiModel):
 
 
 class SyntheticDataGeneration(Protocol):
-    async def post_generate(
-        self, request: SyntheticDataGenerationRequest
-    ) -> SyntheticDataGenerationResponse: ...
+    async def post_generate(self, request: SyntheticDataGenerationRequest) -> SyntheticDataGenerationResponse: ...

@@ -53,7 +53,9 @@ def _data_payload(url: str, param: str) -> bytes:
 def _local_path(url: str, roots: list[Path], param: str) -> Path:
     path = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path)).resolve()
     if not any(path.is_relative_to(root.resolve()) for root in roots):
-        raise InvalidRequestError(f"{path} is outside the data roots this platform may read ({', '.join(map(str, roots))})", param)
+        raise InvalidRequestError(
+            f"{path} is outside the data roots this platform may read ({', '.join(map(str, roots))})", param
+        )
     if not path.is_file():
         raise NotFoundError(f"no file at {path}", param)
     return path
@@ -69,7 +71,7 @@ def _parse(payload: bytes, suffix: str, param: str) -> list[dict[str, Any]]:
             data = json.loads(payload)
             rows = data.get("data") if isinstance(data, dict) else data
             if not isinstance(rows, list):
-                raise InvalidRequestError("a JSON dataset is a list of rows (or {\"data\": [...]})", param)
+                raise InvalidRequestError('a JSON dataset is a list of rows (or {"data": [...]})', param)
             return _objects(rows, param)
         if suffix == ".csv":
             return list(csv.DictReader(io.StringIO(payload.decode("utf-8"))))

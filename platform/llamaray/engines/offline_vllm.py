@@ -125,7 +125,12 @@ class OfflineVLLMEngine:
         return None
 
     def stats(self) -> dict[str, Any]:
-        return {"model": self.model.model_id, "pid": os.getpid(), "running_requests": self.stepper.running, "healthy": True}
+        return {
+            "model": self.model.model_id,
+            "pid": os.getpid(),
+            "running_requests": self.stepper.running,
+            "healthy": True,
+        }
 
     def shutdown(self) -> None:
         pass

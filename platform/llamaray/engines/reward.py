@@ -43,7 +43,10 @@ class RewardEngine:
         self.model = model
         self.backend, self.tokenizer, self.max_model_len = _load(model, offline)
         logger.warning(
-            "reward model %s ready on %s in %.1fs", model.model_id, type(self.backend).__name__, time.monotonic() - started
+            "reward model %s ready on %s in %.1fs",
+            model.model_id,
+            type(self.backend).__name__,
+            time.monotonic() - started,
         )
 
     def encode(self, conversation: Conversation, param: str = "prompt_generations") -> list[int]:
@@ -54,7 +57,8 @@ class RewardEngine:
             ids = self.tokenizer("\n\n".join(turn["content"] for turn in conversation)).input_ids
         if len(ids) > self.max_model_len:
             raise InvalidRequestError(
-                f"a dialog with its generation is {len(ids)} tokens; the reward model reads at most {self.max_model_len}",
+                f"a dialog with its generation is {len(ids)} tokens; "
+                f"the reward model reads at most {self.max_model_len}",
                 param,
             )
         return ids
@@ -95,10 +99,12 @@ class VLLMRewardBackend:
     async def _one(self, ids: list[int]) -> float:
         from vllm.inputs import TokensPrompt
 
-        out = None
-        async for out in self.engine.encode(TokensPrompt(prompt_token_ids=ids), _raw_logit(), f"reward-{uuid.uuid4().hex}"):
+        final = None
+        async for final in self.engine.encode(  # noqa: B007 (the last output is the score)
+            TokensPrompt(prompt_token_ids=ids), _raw_logit(), f"reward-{uuid.uuid4().hex}"
+        ):
             pass
-        return float(out.outputs.data.reshape(-1)[0])
+        return float(final.outputs.data.reshape(-1)[0])
 
 
 class OfflineVLLMRewardBackend:
@@ -118,7 +124,10 @@ class OfflineVLLMRewardBackend:
         from vllm.inputs import TokensPrompt
 
         outs = await asyncio.gather(
-            *(self.stepper.run(f"reward-{uuid.uuid4().hex}", TokensPrompt(prompt_token_ids=ids), _raw_logit()) for ids in token_ids)
+            *(
+                self.stepper.run(f"reward-{uuid.uuid4().hex}", TokensPrompt(prompt_token_ids=ids), _raw_logit())
+                for ids in token_ids
+            )
         )
         return [float(out.outputs.data.reshape(-1)[0]) for out in outs]
 

@@ -34,7 +34,12 @@ class VLLMEngine:
         self.engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**args))
         self.tokenizer = self.engine.get_tokenizer()
         self.max_model_len = self.engine.model_config.max_model_len
-        logger.warning("engine for %s ready in %.1fs (max_model_len=%d)", model.model_id, time.monotonic() - started, self.max_model_len)
+        logger.warning(
+            "engine for %s ready in %.1fs (max_model_len=%d)",
+            model.model_id,
+            time.monotonic() - started,
+            self.max_model_len,
+        )
 
     async def stream(self, request: EngineRequest, interval_s: float = 0.0) -> AsyncIterator[EngineOutput]:
         """Deltas as the engine produces them; cancelling the iteration aborts the request.
@@ -50,7 +55,11 @@ class VLLMEngine:
             raise EngineUnavailableError(f"the engine of {self.model.model_id} is down; its replica is being replaced")
         try:
             async for out in self.engine.generate(prompt, sampling, request.request_id):
-                yield EngineOutput(prompt_tokens=prompt_tokens, sequences=[sequence_delta(o) for o in out.outputs], finished=out.finished)
+                yield EngineOutput(
+                    prompt_tokens=prompt_tokens,
+                    sequences=[sequence_delta(o) for o in out.outputs],
+                    finished=out.finished,
+                )
                 if interval_s and not out.finished:
                     await asyncio.sleep(interval_s)
         except (asyncio.CancelledError, GeneratorExit):
@@ -72,7 +81,9 @@ class VLLMEngine:
         async for out in self.stream(request):
             prompt_tokens = out.prompt_tokens
             for seq in out.sequences:
-                acc = merged.setdefault(seq.index, SequenceDelta(seq.index, "", 0, [] if seq.logprobs is not None else None))
+                acc = merged.setdefault(
+                    seq.index, SequenceDelta(seq.index, "", 0, [] if seq.logprobs is not None else None)
+                )
                 acc.text += seq.text
                 acc.num_tokens += seq.num_tokens
                 if seq.logprobs is not None and acc.logprobs is not None:

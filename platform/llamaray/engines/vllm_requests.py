@@ -21,7 +21,9 @@ def tokens_prompt(tokenizer, request: EngineRequest) -> tuple[Any, int]:
     return TokensPrompt(prompt_token_ids=ids), len(ids)
 
 
-def sampling_params(request: EngineRequest, prompt_tokens: int, max_model_len: int, tokenizer, final_only: bool = False):
+def sampling_params(
+    request: EngineRequest, prompt_tokens: int, max_model_len: int, tokenizer, final_only: bool = False
+):
     """vLLM's `SamplingParams`; a request that cannot fit the context, or that vLLM's own checks
     refuse, is an `InvalidRequestError` naming the field. `final_only`: one output at the end
     (batch work) rather than deltas (streaming)."""

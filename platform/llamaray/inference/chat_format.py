@@ -41,6 +41,7 @@ MODEL_NAME_TO_BUILTIN = {v: k for k, v in BUILTIN_TO_MODEL_NAME.items()}
 
 KNOWLEDGE_CUTOFF = "December 2023"
 
+# Word for word as the model was trained on it: no line of it may be wrapped.
 FUNCTION_TAG_INSTRUCTIONS = """Think very carefully before calling functions.
 If you choose to call a function ONLY reply in the following format with no prefix or suffix:
 
@@ -52,7 +53,7 @@ Reminder:
 - Only call one function at a time
 - Put the entire function call reply on one line
 - If there is no function call available, answer the question like normal with your current knowledge and do not tell the user about function calls
-"""
+"""  # noqa: E501
 
 
 def as_builtin(tool_name: str | BuiltinTool) -> BuiltinTool | None:

@@ -52,7 +52,9 @@ def to_llama_messages(messages: list[oai.ChatMessage]) -> list[Message]:
             try:
                 arguments = json.loads(call.function.arguments or "{}")
             except json.JSONDecodeError:
-                raise InvalidRequestError("tool call arguments must be a JSON object", f"messages[{i}].tool_calls") from None
+                raise InvalidRequestError(
+                    "tool call arguments must be a JSON object", f"messages[{i}].tool_calls"
+                ) from None
             calls.append(ToolCall(tool_name=call.function.name, arguments=arguments))
         role = {"developer": Role.system, "tool": Role.tool}.get(message.role, Role(message.role))
         converted.append(Message(role=role, content=_message_text(message), tool_calls=calls))
@@ -70,7 +72,10 @@ def to_llama_tools(request: oai.ChatCompletionRequest) -> list[ToolDefinition]:
 
 def _tool_calls_out(calls: list[ToolCall]) -> list[oai.ToolCallOut]:
     return [
-        oai.ToolCallOut(id=f"call_{uuid.uuid4().hex[:24]}", function=oai.FunctionCall(name=c.tool_name, arguments=json.dumps(c.arguments)))
+        oai.ToolCallOut(
+            id=f"call_{uuid.uuid4().hex[:24]}",
+            function=oai.FunctionCall(name=c.tool_name, arguments=json.dumps(c.arguments)),
+        )
         for c in calls
     ]
 
@@ -92,7 +97,9 @@ def _chat_logprobs(logprobs: list[TokenLogprob] | None, top: int) -> oai.ChoiceL
 
 
 def _usage(prompt_tokens: int, completion_tokens: int) -> oai.Usage:
-    return oai.Usage(prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, total_tokens=prompt_tokens + completion_tokens)
+    return oai.Usage(
+        prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, total_tokens=prompt_tokens + completion_tokens
+    )
 
 
 class OpenAIService:
@@ -143,7 +150,9 @@ class OpenAIService:
     ) -> AsyncIterator[str]:
         def chunk(index: int, delta: oai.DeltaMessage, finish: str | None = None, logprobs=None) -> str:
             choice = oai.ChatChunkChoice(index=index, delta=delta, finish_reason=finish, logprobs=logprobs)
-            return oai.ChatCompletionChunk(id=engine_request.request_id, model=request.model, choices=[choice]).model_dump_json(exclude_none=True)
+            return oai.ChatCompletionChunk(
+                id=engine_request.request_id, model=request.model, choices=[choice]
+            ).model_dump_json(exclude_none=True)
 
         streams = {i: ToolCallStream() for i in range(request.n)}
         for i in range(request.n):
@@ -171,7 +180,10 @@ class OpenAIService:
                     yield chunk(seq.index, oai.DeltaMessage(), "tool_calls" if calls else _finish(seq))
         if request.stream_options and request.stream_options.include_usage:
             yield oai.ChatCompletionChunk(
-                id=engine_request.request_id, model=request.model, choices=[], usage=_usage(prompt_tokens, completion_tokens)
+                id=engine_request.request_id,
+                model=request.model,
+                choices=[],
+                usage=_usage(prompt_tokens, completion_tokens),
             ).model_dump_json(exclude_none=True)
 
     # -- completions -----------------------------------------------------------------------
@@ -183,7 +195,8 @@ class OpenAIService:
             raise InvalidRequestError("prompt must not be empty", "prompt")
         params = _params(request, request.max_tokens, request.logprobs)
         engine_requests = [
-            EngineRequest(f"cmpl-{uuid.uuid4().hex}", prompt, replace(params), prompt_param="prompt") for prompt in prompts
+            EngineRequest(f"cmpl-{uuid.uuid4().hex}", prompt, replace(params), prompt_param="prompt")
+            for prompt in prompts
         ]
         if request.stream:
             return self._stream_completions(engine, engine_requests, prompts, request)
@@ -194,7 +207,10 @@ class OpenAIService:
                 text = (prompt if request.echo else "") + seq.text
                 choices.append(
                     oai.CompletionChoice(
-                        index=p * request.n + seq.index, text=text, finish_reason=_finish(seq), logprobs=_completion_logprobs(seq)
+                        index=p * request.n + seq.index,
+                        text=text,
+                        finish_reason=_finish(seq),
+                        logprobs=_completion_logprobs(seq),
                     )
                 )
         usage = _usage(sum(o.prompt_tokens for o in outputs), sum(s.num_tokens for o in outputs for s in o.sequences))
@@ -220,7 +236,9 @@ class OpenAIService:
                 for p, prompt in enumerate(prompts):
                     for i in range(request.n):
                         choice = oai.CompletionChoice(index=p * request.n + i, text=prompt, finish_reason=None)
-                        yield oai.Completion(id=stream_id, model=request.model, choices=[choice]).model_dump_json(exclude_none=True)
+                        yield oai.Completion(id=stream_id, model=request.model, choices=[choice]).model_dump_json(
+                            exclude_none=True
+                        )
             open_streams = len(tasks)
             while open_streams:
                 p, out = await queue.get()
@@ -233,15 +251,22 @@ class OpenAIService:
                     completion_tokens += seq.num_tokens
                     choices.append(
                         oai.CompletionChoice(
-                            index=p * request.n + seq.index, text=seq.text, finish_reason=_finish(seq), logprobs=_completion_logprobs(seq)
+                            index=p * request.n + seq.index,
+                            text=seq.text,
+                            finish_reason=_finish(seq),
+                            logprobs=_completion_logprobs(seq),
                         )
                     )
-                yield oai.Completion(id=stream_id, model=request.model, choices=choices).model_dump_json(exclude_none=True)
+                yield oai.Completion(id=stream_id, model=request.model, choices=choices).model_dump_json(
+                    exclude_none=True
+                )
             for task in tasks:
                 task.result()  # re-raise an engine failure
             if request.stream_options and request.stream_options.include_usage:
                 usage = _usage(prompt_tokens, completion_tokens)
-                yield oai.Completion(id=stream_id, model=request.model, choices=[], usage=usage).model_dump_json(exclude_none=True)
+                yield oai.Completion(id=stream_id, model=request.model, choices=[], usage=usage).model_dump_json(
+                    exclude_none=True
+                )
         finally:
             for task in tasks:
                 task.cancel()
@@ -261,4 +286,3 @@ def _completion_logprobs(seq: SequenceDelta) -> oai.CompletionLogprobs | None:
         token_logprobs=[lp.logprob for lp in seq.logprobs],
         top_logprobs=[dict(lp.top) for lp in seq.logprobs],
     )
-

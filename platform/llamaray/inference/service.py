@@ -52,7 +52,9 @@ def chat_engine_request(
 
 
 def completion_response(seq: SequenceDelta) -> CompletionResponse:
-    return CompletionResponse(content=seq.text, stop_reason=stop_reason(seq.finish_reason), logprobs=logprobs_dict(seq.logprobs))
+    return CompletionResponse(
+        content=seq.text, stop_reason=stop_reason(seq.finish_reason), logprobs=logprobs_dict(seq.logprobs)
+    )
 
 
 def chat_response(messages: list[Message], seq: SequenceDelta) -> ChatCompletionResponse:
@@ -76,7 +78,9 @@ class InferenceService:
     """The four routes; a batch of more than `inline_max_prompts` runs as one job on `batch_jobs`
     (a Ray Data pipeline), smaller ones go to the engines at once, which batch them themselves."""
 
-    def __init__(self, registry: ModelRegistry, batch_jobs: BatchJobs | None = None, inline_max_prompts: int = 0) -> None:
+    def __init__(
+        self, registry: ModelRegistry, batch_jobs: BatchJobs | None = None, inline_max_prompts: int = 0
+    ) -> None:
         self.registry = registry
         self.batch_jobs = batch_jobs
         self.inline_max_prompts = inline_max_prompts
@@ -89,13 +93,17 @@ class InferenceService:
     ) -> CompletionResponse | AsyncIterator[CompletionResponseStreamChunk]:
         engine = self.registry.get(request.model).client
         params = generation_params(request.sampling_params, request.max_tokens, request.logprobs)
-        engine_request = EngineRequest(f"cmpl-{uuid.uuid4().hex}", content_text(request.content), params, prompt_param="content")
+        engine_request = EngineRequest(
+            f"cmpl-{uuid.uuid4().hex}", content_text(request.content), params, prompt_param="content"
+        )
         if request.stream:
             return self._stream_completion(engine, engine_request)
         out = await engine.generate(engine_request)
         return completion_response(out.sequences[0])
 
-    async def _stream_completion(self, engine, engine_request: EngineRequest) -> AsyncIterator[CompletionResponseStreamChunk]:
+    async def _stream_completion(
+        self, engine, engine_request: EngineRequest
+    ) -> AsyncIterator[CompletionResponseStreamChunk]:
         async for out in engine.stream(engine_request):
             seq = out.sequences[0]
             yield CompletionResponseStreamChunk(

@@ -18,7 +18,9 @@ from llamaray.inference.chat_format import MODEL_NAME_TO_BUILTIN, PYTHON_TAG
 FUNCTION_TAG = re.compile(r"<function=(?P<name>[^>]+)>(?P<args>.*?)</function>", re.DOTALL)
 BUILTIN_CALL = re.compile(r"^\s*(?P<name>[A-Za-z_][A-Za-z0-9_]*)\.call\(", re.DOTALL)
 # Special tokens a model may emit that are never part of an answer's text.
-SPECIAL_TOKEN = re.compile(r"<\|(?:begin_of_text|end_of_text|start_header_id|end_header_id|eot_id|eom_id|finetune_right_pad_id|step_id|reserved_special_token_\d+)\|>")
+SPECIAL_TOKEN = re.compile(
+    r"<\|(?:begin_of_text|end_of_text|start_header_id|end_header_id|eot_id|eom_id|finetune_right_pad_id|step_id|reserved_special_token_\d+)\|>"
+)
 
 
 @dataclass
@@ -46,7 +48,9 @@ def parse_tool_calls(text: str) -> ParsedOutput:
     if call is not None:
         return ParsedOutput(before.strip() if tagged else "", [call])
     if tagged and code.strip():
-        return ParsedOutput(before.strip(), [ToolCall(tool_name=BuiltinTool.code_interpreter.value, arguments={"code": code.strip()})])
+        return ParsedOutput(
+            before.strip(), [ToolCall(tool_name=BuiltinTool.code_interpreter.value, arguments={"code": code.strip()})]
+        )
     return ParsedOutput(text.replace(PYTHON_TAG, ""))
 
 

@@ -25,7 +25,14 @@ class JobControl:
         self.ray_jobs = RayJobs(data_dir)
 
     async def submit(
-        self, job_uuid: str, kind: str, what: str, module: str, config: dict[str, Any], warnings: list[str] = (), **options: Any
+        self,
+        job_uuid: str,
+        kind: str,
+        what: str,
+        module: str,
+        config: dict[str, Any],
+        warnings: list[str] = (),
+        **options: Any,
     ) -> None:
         """Registers the job, then runs `python -m module kind --config` as its Ray Job; a job the
         Jobs API refused is recorded as failed and answered with a 503."""
@@ -33,7 +40,9 @@ class JobControl:
         try:
             await self.ray_jobs.submit(job_uuid, module, kind, config, **options)
         except Exception as exc:
-            await self.tracker.finish.remote(job_uuid, JobStatus.failed.value, f"the Ray Jobs API refused the job: {exc}")
+            await self.tracker.finish.remote(
+                job_uuid, JobStatus.failed.value, f"the Ray Jobs API refused the job: {exc}"
+            )
             raise EngineUnavailableError(f"could not submit the Ray job: {exc}") from None
 
     async def record(self, job_uuid: str) -> dict[str, Any]:

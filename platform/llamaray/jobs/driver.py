@@ -66,7 +66,9 @@ class DriverStart:
     dashboard_url: str | None
 
 
-def start_driver(kind: str, argv: list[str] | None, request_type: type, what: Callable[[Any], str]) -> DriverStart | int:
+def start_driver(
+    kind: str, argv: list[str] | None, request_type: type, what: Callable[[Any], str]
+) -> DriverStart | int:
     """Reads `--config`, joins the cluster, finds the `JobTracker` (or starts one from the
     config's `platform:`), validates the `request:`, claims the job and starts watching for a
     cancel; an exit code when the request is invalid (2) or the job was cancelled before it
@@ -74,7 +76,9 @@ def start_driver(kind: str, argv: list[str] | None, request_type: type, what: Ca
     from pydantic import ValidationError
 
     parser = argparse.ArgumentParser(description=f"Run a llamaray {kind} job on the Ray cluster.")
-    parser.add_argument("--config", required=True, help="YAML: `request:` (the HTTP request body), optional `platform:`")
+    parser.add_argument(
+        "--config", required=True, help="YAML: `request:` (the HTTP request body), optional `platform:`"
+    )
     args = parser.parse_args(argv)
     raw = yaml.safe_load(Path(args.config).read_text()) or {}
 

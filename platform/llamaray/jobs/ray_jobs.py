@@ -46,5 +46,7 @@ class RayJobs:
             try:
                 self._client = await asyncio.to_thread(JobSubmissionClient)
             except Exception as exc:
-                raise EngineUnavailableError(f"the Ray Jobs API is not reachable (is the dashboard running?): {exc}") from None
+                raise EngineUnavailableError(
+                    f"the Ray Jobs API is not reachable (is the dashboard running?): {exc}"
+                ) from None
         return self._client

@@ -82,7 +82,9 @@ class JobTracker:
             self._store.create(KIND, job_uuid, record)
         except ConflictError:
             raise ConflictError(f"job {job_uuid!r} already exists", "job_uuid") from None
-        self.log(job_uuid, [f"scheduled {kind} ({algorithm}) as Ray job {ray_job_id}", *(f"warning: {w}" for w in warnings)])
+        self.log(
+            job_uuid, [f"scheduled {kind} ({algorithm}) as Ray job {ray_job_id}", *(f"warning: {w}" for w in warnings)]
+        )
 
     def claim(self, job_uuid: str, ray_job_id: str) -> bool:
         """A driver takes its job; False when the job was cancelled before it started."""
@@ -120,7 +122,9 @@ class JobTracker:
     def add_checkpoint(self, job_uuid: str, iters: int, path: str) -> None:
         with self._lock:
             record = self.get(job_uuid)
-            record["checkpoints"] = [c for c in record["checkpoints"] if c["iters"] != iters] + [{"iters": iters, "path": path}]
+            record["checkpoints"] = [c for c in record["checkpoints"] if c["iters"] != iters] + [
+                {"iters": iters, "path": path}
+            ]
             self._store.put(KIND, job_uuid, record)
         self.log(job_uuid, [f"checkpoint at step {iters}: {path}"])
 

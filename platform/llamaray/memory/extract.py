@@ -20,13 +20,17 @@ SUPPORTED = ("text/plain", "text/markdown", "text/html", "application/pdf", "app
 def document_text(content: bytes, mime_type: str, param: str) -> str:
     kind = mime_type.split(";", 1)[0].strip().lower()
     if kind not in SUPPORTED:
-        raise InvalidRequestError(f"unsupported mime_type {mime_type!r}; supported: {', '.join(SUPPORTED)}", f"{param}.mime_type")
+        raise InvalidRequestError(
+            f"unsupported mime_type {mime_type!r}; supported: {', '.join(SUPPORTED)}", f"{param}.mime_type"
+        )
     if kind == "application/pdf":
         return _pdf_text(content, param)
     try:
         text = content.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InvalidRequestError(f"content is not UTF-8 text ({exc.reason} at byte {exc.start})", f"{param}.content") from None
+        raise InvalidRequestError(
+            f"content is not UTF-8 text ({exc.reason} at byte {exc.start})", f"{param}.content"
+        ) from None
     if kind == "text/html":
         return _html_text(text)
     if kind == "application/json":
@@ -50,7 +54,23 @@ def _pdf_text(content: bytes, param: str) -> str:
 
 class _TextOfHTML(HTMLParser):
     SKIP = {"script", "style", "head", "noscript", "template"}
-    BLOCKS = {"p", "div", "br", "li", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "section", "article", "pre", "blockquote"}
+    BLOCKS = {
+        "p",
+        "div",
+        "br",
+        "li",
+        "tr",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "section",
+        "article",
+        "pre",
+        "blockquote",
+    }
 
     def __init__(self) -> None:
         super().__init__(convert_charrefs=True)

@@ -59,7 +59,14 @@ class MilvusIndex:
             index.add_index("vector", index_type="FLAT", metric_type="COSINE")
             if full_text:
                 s.add_field("sparse", DataType.SPARSE_FLOAT_VECTOR)
-                s.add_function(Function(name="bm25", function_type=FunctionType.BM25, input_field_names=["text"], output_field_names=["sparse"]))
+                s.add_function(
+                    Function(
+                        name="bm25",
+                        function_type=FunctionType.BM25,
+                        input_field_names=["text"],
+                        output_field_names=["sparse"],
+                    )
+                )
                 index.add_index("sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
             return s, index
 
@@ -93,7 +100,9 @@ class MilvusIndex:
         self._ready(name)
         self.client.delete(name, filter=expression)
 
-    def search(self, name: str, vector: list[float], text: str, top_k: int, mode: str, where: dict[str, Any]) -> list[dict[str, Any]]:
+    def search(
+        self, name: str, vector: list[float], text: str, top_k: int, mode: str, where: dict[str, Any]
+    ) -> list[dict[str, Any]]:
         from pymilvus import AnnSearchRequest, RRFRanker
 
         fields = ["document_uuid", "chunk_index", "text", "metadata"]
@@ -102,13 +111,41 @@ class MilvusIndex:
         if mode != "dense" and not self.full_text:
             raise InvalidRequestError(f"mode {mode!r} needs full-text search, which this Milvus does not have", "mode")
         if mode == "dense":
-            hits = self.client.search(name, data=[vector], anns_field="vector", limit=top_k, filter=expression, output_fields=fields, search_params={"metric_type": "COSINE"})
+            hits = self.client.search(
+                name,
+                data=[vector],
+                anns_field="vector",
+                limit=top_k,
+                filter=expression,
+                output_fields=fields,
+                search_params={"metric_type": "COSINE"},
+            )
         elif mode == "bm25":
-            hits = self.client.search(name, data=[text], anns_field="sparse", limit=top_k, filter=expression, output_fields=fields, search_params={"metric_type": "BM25"})
+            hits = self.client.search(
+                name,
+                data=[text],
+                anns_field="sparse",
+                limit=top_k,
+                filter=expression,
+                output_fields=fields,
+                search_params={"metric_type": "BM25"},
+            )
         else:
             requests = [
-                AnnSearchRequest(data=[vector], anns_field="vector", param={"metric_type": "COSINE"}, limit=top_k * 4, expr=expression or None),
-                AnnSearchRequest(data=[text], anns_field="sparse", param={"metric_type": "BM25"}, limit=top_k * 4, expr=expression or None),
+                AnnSearchRequest(
+                    data=[vector],
+                    anns_field="vector",
+                    param={"metric_type": "COSINE"},
+                    limit=top_k * 4,
+                    expr=expression or None,
+                ),
+                AnnSearchRequest(
+                    data=[text],
+                    anns_field="sparse",
+                    param={"metric_type": "BM25"},
+                    limit=top_k * 4,
+                    expr=expression or None,
+                ),
             ]
             hits = self.client.hybrid_search(name, requests, ranker=RRFRanker(60), limit=top_k, output_fields=fields)
         return [{**hit["entity"], "score": abs(float(hit["distance"]))} for hit in hits[0]]

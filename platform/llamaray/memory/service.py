@@ -37,7 +37,9 @@ def document_kind(bank_uuid: str) -> str:
 
 
 class MemoryService:
-    def __init__(self, store: MetadataStore, index: MilvusIndex, tokenizer, embed: Embed, settings: MemorySettings) -> None:
+    def __init__(
+        self, store: MetadataStore, index: MilvusIndex, tokenizer, embed: Embed, settings: MemorySettings
+    ) -> None:
         self.store = store
         self.index = index
         self.tokenizer = tokenizer
@@ -46,7 +48,11 @@ class MemoryService:
         self._lock = asyncio.Lock()  # one write at a time: versions and undo stay simple
 
     async def create_memory_bank(
-        self, bank_uuid: str, bank_name: str, documents: list[MemoryBankDocument], chunking: dict[str, int] | None = None
+        self,
+        bank_uuid: str,
+        bank_name: str,
+        documents: list[MemoryBankDocument],
+        chunking: dict[str, int] | None = None,
     ) -> None:
         """`chunking` (`chunk_size_tokens`, `chunk_overlap_tokens`) overrides the deployment's
         sizes for this bank; every later write to the bank uses them."""
@@ -65,7 +71,9 @@ class MemoryService:
             self.index.create(name, dimension)
             try:
                 await asyncio.to_thread(self.index.insert, name, rows)
-                self.store.create(BANK_KIND, bank_uuid, {"name": bank_name, "collection": name, "version": 1, "chunking": sizes})
+                self.store.create(
+                    BANK_KIND, bank_uuid, {"name": bank_name, "collection": name, "version": 1, "chunking": sizes}
+                )
             except Exception:
                 self.index.drop(name)
                 raise
@@ -89,7 +97,10 @@ class MemoryService:
             existing = {key for key, _ in self.store.list(document_kind(bank_uuid))}
             for i, document in enumerate(documents):
                 if document.uuid in existing:
-                    raise ConflictError(f"document {document.uuid!r} is already in bank {bank_uuid!r}; /memory_bank/update replaces it", f"documents[{i}].uuid")
+                    raise ConflictError(
+                        f"document {document.uuid!r} is already in bank {bank_uuid!r}; /memory_bank/update replaces it",
+                        f"documents[{i}].uuid",
+                    )
             await self._write(bank_uuid, bank, documents)
 
     async def post_update_memory_documents(self, bank_uuid: str, documents: list[MemoryBankDocument]) -> None:
@@ -102,7 +113,9 @@ class MemoryService:
         self._bank(bank_uuid)
         records = self._known(bank_uuid, document_uuids, "document_uuids[{i}]")
         return [
-            MemoryBankDocument(uuid=uuid, content=base64.b64decode(r["content"]), metadata=r["metadata"], mime_type=r["mime_type"])
+            MemoryBankDocument(
+                uuid=uuid, content=base64.b64decode(r["content"]), metadata=r["metadata"], mime_type=r["mime_type"]
+            )
             for uuid, r in zip(document_uuids, records)
         ]
 
@@ -120,10 +133,14 @@ class MemoryService:
         if not text.strip():
             raise InvalidRequestError("the query is empty", "query")
         (vector,) = await self.embed([text])
-        hits = await asyncio.to_thread(self.index.search, bank["collection"], vector, text, request.top_k, request.mode.value, request.filter)
+        hits = await asyncio.to_thread(
+            self.index.search, bank["collection"], vector, text, request.top_k, request.mode.value, request.filter
+        )
         return QueryMemoryBankResponse(chunks=[MemoryChunk(**hit) for hit in hits])
 
-    async def _write(self, bank_uuid: str, bank: dict[str, Any], documents: list[MemoryBankDocument], replace: bool = False) -> None:
+    async def _write(
+        self, bank_uuid: str, bank: dict[str, Any], documents: list[MemoryBankDocument], replace: bool = False
+    ) -> None:
         version = bank["version"] + 1
         rows = await self._rows(documents, version, bank.get("chunking") or self._chunking({}))
         name = bank["collection"]
@@ -144,10 +161,14 @@ class MemoryService:
         if size < 16:
             raise InvalidRequestError("chunk_size_tokens must be at least 16", "chunk_size_tokens")
         if not 0 <= overlap < size:
-            raise InvalidRequestError("chunk_overlap_tokens must be from 0 to below chunk_size_tokens", "chunk_overlap_tokens")
+            raise InvalidRequestError(
+                "chunk_overlap_tokens must be from 0 to below chunk_size_tokens", "chunk_overlap_tokens"
+            )
         return {"chunk_size_tokens": size, "chunk_overlap_tokens": overlap}
 
-    async def _rows(self, documents: list[MemoryBankDocument], version: int, sizes: dict[str, int]) -> list[dict[str, Any]]:
+    async def _rows(
+        self, documents: list[MemoryBankDocument], version: int, sizes: dict[str, int]
+    ) -> list[dict[str, Any]]:
         """Every document checked, chunked and embedded, or an error naming the bad one."""
         seen: set[str] = set()
         pieces: list[tuple[MemoryBankDocument, int, str]] = []
@@ -157,7 +178,11 @@ class MemoryService:
                 raise InvalidRequestError(f"document {document.uuid!r} appears twice", f"{param}.uuid")
             seen.add(document.uuid)
             if len(document.content) > self.settings.max_document_bytes:
-                raise InvalidRequestError(f"document {document.uuid!r} is {len(document.content)} bytes; the limit is {self.settings.max_document_bytes}", f"{param}.content")
+                raise InvalidRequestError(
+                    f"document {document.uuid!r} is {len(document.content)} bytes; "
+                    f"the limit is {self.settings.max_document_bytes}",
+                    f"{param}.content",
+                )
             text = document_text(document.content, document.mime_type, param)
             chunks = chunk_text(text, self.tokenizer, sizes["chunk_size_tokens"], sizes["chunk_overlap_tokens"])
             if not chunks:
@@ -179,7 +204,12 @@ class MemoryService:
 
     def _store_documents(self, bank_uuid: str, documents: list[MemoryBankDocument]) -> None:
         for document in documents:
-            record = {"content": base64.b64encode(document.content).decode(), "metadata": document.metadata, "mime_type": document.mime_type, "stored_at": time.time()}
+            record = {
+                "content": base64.b64encode(document.content).decode(),
+                "metadata": document.metadata,
+                "mime_type": document.mime_type,
+                "stored_at": time.time(),
+            }
             self.store.put(document_kind(bank_uuid), document.uuid, record)
 
     def _bank(self, bank_uuid: str) -> dict[str, Any]:

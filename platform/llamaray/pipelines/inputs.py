@@ -47,7 +47,9 @@ class GenerationInputs:
     chat: bool  # rows carry `messages` and answers are chat completions
 
 
-def check_sdg(request: SyntheticDataGenerationRequest, platform: PlatformConfig, store: MetadataStore) -> tuple[GenerationInputs, ModelConfig]:
+def check_sdg(
+    request: SyntheticDataGenerationRequest, platform: PlatformConfig, store: MetadataStore
+) -> tuple[GenerationInputs, ModelConfig]:
     generator = find_model(platform, request.model, "chat", "model")
     reward = find_model(platform, request.reward_scoring, "reward", "reward_scoring")
     params = sdg_params(request)
@@ -65,11 +67,15 @@ def check_batch(request: BatchJobRequest, platform: PlatformConfig, store: Metad
     return GenerationInputs(model, params, chat_stop_tokens(params) if chat else [], chat)
 
 
-def sdg_rows(request: SyntheticDataGenerationRequest, platform: PlatformConfig, store: MetadataStore) -> list[dict[str, Any]]:
+def sdg_rows(
+    request: SyntheticDataGenerationRequest, platform: PlatformConfig, store: MetadataStore
+) -> list[dict[str, Any]]:
     if request.prompts:
         dialogs = [[p] for p in request.prompts]
     else:
-        column_type, values = _dataset_column(request.dataset_id, request.prompt_column, "prompt_column", platform, store)
+        column_type, values = _dataset_column(
+            request.dataset_id, request.prompt_column, "prompt_column", platform, store
+        )
         dialogs = [_dialog(value, column_type) for value in values]
     return [_chat_row(i, messages, []) for i, messages in enumerate(dialogs)]
 

@@ -64,7 +64,9 @@ def run(kind: str, request, platform: PlatformConfig, tracker) -> int:
     output = None
     try:
         dataset_id = request.output_dataset_id or job_uuid
-        output = DatasetOutput(store, platform.data_dir, dataset_id, request.output_format or platform.data.output_format)
+        output = DatasetOutput(
+            store, platform.data_dir, dataset_id, request.output_format or platform.data.output_format
+        )
         if kind == DataJobKind.sdg.value:
             statistics = _run_sdg(request, platform, store, tracker, output)
         else:
@@ -82,7 +84,11 @@ def run(kind: str, request, platform: PlatformConfig, tracker) -> int:
             print(traceback.format_exc(), file=sys.stderr)
         return 0 if stopped else 1
     ray.get(tracker.set_output.remote(job_uuid, output.dataset_id, statistics))
-    ray.get(tracker.log.remote(job_uuid, [f"registered dataset {output.dataset_id!r}: {output.num_rows} rows at {output.path}"]))
+    ray.get(
+        tracker.log.remote(
+            job_uuid, [f"registered dataset {output.dataset_id!r}: {output.num_rows} rows at {output.path}"]
+        )
+    )
     ray.get(tracker.finish.remote(job_uuid, JobStatus.completed.value))
     print(json.dumps({"output_dataset_id": output.dataset_id, "statistics": statistics}))
     return 0
@@ -91,7 +97,9 @@ def run(kind: str, request, platform: PlatformConfig, tracker) -> int:
 def _run_sdg(request: SyntheticDataGenerationRequest, platform, store, tracker, output: DatasetOutput):
     generation, reward = inputs.check_sdg(request, platform, store)
     rows = inputs.sdg_rows(request, platform, store)
-    ds = pipeline.sdg_dataset(rows, request, generation.model, reward, generation.params, generation.stop_tokens, platform.data)
+    ds = pipeline.sdg_dataset(
+        rows, request, generation.model, reward, generation.params, generation.stop_tokens, platform.data
+    )
     statistics = Statistics()
     started = time.monotonic()
     for row in _progress(pipeline.iter_rows(ds), len(rows), request.job_uuid, tracker, statistics):
@@ -128,17 +136,21 @@ def _run_batch(request: BatchJobRequest, platform, store, tracker, output: Datas
             response = completion_response(sequence)
         statistics.add([], [], int(row["generated_tokens"]))
         output.write(
-            [{
-                "index": int(row["index"]),
-                "completion": content_text(response.content),
-                "stop_reason": response.stop_reason.value if response.stop_reason else None,
-                "response": response.model_dump_json(),
-            }]
+            [
+                {
+                    "index": int(row["index"]),
+                    "completion": content_text(response.content),
+                    "stop_reason": response.stop_reason.value if response.stop_reason else None,
+                    "response": response.model_dump_json(),
+                }
+            ]
         )
     return statistics.as_dict(time.monotonic() - started, scored_run=False)
 
 
-def _progress(rows: Iterator[dict[str, Any]], total: int, job_uuid: str, tracker, statistics: Statistics) -> Iterator[dict[str, Any]]:
+def _progress(
+    rows: Iterator[dict[str, Any]], total: int, job_uuid: str, tracker, statistics: Statistics
+) -> Iterator[dict[str, Any]]:
     """Passes rows through; every couple of seconds a log line and metrics go to the tracker
     (and the job's log, which `ray job logs` and the dashboard show, with a tqdm bar) and to
     Prometheus (`ray_llamaray_data_job_*`, by job_uuid)."""
@@ -149,8 +161,11 @@ def _progress(rows: Iterator[dict[str, Any]], total: int, job_uuid: str, tracker
     tags = {"job_uuid": job_uuid}
     gauges = {
         key: Gauge(f"llamaray_data_job_{key}", description=text, tag_keys=("job_uuid",))
-        for key, text in (("prompts_done", "prompts answered so far"), ("generated_tokens", "tokens generated so far"),
-                          ("tokens_per_second", "generated tokens per second since the first answer"))
+        for key, text in (
+            ("prompts_done", "prompts answered so far"),
+            ("generated_tokens", "tokens generated so far"),
+            ("tokens_per_second", "generated tokens per second since the first answer"),
+        )
     }
     started = last = time.monotonic()
     first: float | None = None  # the rate counts from the first answer, not the engines' start
@@ -165,9 +180,15 @@ def _progress(rows: Iterator[dict[str, Any]], total: int, job_uuid: str, tracker
             if now - last >= REPORT_EVERY_S or bar.n == total:
                 last = now
                 rate = statistics.generated_tokens / (now - first) if now > first else 0.0
-                line = (f"{bar.n}/{total} prompts, {statistics.generated_tokens} tokens generated in {now - started:.1f} s "
-                        f"({rate:.0f} tokens/s since the first answer)")
-                metric = {"prompts_done": bar.n, "generated_tokens": statistics.generated_tokens, "tokens_per_second": rate}
+                line = (
+                    f"{bar.n}/{total} prompts, {statistics.generated_tokens} tokens generated in {now - started:.1f} s "
+                    f"({rate:.0f} tokens/s since the first answer)"
+                )
+                metric = {
+                    "prompts_done": bar.n,
+                    "generated_tokens": statistics.generated_tokens,
+                    "tokens_per_second": rate,
+                }
                 ray.get(tracker.report.remote(job_uuid, [line], [metric]))
                 for key, value in metric.items():
                     gauges[key].set(value, tags=tags)

@@ -39,7 +39,9 @@ class Generate:
         self.stop_tokens = stop_tokens
 
     async def __call__(self, batch: Batch) -> Batch:
-        outs = await asyncio.gather(*(self._one(str(p), bool(a)) for p, a in zip(batch["prompt"], batch["add_special_tokens"])))
+        outs = await asyncio.gather(
+            *(self._one(str(p), bool(a)) for p, a in zip(batch["prompt"], batch["add_special_tokens"]))
+        )
         batch["outputs"] = [json.dumps([dataclasses.asdict(s) for s in out.sequences]) for out in outs]
         batch["generated_tokens"] = [sum(s.num_tokens for s in out.sequences) for out in outs]
         return batch
@@ -84,13 +86,21 @@ def sequences(outputs_json: str) -> list[SequenceDelta]:
     out = []
     for s in json.loads(outputs_json):
         if s["logprobs"] is not None:
-            s["logprobs"] = [TokenLogprob(lp["token"], lp["logprob"], [tuple(t) for t in lp["top"]]) for lp in s["logprobs"]]
+            s["logprobs"] = [
+                TokenLogprob(lp["token"], lp["logprob"], [tuple(t) for t in lp["top"]]) for lp in s["logprobs"]
+            ]
         out.append(SequenceDelta(**s))
     return out
 
 
-def generation_stage(ds, model: ModelConfig, params: GenerationParams, stop_tokens: list[str], settings: DataSettings,
-                     generate: type[Generate] = Generate):
+def generation_stage(
+    ds,
+    model: ModelConfig,
+    params: GenerationParams,
+    stop_tokens: list[str],
+    settings: DataSettings,
+    generate: type[Generate] = Generate,
+):
     """`map_batches(Generate)` over an actor pool of `generator_replicas` engines."""
     import ray.data
 
@@ -106,12 +116,21 @@ def generation_stage(ds, model: ModelConfig, params: GenerationParams, stop_toke
         num_cpus=settings.generator_num_cpus,
         num_gpus=settings.generator_num_gpus * model.world_size,
         # Ray gives an actor int(num_cpus) OpenMP threads: 1.5 CPUs would run the model on one.
-        runtime_env={"env_vars": {"OMP_NUM_THREADS": str(max(1, math.ceil(settings.generator_num_cpus))), **model.engine_env()}},
+        runtime_env={
+            "env_vars": {"OMP_NUM_THREADS": str(max(1, math.ceil(settings.generator_num_cpus))), **model.engine_env()}
+        },
     )
 
 
-def sdg_dataset(rows: list[dict[str, Any]], request: SyntheticDataGenerationRequest, generator: ModelConfig,
-                reward: ModelConfig, params: GenerationParams, stop_tokens: list[str], settings: DataSettings):
+def sdg_dataset(
+    rows: list[dict[str, Any]],
+    request: SyntheticDataGenerationRequest,
+    generator: ModelConfig,
+    reward: ModelConfig,
+    params: GenerationParams,
+    stop_tokens: list[str],
+    settings: DataSettings,
+):
     """Generate, then score, then filter: one row per prompt with all k generations."""
     import ray.data
 
@@ -127,11 +146,18 @@ def sdg_dataset(rows: list[dict[str, Any]], request: SyntheticDataGenerationRequ
         num_gpus=settings.scorer_num_gpus,
         runtime_env={"env_vars": reward.engine_env()},
     )
-    return ds.map(Filter, fn_constructor_kwargs={"request": request}, compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0.1)
+    return ds.map(
+        Filter, fn_constructor_kwargs={"request": request}, compute=ray.data.ActorPoolStrategy(size=1), num_cpus=0.1
+    )
 
 
-def batch_dataset(rows: list[dict[str, Any]], model: ModelConfig, params: GenerationParams, stop_tokens: list[str],
-                  settings: DataSettings):
+def batch_dataset(
+    rows: list[dict[str, Any]],
+    model: ModelConfig,
+    params: GenerationParams,
+    stop_tokens: list[str],
+    settings: DataSettings,
+):
     import ray.data
 
     return generation_stage(ray.data.from_items(rows), model, params, stop_tokens, settings)

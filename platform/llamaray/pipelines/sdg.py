@@ -48,7 +48,9 @@ async def scored_answers(
     with `score(conversations)`: the Serve client or an in-process `RewardEngine`), in one call
     so that the reward engine batches it."""
     answers = [[generated_message(dialog, s) for s in group] for dialog, group in zip(dialogs, sequences)]
-    flat = iter(await reward.score([chat_turns([*dialog, a]) for dialog, group in zip(dialogs, answers) for a in group]))
+    flat = iter(
+        await reward.score([chat_turns([*dialog, a]) for dialog, group in zip(dialogs, answers) for a in group])
+    )
     return answers, [[next(flat) for _ in group] for group in answers]
 
 
@@ -64,7 +66,9 @@ def kept_indices(scores: list[float], request: SyntheticDataGenerationRequest, p
     )
 
 
-def scored_prompt(prompt: Message, generations: list[Message], scores: list[float], kept: list[int]) -> KScoredPromptGenerations:
+def scored_prompt(
+    prompt: Message, generations: list[Message], scores: list[float], kept: list[int]
+) -> KScoredPromptGenerations:
     return KScoredPromptGenerations(
         prompt=prompt, k_scored_generations=[ScoredMessage(message=generations[i], score=scores[i]) for i in kept]
     )
@@ -95,8 +99,12 @@ class Statistics:
     def as_dict(self, time_taken_s: float, scored_run: bool = True) -> dict[str, Any]:
         """`scored_run=False` (batch completion): only the prompt, token and time figures."""
         if not scored_run:
-            return {"num_prompts": self.num_prompts, "generated_tokens": self.generated_tokens,
-                    "time_taken_s": round(time_taken_s, 3), **self.extra}
+            return {
+                "num_prompts": self.num_prompts,
+                "generated_tokens": self.generated_tokens,
+                "time_taken_s": round(time_taken_s, 3),
+                **self.extra,
+            }
         scored = self.num_generations > 0
         return {
             "num_prompts": self.num_prompts,

@@ -38,9 +38,13 @@ class DataJobsService:
         self.store = store
         self.jobs = JobControl(platform.data_dir, tracker)
 
-    async def submit(self, kind: DataJobKind, request: SyntheticDataGenerationRequest | BatchJobRequest, what: str) -> str:
+    async def submit(
+        self, kind: DataJobKind, request: SyntheticDataGenerationRequest | BatchJobRequest, what: str
+    ) -> str:
         job_uuid = request.job_uuid or f"{kind.value}-{uuid.uuid4().hex[:12]}"
-        request = request.model_copy(update={"job_uuid": job_uuid, "output_dataset_id": request.output_dataset_id or job_uuid})
+        request = request.model_copy(
+            update={"job_uuid": job_uuid, "output_dataset_id": request.output_dataset_id or job_uuid}
+        )
         check_free(self.store, request.output_dataset_id)
         await self.jobs.submit(
             job_uuid,
@@ -91,12 +95,16 @@ class DataJobsService:
     async def _record(self, job_uuid: str) -> dict[str, Any]:
         record = await self.jobs.record(job_uuid)
         if record["kind"] not in DATA_KINDS:
-            raise NotFoundError(f"{job_uuid!r} is a {record['kind']} job, not a data job; see /post_training/job/status", "job_uuid")
+            raise NotFoundError(
+                f"{job_uuid!r} is a {record['kind']} job, not a data job; see /post_training/job/status", "job_uuid"
+            )
         return record
 
 
 class SyntheticDataGenerationService:
-    def __init__(self, platform: PlatformConfig, registry: ModelRegistry, store: MetadataStore, jobs: DataJobsService) -> None:
+    def __init__(
+        self, platform: PlatformConfig, registry: ModelRegistry, store: MetadataStore, jobs: DataJobsService
+    ) -> None:
         self.platform = platform
         self.registry = registry
         self.store = store
@@ -119,7 +127,10 @@ class SyntheticDataGenerationService:
         started = time.monotonic()
         engine = self.registry.get(generation.model.model_id).client
         outs = await asyncio.gather(
-            *(engine.generate(prompt_request([p], generation.params, f"prompts[{i}]")) for i, p in enumerate(request.prompts))
+            *(
+                engine.generate(prompt_request([p], generation.params, f"prompts[{i}]"))
+                for i, p in enumerate(request.prompts)
+            )
         )
         scorer = self.registry.get(reward.model_id, "reward", "reward_scoring").client
         answers, scores = await scored_answers(scorer, [[p] for p in request.prompts], [out.sequences for out in outs])
@@ -128,4 +139,6 @@ class SyntheticDataGenerationService:
             kept = kept_indices(group_scores, request, i)
             statistics.add(group_scores, kept, sum(s.num_tokens for s in out.sequences))
             data.append(scored_prompt(prompt, group, group_scores, kept))
-        return SyntheticDataGenerationResponse(synthetic_data=data, statistics=statistics.as_dict(time.monotonic() - started))
+        return SyntheticDataGenerationResponse(
+            synthetic_data=data, statistics=statistics.as_dict(time.monotonic() - started)
+        )

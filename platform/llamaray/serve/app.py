@@ -82,21 +82,29 @@ def build_app(args: dict[str, Any]) -> Application:
     check_model_paths(config)
     engines = {model.model_id: engine_deployment(model, config.access_log) for model in config.models}
     memory = config.memory
-    embedder = serve.deployment(EmbeddingServer).options(
-        name="EmbeddingServer",
-        autoscaling_config=memory.embedding_autoscaling_config.model_dump(exclude_none=True),
-        max_ongoing_requests=64,
-        ray_actor_options={"num_cpus": memory.embedding_num_cpus},
-        logging_config={"enable_access_log": config.access_log},
-    ).bind(memory.embedding_model, memory.embedding_threads)
+    embedder = (
+        serve.deployment(EmbeddingServer)
+        .options(
+            name="EmbeddingServer",
+            autoscaling_config=memory.embedding_autoscaling_config.model_dump(exclude_none=True),
+            max_ongoing_requests=64,
+            ray_actor_options={"num_cpus": memory.embedding_num_cpus},
+            logging_config={"enable_access_log": config.access_log},
+        )
+        .bind(memory.embedding_model, memory.embedding_threads)
+    )
     # Milvus Lite allows one process per database file: one replica owns it unless a server is named.
-    memory_server = serve.deployment(MemoryServer).options(
-        name="MemoryServer",
-        num_replicas=memory.memory_replicas,
-        max_ongoing_requests=64,
-        ray_actor_options={"num_cpus": 0},
-        logging_config={"enable_access_log": config.access_log},
-    ).bind(config.data_dir, memory.model_dump(), embedder)
+    memory_server = (
+        serve.deployment(MemoryServer)
+        .options(
+            name="MemoryServer",
+            num_replicas=memory.memory_replicas,
+            max_ongoing_requests=64,
+            ray_actor_options={"num_cpus": 0},
+            logging_config={"enable_access_log": config.access_log},
+        )
+        .bind(config.data_dir, memory.model_dump(), embedder)
+    )
     gateway = config.gateway
     return Gateway.options(
         num_replicas=gateway.num_replicas,

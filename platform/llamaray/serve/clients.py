@@ -28,7 +28,9 @@ def replica_errors(what: str) -> Iterator[None]:
     try:
         yield
     except (ActorDiedError, ActorUnavailableError, RayActorError) as exc:
-        raise EngineUnavailableError(f"{what} is unavailable; its replica is being replaced ({type(exc).__name__})") from None
+        raise EngineUnavailableError(
+            f"{what} is unavailable; its replica is being replaced ({type(exc).__name__})"
+        ) from None
 
 
 class ServeEngineClient:
@@ -89,7 +91,11 @@ class MemoryBanksClient:
         self.handle = handle
 
     async def create_memory_bank(
-        self, bank_uuid: str, bank_name: str, documents: list[MemoryBankDocument], chunking: dict[str, int] | None = None
+        self,
+        bank_uuid: str,
+        bank_name: str,
+        documents: list[MemoryBankDocument],
+        chunking: dict[str, int] | None = None,
     ) -> None:
         await self.handle.create_memory_bank.remote(bank_uuid, bank_name, documents, chunking)
 
@@ -125,7 +131,9 @@ class EmbeddingsClient:
 
     async def embeddings(self, request: oai.EmbeddingRequest) -> oai.EmbeddingResponse:
         if request.model not in self.ids:
-            raise NotFoundError(f"embedding model {request.model!r} is not served (served: {', '.join(sorted(self.ids))})", "model")
+            raise NotFoundError(
+                f"embedding model {request.model!r} is not served (served: {', '.join(sorted(self.ids))})", "model"
+            )
         texts = [request.input] if isinstance(request.input, str) else request.input
         if not texts or len(texts) > MAX_INPUTS or any(not text for text in texts):
             raise InvalidRequestError(f"input must be 1 to {MAX_INPUTS} non-empty strings", "input")
@@ -134,7 +142,9 @@ class EmbeddingsClient:
             raise InvalidRequestError(f"{self.model} makes {len(vectors[0])}-dimensional embeddings", "dimensions")
         tokens = await self.handle.count_tokens.remote(texts)
         data = [oai.Embedding(index=i, embedding=_encoded(v, request.encoding_format)) for i, v in enumerate(vectors)]
-        return oai.EmbeddingResponse(data=data, model=request.model, usage=oai.EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens))
+        return oai.EmbeddingResponse(
+            data=data, model=request.model, usage=oai.EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens)
+        )
 
 
 def _encoded(vector: list[float], encoding: str) -> list[float] | str:

@@ -33,7 +33,9 @@ def install_error_handlers(app: FastAPI) -> None:
         cause = _cause(exc)
         if not isinstance(cause, LlamarayError):
             cause = exc
-        return JSONResponse(error_body(cause.message, cause.error_type, cause.param, cause.status_code), cause.status_code)
+        return JSONResponse(
+            error_body(cause.message, cause.error_type, cause.param, cause.status_code), cause.status_code
+        )
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -50,6 +52,8 @@ def install_error_handlers(app: FastAPI) -> None:
         from ray.serve.exceptions import BackPressureError
 
         if isinstance(cause, BackPressureError):
-            return JSONResponse(error_body("the model is at capacity; retry shortly", "service_unavailable", None, 503), 503)
+            return JSONResponse(
+                error_body("the model is at capacity; retry shortly", "service_unavailable", None, 503), 503
+            )
         logger.exception("unexpected error on %s", request.url.path)
         return JSONResponse(error_body(f"internal error: {cause!r}", "internal_error", None, 500), 500)

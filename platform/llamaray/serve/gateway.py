@@ -80,7 +80,16 @@ def create_app() -> FastAPI:
         version="0.1.0",
     )
     install_error_handlers(app)
-    routers = (health, inference, openai, datasets, post_training, memory_banks, reward_scoring, synthetic_data_generation)
+    routers = (
+        health,
+        inference,
+        openai,
+        datasets,
+        post_training,
+        memory_banks,
+        reward_scoring,
+        synthetic_data_generation,
+    )
     for module in routers:
         app.include_router(module.router)
 
@@ -99,7 +108,9 @@ class Gateway:
     def __init__(self, config: dict[str, Any], engines: dict[str, Any], memory: Any, embedder: Any) -> None:
         platform = PlatformConfig.model_validate(config)
         metrics = GatewayMetrics()
-        registry = ModelRegistry([RegisteredModel(m, _client(m, engines[m.model_id], metrics)) for m in platform.models])
+        registry = ModelRegistry(
+            [RegisteredModel(m, _client(m, engines[m.model_id], metrics)) for m in platform.models]
+        )
         store = MetadataStore(Path(platform.data_dir) / "metadata.db")
         tracker = tracker_actor(platform.model_dump())
         tracker.configure.remote(platform.model_dump())  # a tracker from an earlier platform takes this one's

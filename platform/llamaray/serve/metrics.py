@@ -14,7 +14,9 @@ class GatewayMetrics:
         from ray.util import metrics
 
         self._requests = metrics.Counter(
-            "llamaray_requests", description="HTTP requests answered, by route and status.", tag_keys=("route", "method", "status")
+            "llamaray_requests",
+            description="HTTP requests answered, by route and status.",
+            tag_keys=("route", "method", "status"),
         )
         self._latency = metrics.Histogram(
             "llamaray_request_latency_seconds",
@@ -22,7 +24,9 @@ class GatewayMetrics:
             boundaries=LATENCY_BOUNDARIES,
             tag_keys=("route",),
         )
-        self._tokens = metrics.Counter("llamaray_generated_tokens", description="Tokens generated, by model.", tag_keys=("model",))
+        self._tokens = metrics.Counter(
+            "llamaray_generated_tokens", description="Tokens generated, by model.", tag_keys=("model",)
+        )
 
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
         self._requests.inc(1, tags={"route": route, "method": method, "status": str(status)})

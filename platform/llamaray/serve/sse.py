@@ -36,7 +36,9 @@ async def sse_response(chunks: AsyncIterator[BaseModel | str], done_marker: bool
             if done_marker:
                 yield "data: [DONE]\n\n"
         except LlamarayError as exc:
-            error = {"error": {"message": exc.message, "type": exc.error_type, "param": exc.param, "code": exc.status_code}}
+            error = {
+                "error": {"message": exc.message, "type": exc.error_type, "param": exc.param, "code": exc.status_code}
+            }
             yield f"data: {json.dumps(error)}\n\n"
         finally:
             await chunks.aclose()  # a client that left frees its engine slot here

@@ -83,7 +83,9 @@ class MetadataStore:
 
     def list(self, kind: str) -> list[tuple[str, dict[str, Any]]]:
         with self._connect() as db:
-            rows = db.execute("SELECT key, value FROM records WHERE kind = ? ORDER BY created_at, key", (kind,)).fetchall()
+            rows = db.execute(
+                "SELECT key, value FROM records WHERE kind = ? ORDER BY created_at, key", (kind,)
+            ).fetchall()
         return [(key, json.loads(value)) for key, value in rows]
 
     def delete(self, kind: str, key: str) -> None:

@@ -27,7 +27,9 @@ class JobInputs:
     validation: list[Example]
 
 
-def prepare(kind: Literal["sft", "dpo"], request: TrainingRequest, platform: PlatformConfig, extra_roots: list[Path] = ()) -> JobInputs:
+def prepare(
+    kind: Literal["sft", "dpo"], request: TrainingRequest, platform: PlatformConfig, extra_roots: list[Path] = ()
+) -> JobInputs:
     if kind == "sft":
         assert isinstance(request, PostTrainingSFTRequest)
         base = resolve_model(request.model, platform, "model")
@@ -36,7 +38,9 @@ def prepare(kind: Literal["sft", "dpo"], request: TrainingRequest, platform: Pla
     roots = [Path(root) for root in dict.fromkeys([platform.data_dir, *platform.dataset_roots])] + list(extra_roots)
     to_examples = sft_examples if kind == "sft" else dpo_examples
     train = to_examples(request.dataset, _rows(request.dataset, roots, "dataset"), "dataset")
-    validation = to_examples(request.validation_dataset, _rows(request.validation_dataset, roots, "validation_dataset"), "validation_dataset")
+    validation = to_examples(
+        request.validation_dataset, _rows(request.validation_dataset, roots, "validation_dataset"), "validation_dataset"
+    )
     plan = build_plan(kind, request, base, linear_module_names(base.model_path), platform)
     return JobInputs(plan, train, validation)
 

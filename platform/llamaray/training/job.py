@@ -59,7 +59,10 @@ def run(kind: str, request, platform: PlatformConfig, tracker, dashboard_url: st
         resources = {**plan.workers.model_dump(), "deepspeed_zero_stage": plan.deepspeed["zero_optimization"]["stage"]}
         ray.get(tracker.start.remote(job_uuid, resources))
         workers = plan.workers
-        say(f"started: {workers.num_workers} Ray Train workers x {workers.cpus_per_worker} CPU, {workers.gpus_per_worker} GPU")
+        say(
+            f"started: {workers.num_workers} Ray Train workers "
+            f"x {workers.cpus_per_worker} CPU, {workers.gpus_per_worker} GPU"
+        )
     except LlamarayError as exc:
         ray.get(tracker.finish.remote(job_uuid, JobStatus.failed.value, f"{exc.param}: {exc.message}"))
         return 1
@@ -96,7 +99,9 @@ def _torch_trainer(plan, inputs, platform: PlatformConfig):
     return TorchTrainer(
         train_loop_per_worker,
         train_loop_config={"plan": plan.model_dump()},
-        scaling_config=ScalingConfig(num_workers=workers.num_workers, use_gpu=workers.use_gpu, resources_per_worker=resources),
+        scaling_config=ScalingConfig(
+            num_workers=workers.num_workers, use_gpu=workers.use_gpu, resources_per_worker=resources
+        ),
         torch_config=TorchConfig(backend="nccl" if workers.use_gpu else "gloo"),
         run_config=RunConfig(name=plan.job_uuid, storage_path=str(Path(platform.data_dir) / "ray_train")),
         datasets={"train": dataset(inputs.train), "validation": dataset(inputs.validation)},

@@ -28,10 +28,16 @@ def resolve_model(model: str, platform: PlatformConfig, param: str) -> BaseWeigh
     known = ", ".join(i for c in platform.models for i in c.ids)
     if not model.startswith(("file://", "/")):
         raise NotFoundError(f"model {model!r} is not registered (known: {known})", param)
-    path = Path(urllib.parse.unquote(urllib.parse.urlparse(model).path) if model.startswith("file://") else model).resolve()
-    readable = [Path(p).resolve() for p in [platform.data_dir, *platform.dataset_roots, *(c.path for c in platform.models)]]
+    path = Path(
+        urllib.parse.unquote(urllib.parse.urlparse(model).path) if model.startswith("file://") else model
+    ).resolve()
+    readable = [
+        Path(p).resolve() for p in [platform.data_dir, *platform.dataset_roots, *(c.path for c in platform.models)]
+    ]
     if not any(path.is_relative_to(root) for root in readable):
-        raise InvalidRequestError(f"{path} is outside the directories this platform may read (its data dir, dataset roots and models)", param)
+        raise InvalidRequestError(
+            f"{path} is outside the directories this platform may read (its data dir, dataset roots and models)", param
+        )
     if (path / "adapter_config.json").is_file():
         base = json.loads((path / "adapter_config.json").read_text())["base_model_name_or_path"]
         return BaseWeights(base, str(path))
@@ -79,4 +85,6 @@ def load_causal_lm(model_path: str, load_in_4bit: bool, use_gpu: bool):
         bnb_4bit_quant_storage=dtype,  # lets ZeRO-3 partition the packed weights like any other
     )
     device_map = {"": torch.cuda.current_device()} if use_gpu else "cpu"
-    return AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, quantization_config=quantization, device_map=device_map)
+    return AutoModelForCausalLM.from_pretrained(
+        model_path, dtype=dtype, quantization_config=quantization, device_map=device_map
+    )

@@ -87,7 +87,13 @@ class TrainingPlan(BaseModel):
     warnings: list[str] = Field(default_factory=list)
 
 
-def build_plan(kind: Literal["sft", "dpo"], request: TrainingRequest, base: BaseWeights, modules: set[str], platform: PlatformConfig) -> TrainingPlan:
+def build_plan(
+    kind: Literal["sft", "dpo"],
+    request: TrainingRequest,
+    base: BaseWeights,
+    modules: set[str],
+    platform: PlatformConfig,
+) -> TrainingPlan:
     workers = _workers(request, platform)
     warnings = _unapplied(request)
     args = _trainer_args(request.optimizer_config, request.training_config, platform, workers, request.logger_config)
@@ -105,11 +111,20 @@ def build_plan(kind: Literal["sft", "dpo"], request: TrainingRequest, base: Base
     if kind == "sft":
         assert isinstance(request, PostTrainingSFTRequest)
         algorithm = request.algorithm
-        peft = None if algorithm is FinetuningAlgorithm.full else lora_config(request.algorithm_config, algorithm, modules)
+        peft = (
+            None if algorithm is FinetuningAlgorithm.full else lora_config(request.algorithm_config, algorithm, modules)
+        )
         if algorithm is FinetuningAlgorithm.full:
             warnings.append("algorithm_config: not used by full fine-tuning")
         args.update(completion_only_loss=True)
-        return TrainingPlan(algorithm=algorithm.value, peft=peft, load_in_4bit=algorithm is FinetuningAlgorithm.qlora, trainer_args=args, warnings=warnings, **plan)
+        return TrainingPlan(
+            algorithm=algorithm.value,
+            peft=peft,
+            load_in_4bit=algorithm is FinetuningAlgorithm.qlora,
+            trainer_args=args,
+            warnings=warnings,
+            **plan,
+        )
     assert isinstance(request, PostTrainingRLHFRequest)
     dpo = request.algorithm_config
     if dpo.reward_scale <= 0:
@@ -118,9 +133,16 @@ def build_plan(kind: Literal["sft", "dpo"], request: TrainingRequest, base: Base
         raise InvalidRequestError("epsilon (label smoothing) must be between 0 and 0.5", "algorithm_config.epsilon")
     if dpo.gamma < 0:
         raise InvalidRequestError("gamma (the weight of the SFT term) must be 0 or more", "algorithm_config.gamma")
-    warnings.append(f"algorithm_config.reward_clip={dpo.reward_clip}: TRL's DPO loss has no reward clipping; not applied")
+    warnings.append(
+        f"algorithm_config.reward_clip={dpo.reward_clip}: TRL's DPO loss has no reward clipping; not applied"
+    )
     losses = ["sigmoid", "sft"] if dpo.gamma > 0 else ["sigmoid"]
-    args.update(beta=dpo.reward_scale, label_smoothing=dpo.epsilon, loss_type=losses, loss_weights=[1.0, dpo.gamma] if dpo.gamma > 0 else None)
+    args.update(
+        beta=dpo.reward_scale,
+        label_smoothing=dpo.epsilon,
+        loss_type=losses,
+        loss_weights=[1.0, dpo.gamma] if dpo.gamma > 0 else None,
+    )
     peft = None if base.adapter_path else dict(DPO_LORA)
     return TrainingPlan(algorithm=request.algorithm.value, peft=peft, trainer_args=args, warnings=warnings, **plan)
 
@@ -132,7 +154,9 @@ def lora_config(config: LoraFinetuningConfig, algorithm: FinetuningAlgorithm, mo
     if config.apply_lora_to_output:
         targets.append("lm_head")
     if not targets:
-        raise InvalidRequestError("no module to adapt: name lora_attn_modules or set apply_lora_to_mlp", "algorithm_config.lora_attn_modules")
+        raise InvalidRequestError(
+            "no module to adapt: name lora_attn_modules or set apply_lora_to_mlp", "algorithm_config.lora_attn_modules"
+        )
     unknown = sorted(set(targets) - modules)
     if unknown:
         raise InvalidRequestError(
@@ -174,10 +198,16 @@ def deepspeed_config(training: TrainingConfig, use_gpu: bool) -> dict[str, Any]:
 
 
 def _trainer_args(
-    optimizer: OptimizerConfig, training: TrainingConfig, platform: PlatformConfig, workers: Workers, logger: dict[str, Any]
+    optimizer: OptimizerConfig,
+    training: TrainingConfig,
+    platform: PlatformConfig,
+    workers: Workers,
+    logger: dict[str, Any],
 ) -> dict[str, Any]:
     if optimizer.lr_min > optimizer.lr:
-        raise InvalidRequestError(f"lr_min ({optimizer.lr_min}) is above lr ({optimizer.lr})", "optimizer_config.lr_min")
+        raise InvalidRequestError(
+            f"lr_min ({optimizer.lr_min}) is above lr ({optimizer.lr})", "optimizer_config.lr_min"
+        )
     log_every = logger.get("log_every_n_steps", 1)
     if not isinstance(log_every, int) or log_every < 1:
         raise InvalidRequestError("log_every_n_steps must be a positive integer", "logger_config.log_every_n_steps")
@@ -215,11 +245,20 @@ def _workers(request: TrainingRequest, platform: PlatformConfig) -> Workers:
     return Workers(
         num_workers=(asked and asked.num_workers) or defaults.num_workers,
         cpus_per_worker=(asked and asked.cpus_per_worker) or defaults.cpus_per_worker,
-        gpus_per_worker=asked.gpus_per_worker if asked and asked.gpus_per_worker is not None else defaults.gpus_per_worker,
+        gpus_per_worker=asked.gpus_per_worker
+        if asked and asked.gpus_per_worker is not None
+        else defaults.gpus_per_worker,
     )
 
 
 def _unapplied(request: TrainingRequest) -> list[str]:
-    warnings = [f"hyperparam_search_config.{key}: hyperparameter search is not supported; not applied" for key in request.hyperparam_search_config]
-    warnings += [f"logger_config.{key}: not supported; not applied" for key in request.logger_config if key not in SUPPORTED_LOGGER_KEYS]
+    warnings = [
+        f"hyperparam_search_config.{key}: hyperparameter search is not supported; not applied"
+        for key in request.hyperparam_search_config
+    ]
+    warnings += [
+        f"logger_config.{key}: not supported; not applied"
+        for key in request.logger_config
+        if key not in SUPPORTED_LOGGER_KEYS
+    ]
     return warnings

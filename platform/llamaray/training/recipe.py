@@ -57,7 +57,10 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         for parameter in trainer.model.parameters():
             if parameter.requires_grad:
                 parameter.data = parameter.data.to(training_dtype(plan.workers.use_gpu))
-    progress.say(f"training {plan.algorithm} on {len(train_set)} examples, {plan.workers.num_workers} workers, ZeRO-{plan.deepspeed['zero_optimization']['stage']}")
+    progress.say(
+        f"training {plan.algorithm} on {len(train_set)} examples, {plan.workers.num_workers} workers, "
+        f"ZeRO-{plan.deepspeed['zero_optimization']['stage']}"
+    )
     if plan.load_in_4bit:
         import bitsandbytes
 
@@ -103,7 +106,14 @@ def _trainer(plan: TrainingPlan, model, tokenizer, args, train_set, eval_set):
     from peft import LoraConfig
 
     peft_config = LoraConfig(**plan.peft) if plan.peft else None
-    common = dict(model=model, args=args, train_dataset=train_set, eval_dataset=eval_set, processing_class=tokenizer, peft_config=peft_config)
+    common = dict(
+        model=model,
+        args=args,
+        train_dataset=train_set,
+        eval_dataset=eval_set,
+        processing_class=tokenizer,
+        peft_config=peft_config,
+    )
     if plan.kind == "sft":
         from trl import SFTTrainer
 
@@ -114,7 +124,10 @@ def _trainer(plan: TrainingPlan, model, tokenizer, args, train_set, eval_set):
         trainer = DPOTrainer(ref_model=None, **common)  # with peft, the base with the adapter off is the reference
     # The draft's optimizer by class (plain Adam has no `optim` name); DPOTrainer takes no such
     # argument, but both build their optimizer from this attribute of transformers' Trainer.
-    trainer.optimizer_cls_and_kwargs = (getattr(torch.optim, OPTIMIZERS[plan.optimizer]), {"lr": plan.trainer_args["learning_rate"]})
+    trainer.optimizer_cls_and_kwargs = (
+        getattr(torch.optim, OPTIMIZERS[plan.optimizer]),
+        {"lr": plan.trainer_args["learning_rate"]},
+    )
     return trainer
 
 
@@ -126,7 +139,9 @@ def _metric_gauges() -> dict[str, Any]:
         "learning_rate": "learning rate of the last logged step",
         "tokens_per_second": "training tokens per second since the last log",
     }
-    return {key: Gauge(f"llamaray_training_{key}", description=text, tag_keys=("job_uuid",)) for key, text in names.items()}
+    return {
+        key: Gauge(f"llamaray_training_{key}", description=text, tag_keys=("job_uuid",)) for key, text in names.items()
+    }
 
 
 class ProgressCallback(TrainerCallback):
@@ -158,7 +173,11 @@ class ProgressCallback(TrainerCallback):
     def flush(self, force: bool = False) -> None:
         """Sends what is buffered; a forced flush waits for it (the tracker serves calls in
         several threads, so only a finished call is sure to come before the next one)."""
-        if self.tracker and (self.lines or self.metrics) and (force or time.perf_counter() - self.flushed >= self.FLUSH_S):
+        if (
+            self.tracker
+            and (self.lines or self.metrics)
+            and (force or time.perf_counter() - self.flushed >= self.FLUSH_S)
+        ):
             sent = self.tracker.report.remote(self.plan.job_uuid, self.lines, self.metrics)
             self.lines, self.metrics, self.flushed = [], [], time.perf_counter()
             if force:

@@ -37,7 +37,9 @@ class PostTrainingService:
     async def post_preference_optimize(self, request: PostTrainingRLHFRequest) -> None:
         await self._submit("dpo", request)
 
-    async def _submit(self, kind: Literal["sft", "dpo"], request: PostTrainingSFTRequest | PostTrainingRLHFRequest) -> None:
+    async def _submit(
+        self, kind: Literal["sft", "dpo"], request: PostTrainingSFTRequest | PostTrainingRLHFRequest
+    ) -> None:
         inputs = await asyncio.to_thread(prepare, kind, request, self.platform)
         await self.jobs.submit(
             request.job_uuid,
@@ -74,7 +76,9 @@ class PostTrainingService:
 
     async def get_training_job_artifacts(self, job_uuid: str) -> PostTrainingJobArtifactsResponse:
         record = await self.jobs.record(job_uuid)
-        return PostTrainingJobArtifactsResponse(job_uuid=job_uuid, checkpoints=[Checkpoint(**c) for c in record["checkpoints"]])
+        return PostTrainingJobArtifactsResponse(
+            job_uuid=job_uuid, checkpoints=[Checkpoint(**c) for c in record["checkpoints"]]
+        )
 
 
 def _status(record: dict[str, Any], metrics: list[dict[str, float]] = ()) -> PostTrainingJobStatusResponse:

@@ -21,7 +21,11 @@ async def create_memory_bank(
     s: Services = Depends(services),
 ) -> None:
     """The two chunk sizes (query parameters, an extension) override the deployment's for this bank."""
-    chunking = {k: v for k, v in {"chunk_size_tokens": chunk_size_tokens, "chunk_overlap_tokens": chunk_overlap_tokens}.items() if v is not None}
+    chunking = {
+        k: v
+        for k, v in {"chunk_size_tokens": chunk_size_tokens, "chunk_overlap_tokens": chunk_overlap_tokens}.items()
+        if v is not None
+    }
     await s.memory.create_memory_bank(bank_uuid, bank_name, documents, chunking)
 
 
@@ -36,12 +40,16 @@ async def remove_memory_bank(bank_uuid: str, s: Services = Depends(services)):
 
 
 @router.post("/memory_bank/insert", response_model=None)
-async def insert_documents(bank_uuid: str, documents: list[MemoryBankDocument], s: Services = Depends(services)) -> None:
+async def insert_documents(
+    bank_uuid: str, documents: list[MemoryBankDocument], s: Services = Depends(services)
+) -> None:
     await s.memory.post_insert_memory_documents(bank_uuid, documents)
 
 
 @router.post("/memory_bank/update", response_model=None)
-async def update_documents(bank_uuid: str, documents: list[MemoryBankDocument], s: Services = Depends(services)) -> None:
+async def update_documents(
+    bank_uuid: str, documents: list[MemoryBankDocument], s: Services = Depends(services)
+) -> None:
     await s.memory.post_update_memory_documents(bank_uuid, documents)
 
 
