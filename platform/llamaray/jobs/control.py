@@ -8,7 +8,7 @@ Ray Job exists, so it can be read (and cancelled) from the moment the route answ
 from __future__ import annotations
 
 import asyncio
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Sequence
 
 from llamaray.api.jobs import FINAL_STATUSES, JobStatus
 from llamaray.errors import EngineUnavailableError
@@ -31,7 +31,7 @@ class JobControl:
         what: str,
         module: str,
         config: dict[str, Any],
-        warnings: list[str] = (),
+        warnings: Sequence[str] = (),
         **options: Any,
     ) -> None:
         """Registers the job, then runs `python -m module kind --config` as its Ray Job; a job the
