@@ -1,0 +1,53 @@
+"""The one builder of vLLM's engine arguments: every engine, reward engines included, gets the
+same sharding, context and environment from a model's config."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from llamaray.config import ModelConfig
+from llamaray.engines.vllm_args import vllm_engine_args
+
+
+@pytest.fixture(autouse=True)
+def clean_environment():
+    """The builder sets the engine's environment in this process: put this process's back."""
+    saved = dict(os.environ)
+    for key in ("VLLM_ENABLE_V1_MULTIPROCESSING", "VLLM_CPU_KVCACHE_SPACE", "MY_ENGINE_FLAG"):
+        os.environ.pop(key, None)
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
+
+
+def sharded(**fields) -> ModelConfig:
+    return ModelConfig(
+        model_id="m", path="/w", accelerator="gpu", tensor_parallel_size=2, pipeline_parallel_size=2, **fields
+    )
+
+
+@pytest.mark.parametrize("runner", ["generate", "pooling"])
+def test_a_sharded_gpu_model_gets_both_parallelisms_and_the_ray_executor(runner):
+    args = vllm_engine_args(sharded(kind="reward" if runner == "pooling" else "chat"), runner)
+    assert args["tensor_parallel_size"] == 2 and args["pipeline_parallel_size"] == 2
+    assert args["distributed_executor_backend"] == "ray"
+    assert args.get("runner") == (None if runner == "generate" else "pooling")
+
+
+def test_a_replica_exports_stats_and_an_in_process_engine_runs_its_core_here():
+    model = ModelConfig(model_id="m", path="/w", env={"MY_ENGINE_FLAG": "1"})
+    replica = vllm_engine_args(model)
+    assert replica["disable_log_stats"] is False and "distributed_executor_backend" not in replica
+    assert os.environ["MY_ENGINE_FLAG"] == "1" and os.environ["VLLM_CPU_KVCACHE_SPACE"] == "1"
+    in_process = vllm_engine_args(model, in_process=True)
+    assert "disable_log_stats" not in in_process
+    assert os.environ["VLLM_ENABLE_V1_MULTIPROCESSING"] == "0"
+
+
+def test_the_config_s_own_engine_kwargs_win():
+    args = vllm_engine_args(
+        ModelConfig(model_id="m", path="/w", max_model_len=512, engine_kwargs={"max_model_len": 256})
+    )
+    assert args["max_model_len"] == 256 and args["served_model_name"] == "m"
