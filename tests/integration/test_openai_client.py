@@ -7,7 +7,7 @@ import json
 import openai
 import pytest
 
-from .conftest import MODEL_ID
+from .conftest import MODEL_ID, REWARD_MODEL_ID
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a colour."}]
 
@@ -20,6 +20,16 @@ def oai(platform_url) -> openai.OpenAI:
 def test_models_lists_the_served_ids(oai):
     ids = {m.id for m in oai.models.list()}
     assert {MODEL_ID, "llama3_8b_chat"} <= ids
+
+
+def test_models_lists_every_kind_with_what_it_derives_from(oai):
+    """What `/v1/embeddings` and `/reward_scoring/score` take is listed too, each with its kind."""
+    cards = {m.id: m.model_extra for m in oai.models.list()}
+    assert cards[MODEL_ID]["kind"] == "chat" and cards[MODEL_ID]["parent"] is None
+    assert cards["llama3_8b_chat"]["kind"] == "chat" and cards["llama3_8b_chat"]["parent"] == MODEL_ID
+    assert cards[REWARD_MODEL_ID]["kind"] == "reward" and cards["llama3_405b_reward"]["parent"] == REWARD_MODEL_ID
+    assert cards["all-MiniLM-L6-v2"]["kind"] == "embedding"
+    assert oai.embeddings.create(model="all-MiniLM-L6-v2", input="listed").data
 
 
 def test_chat_completion_with_usage_logprobs_and_n(oai):

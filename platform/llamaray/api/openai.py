@@ -193,13 +193,21 @@ class Completion(BaseModel):
     usage: Usage | None = None
 
 
+ModelKind = Literal["chat", "reward", "embedding"]
+
+
 class ModelCard(BaseModel):
+    """OpenAI's model object, with vLLM's `root`, `parent` and `max_model_len`, and `kind`: which
+    routes take the id (chat and completion routes, `/reward_scoring/score`, `/v1/embeddings`)."""
+
     id: str
     object: Literal["model"] = "model"
     created: int = Field(default_factory=lambda: int(time.time()))
     owned_by: str = "llamaray"
     root: str | None = None
+    parent: str | None = None
     max_model_len: int | None = None
+    kind: ModelKind = "chat"
 
 
 class ModelList(BaseModel):

@@ -103,16 +103,25 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> oai.Usage:
 
 
 class OpenAIService:
-    def __init__(self, registry: ModelRegistry) -> None:
+    def __init__(self, registry: ModelRegistry, embedding_models: list[str] = ()) -> None:
         self.registry = registry
+        self.embedding_models = list(embedding_models)
 
     def models(self) -> oai.ModelList:
+        """Every id a route accepts: each chat and reward model under its id and its aliases
+        (an alias names its model as `parent`), and the embedding model."""
         cards = [
-            oai.ModelCard(id=model_id, root=m.config.path, max_model_len=m.config.max_model_len)
+            oai.ModelCard(
+                id=model_id,
+                root=m.config.path,
+                parent=None if model_id == m.config.model_id else m.config.model_id,
+                max_model_len=m.config.max_model_len,
+                kind=m.config.kind,
+            )
             for m in self.registry.models
-            if m.config.kind == "chat"
             for model_id in m.config.ids
         ]
+        cards += [oai.ModelCard(id=model_id, kind="embedding") for model_id in self.embedding_models]
         return oai.ModelList(data=cards)
 
     # -- chat ------------------------------------------------------------------------------

@@ -8,6 +8,11 @@ from __future__ import annotations
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
 
+def model_ids(name: str) -> list[str]:
+    """The ids a request may name the embedding model by: the default one also by its hub id."""
+    return [name, f"sentence-transformers/{name}"] if name == DEFAULT_MODEL else [name]
+
+
 def model_path(name: str) -> str:
     """all-MiniLM-L6-v2 comes from the offline package; anything else is a path or a hub id."""
     if name in (DEFAULT_MODEL, f"sentence-transformers/{DEFAULT_MODEL}"):

@@ -16,7 +16,7 @@ from llamaray.api import openai as oai
 from llamaray.api.memory_banks import MemoryBank, MemoryBankDocument, QueryMemoryBankRequest, QueryMemoryBankResponse
 from llamaray.engines.protocol import Conversation, EngineOutput, EngineRequest
 from llamaray.errors import EngineUnavailableError, InvalidRequestError, NotFoundError
-from llamaray.memory.embeddings import DEFAULT_MODEL
+from llamaray.memory.embeddings import model_ids
 from llamaray.serve.metrics import GatewayMetrics
 
 MAX_INPUTS = 2048  # OpenAI's limit on inputs per embeddings request
@@ -127,7 +127,7 @@ class EmbeddingsClient:
     def __init__(self, handle, model: str) -> None:
         self.handle = handle
         self.model = model
-        self.ids = {model, f"sentence-transformers/{model}"} if model == DEFAULT_MODEL else {model}
+        self.ids = set(model_ids(model))
 
     async def embeddings(self, request: oai.EmbeddingRequest) -> oai.EmbeddingResponse:
         if request.model not in self.ids:

@@ -16,6 +16,7 @@ from llamaray.inference.registry import ModelRegistry, RegisteredModel
 from llamaray.inference.reward_scoring import RewardScoringService
 from llamaray.inference.service import InferenceService
 from llamaray.jobs.tracker import tracker_actor
+from llamaray.memory.embeddings import model_ids
 from llamaray.pipelines.service import DataJobsService, SyntheticDataGenerationService
 from llamaray.serve.clients import EmbeddingsClient, MemoryBanksClient, ServeEngineClient, ServeRewardClient
 from llamaray.serve.errors import install_error_handlers
@@ -119,7 +120,7 @@ class Gateway:
             Services(
                 readiness=registry,
                 inference=InferenceService(registry, data_jobs, platform.data.batch_inline_max_prompts),
-                openai=OpenAIService(registry),
+                openai=OpenAIService(registry, model_ids(platform.memory.embedding_model)),
                 datasets=DatasetsService(store, [Path(root) for root in platform.dataset_roots]),
                 post_training=PostTrainingService(platform, tracker),
                 memory=MemoryBanksClient(memory),
