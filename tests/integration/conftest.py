@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -16,6 +17,8 @@ import httpx
 import pytest
 
 from llamaray.serve.runtime import SERVE_ENV
+
+REPO = Path(__file__).resolve().parents[2]
 
 MODEL_ID = "tiny-llama-chat"
 REWARD_MODEL_ID = "tiny-llama-reward"
@@ -199,6 +202,20 @@ def platform_url(cluster) -> str:
 def client(platform_url) -> httpx.Client:
     with httpx.Client(base_url=platform_url, timeout=120) as c:
         yield c
+
+
+def ray_job_submit(cluster: LocalCluster, script: str, config: Path) -> subprocess.CompletedProcess:
+    """`ray job submit --working-dir <repo> -- python <script> --config <config>`, as the README
+    tells a user to run it, against the test cluster; waits for the job to end."""
+    ray = Path(sys.executable).parent / "ray"
+    command = [str(ray), "job", "submit", "--address", cluster.dashboard_url, "--working-dir", str(REPO)]
+    return subprocess.run(
+        [*command, "--", "python", script, "--config", str(config)],
+        capture_output=True,
+        text=True,
+        timeout=400,
+        cwd=REPO,
+    )
 
 
 def sse_events(response: httpx.Response) -> list[dict]:

@@ -4,8 +4,6 @@ model on vLLM's pooling runner, the chat model, and Ray Data jobs that register 
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import httpx
@@ -15,10 +13,8 @@ import yaml
 from llamaray.api.synthetic_data_generation import FilteringFunction
 from llamaray.pipelines.filters import keep
 
-from .conftest import MODEL_ID, PROMPTS, REWARD_MODEL_ID
+from .conftest import MODEL_ID, PROMPTS, REWARD_MODEL_ID, ray_job_submit
 from .test_post_training_http import sft_request, wait_until_final
-
-REPO = Path(__file__).resolve().parents[2]
 
 
 def user(text: str) -> dict:
@@ -237,27 +233,7 @@ def test_a_failing_batch_fails_the_job_and_registers_nothing(client, cluster, tm
             {"request": {"job_uuid": "batch-cli-bad", "model": MODEL_ID, "content_batch": prompts, "max_tokens": 4}}
         )
     )
-    ray = Path(sys.executable).parent / "ray"
-    submitted = subprocess.run(
-        [
-            str(ray),
-            "job",
-            "submit",
-            "--address",
-            cluster.dashboard_url,
-            "--working-dir",
-            str(REPO),
-            "--",
-            "python",
-            "jobs/batch.py",
-            "--config",
-            str(config),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=400,
-        cwd=REPO,
-    )
+    submitted = ray_job_submit(cluster, "jobs/batch.py", config)
     assert submitted.returncode != 0
     status = wait_for_data_job(client, "batch-cli-bad", timeout_s=30)
     assert status["status"] == "failed" and "tokens" in status["error"], status

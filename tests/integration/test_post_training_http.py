@@ -14,9 +14,8 @@ from pathlib import Path
 import httpx
 import yaml
 
-from .conftest import MODEL_ID, PROMPTS
+from .conftest import MODEL_ID, PROMPTS, ray_job_submit
 
-REPO = Path(__file__).resolve().parents[2]
 FINAL = {"completed", "failed", "cancelled"}
 
 
@@ -264,27 +263,7 @@ def test_dora_job_submitted_with_ray_job_submit_is_tracked(client, cluster, data
     config = tmp_path / "sft_dora.yaml"
     request = sft_request("sft-dora-cli", datasets["sft"], "dora", n_iters=10)
     config.write_text(yaml.safe_dump({"request": request}))
-    ray = Path(sys.executable).parent / "ray"
-    submitted = subprocess.run(
-        [
-            str(ray),
-            "job",
-            "submit",
-            "--address",
-            cluster.dashboard_url,
-            "--working-dir",
-            str(REPO),
-            "--",
-            "python",
-            "jobs/sft.py",
-            "--config",
-            str(config),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=400,
-        cwd=REPO,
-    )
+    submitted = ray_job_submit(cluster, "jobs/sft.py", config)
     assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr[-3000:]
     status = wait_until_final(client, "sft-dora-cli", timeout_s=30)
     assert status["status"] == "completed", status
