@@ -42,6 +42,21 @@ class AutoscalingConfig(Settings):
     look_back_period_s: float | None = None
 
 
+class LoraSettings(Settings):
+    """How a chat model's replicas serve LoRA adapters (vLLM's own LoRA support): each replica
+    loads an adapter on its first request and keeps the most recently used ones."""
+
+    max_loras: int = Field(default=4, ge=0)  # adapters in one batch; 0 turns adapter serving off
+    max_lora_rank: Literal[1, 8, 16, 32, 64, 128, 256, 320, 512] = 16  # the ranks vLLM accepts
+    max_cpu_loras: int | None = Field(default=None, ge=1)  # kept loaded per replica; None: max_loras
+
+    @model_validator(mode="after")
+    def _checks(self) -> "LoraSettings":
+        if self.max_cpu_loras is not None and self.max_cpu_loras < self.max_loras:
+            raise ValueError("max_cpu_loras must be at least max_loras")
+        return self
+
+
 class ModelConfig(Settings):
     """One model the platform serves, in its own Serve deployment."""
 
@@ -67,6 +82,11 @@ class ModelConfig(Settings):
     # every message crosses two Ray hops, so fewer, fuller ones carry more tokens per second.
     stream_interval_ms: float = Field(default=30, ge=0)
     autoscaling_config: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
+    lora: LoraSettings = Field(default_factory=LoraSettings)  # chat models only
+
+    @property
+    def serves_adapters(self) -> bool:
+        return self.kind == "chat" and self.lora.max_loras > 0
 
     @property
     def world_size(self) -> int:

@@ -6,15 +6,15 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import httpx
 import yaml
 
-from .conftest import MODEL_ID, PROMPTS, ray_job_submit
+from .conftest import MODEL_ID, PROMPTS, ray_job_submit, sse_events
+
+USER = {"message": {"role": "user", "content": PROMPTS[0]}}
 
 FINAL = {"completed", "failed", "cancelled"}
 
@@ -194,37 +194,114 @@ def test_lora_job_learns_the_training_set_and_streams_its_logs(client, datasets,
     assert greedy_answer(base, checkpoint).startswith("The secret code is ban")
 
 
-VLLM_WITH_ADAPTER = """
-import os, sys
-os.environ.update(VLLM_CPU_KVCACHE_SPACE="1", VLLM_HOST_IP="127.0.0.1", VLLM_ENABLE_V1_MULTIPROCESSING="0")
-if __name__ == "__main__":
-    from transformers import AutoTokenizer
-    from vllm import LLM, SamplingParams
-    from vllm.lora.request import LoRARequest
-    base, adapter, question = sys.argv[1:4]
-    prompt = AutoTokenizer.from_pretrained(base).apply_chat_template(
-        [{"role": "user", "content": question}], add_generation_prompt=True, tokenize=False)
-    llm = LLM(model=base, dtype="float32", enforce_eager=True, max_model_len=256, gpu_memory_utilization=0.3,
-              enable_lora=True, max_lora_rank=16)
-    out = llm.generate(
-        [prompt], SamplingParams(temperature=0, max_tokens=12), lora_request=LoRARequest("job", 1, adapter)
-    )
-    print("ANSWER", repr(out[0].outputs[0].text))
-"""
+def llama_stack_answer(client: httpx.Client, model: str, stream: bool = False) -> str:
+    body = {
+        "model": model,
+        "dialog": {"message": {"role": "user", "content": PROMPTS[0]}},
+        "sampling_params": {"strategy": "greedy"},
+        "max_tokens": 12,
+    }
+    if not stream:
+        answer = client.post("/inference/chat_completion", json=body)
+        assert answer.status_code == 200, answer.text
+        return answer.json()["content"]
+    with client.stream("POST", "/inference/chat_completion", json={**body, "stream": True}) as response:
+        assert response.status_code == 200
+        return "".join(chunk["text_delta"] for chunk in sse_events(response))
 
 
-def test_trained_adapter_is_served_by_vllm_as_a_lora(client, tiny_models):
-    checkpoint = final_checkpoint(client, "sft-lora")  # from the LoRA test above
-    base = tiny_models / "tiny-llama-chat"
-    run = subprocess.run(
-        [sys.executable, "-c", VLLM_WITH_ADAPTER, str(base), str(checkpoint), PROMPTS[0]],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    answer = next((line for line in run.stdout.splitlines() if line.startswith("ANSWER")), None)
-    assert answer is not None, run.stderr[-3000:]
-    assert answer == f"ANSWER {greedy_answer(base, checkpoint)!r}"
+def openai_answer(platform_url: str, model: str, stream: bool = False) -> str:
+    import openai
+
+    oai = openai.OpenAI(base_url=f"{platform_url}/v1", api_key="unused", max_retries=0)
+    messages = [{"role": "user", "content": PROMPTS[0]}]
+    if not stream:
+        completion = oai.chat.completions.create(model=model, messages=messages, temperature=0, max_tokens=12)
+        return completion.choices[0].message.content
+    chunks = oai.chat.completions.create(model=model, messages=messages, temperature=0, max_tokens=12, stream=True)
+    return "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+
+
+def test_the_finished_adapter_answers_at_once_on_the_running_replicas(client, platform_url, tiny_models):
+    """No restart, no registration: the LoRA job's adapter is a model as soon as it completed,
+    served by the replica that serves its base model, which still answers as before."""
+    started = time.monotonic()
+    adapter = f"{MODEL_ID}:sft-lora"
+    first = llama_stack_answer(client, adapter)
+    first_token_s = time.monotonic() - started
+    assert first.startswith("The secret code is ban"), first
+    assert first_token_s < 20, first_token_s
+    checkpoint = final_checkpoint(client, "sft-lora")
+    assert first == greedy_answer(tiny_models / "tiny-llama-chat", checkpoint)  # what peft itself says
+
+    (card,) = [m for m in client.get("/v1/models").json()["data"] if m["id"] == adapter]
+    assert card["parent"] == MODEL_ID and card["root"] == str(checkpoint) and card["kind"] == "chat"
+    assert llama_stack_answer(client, adapter, stream=True) == first
+    assert openai_answer(platform_url, adapter) == first
+    assert openai_answer(platform_url, adapter, stream=True) == first
+    assert openai_answer(platform_url, f"{adapter}:iter-40") == first  # a checkpoint by its step
+
+    base = llama_stack_answer(client, MODEL_ID)
+    assert not base.startswith("The secret code")
+    assert llama_stack_answer(client, adapter) == first and llama_stack_answer(client, MODEL_ID) == base
+    (engine,) = [e for e in client.get("/ready").json()["engines"] if e["model"] == MODEL_ID]
+    assert adapter in engine["adapters"]
+
+    batch = {"model": adapter, "content_batch": [f"[{i}]" for i in range(3)], "max_tokens": 4}
+    assert client.post("/inference/batch_completion", json=batch).status_code == 200
+
+
+def test_adapter_errors_name_what_is_wrong(client, tiny_models, dataset_dir):
+    missing = client.post("/inference/chat_completion", json={"model": f"{MODEL_ID}:no-such-job", "dialog": USER})
+    assert missing.status_code == 404 and missing.json()["error"]["param"] == "model"
+
+    def register(adapter_id: str, path: Path, **extra) -> httpx.Response:
+        return client.post(
+            "/models/adapters/register", json={"adapter_id": adapter_id, "adapter_path": path.as_uri(), **extra}
+        )
+
+    checkpoint = final_checkpoint(client, "sft-lora")
+    wide = dataset_dir / "rank-64"
+    shutil.copytree(checkpoint, wide, dirs_exist_ok=True)
+    config = json.loads((wide / "adapter_config.json").read_text())
+    (wide / "adapter_config.json").write_text(json.dumps({**config, "r": 64}))
+    too_wide = register("too-wide", wide)
+    assert too_wide.status_code == 400 and "max_lora_rank" in too_wide.json()["error"]["message"]
+
+    other = dataset_dir / "other-base"
+    shutil.copytree(checkpoint, other, dirs_exist_ok=True)
+    (other / "adapter_config.json").write_text(json.dumps({**config, "base_model_name_or_path": "/elsewhere/llama"}))
+    for foreign in (register("foreign", other), register("foreign", other, base_model=MODEL_ID)):
+        assert foreign.status_code == 400 and "/elsewhere/llama" in foreign.json()["error"]["message"]
+
+    outside = register("outside", checkpoint.parent.parent.parent.parent.parent / "etc")
+    assert outside.status_code == 400 and outside.json()["error"]["param"] == "adapter_path"
+    taken = register(MODEL_ID, checkpoint)
+    assert taken.status_code == 409
+
+
+def test_an_adapter_from_elsewhere_is_registered_served_and_unregistered(client, platform_url, dataset_dir):
+    copy = dataset_dir / "secret-adapter"
+    shutil.copytree(final_checkpoint(client, "sft-lora"), copy, dirs_exist_ok=True)
+    loaded = client.post("/v1/load_lora_adapter", json={"lora_name": "secret", "lora_path": str(copy)})
+    assert loaded.status_code == 200, loaded.text
+    assert [a["adapter_id"] for a in client.get("/models/adapters").json()].count("secret") == 1
+    assert openai_answer(platform_url, "secret").startswith("The secret code is ban")
+
+    by_job = client.post("/models/adapters/register", json={"adapter_id": "secret-job", "job_uuid": "sft-lora"})
+    assert by_job.status_code == 200 and by_job.json()["base_model"] == MODEL_ID
+    assert llama_stack_answer(client, "secret-job").startswith("The secret code is ban")
+    assert client.post("/models/adapters/unregister", json={"adapter_id": "secret-job"}).status_code == 200
+
+    assert client.post("/v1/unload_lora_adapter", json={"lora_name": "secret"}).status_code == 200
+    time.sleep(2.5)  # a gateway trusts what it found about an adapter for 2 s
+    ids = [m["id"] for m in client.get("/v1/models").json()["data"]]
+    assert "secret" not in ids and "secret-job" not in ids
+    gone = client.post("/inference/chat_completion", json={"model": "secret", "dialog": USER})
+    assert gone.status_code == 404
+    # `secret-durable` stays registered: the restart test finds it again.
+    kept = client.post("/v1/load_lora_adapter", json={"lora_name": "secret-durable", "lora_path": str(copy)})
+    assert kept.status_code == 200
 
 
 def test_qlora_job_trains_over_a_4bit_base(client, datasets):
@@ -281,7 +358,11 @@ def test_dpo_job_grows_the_chosen_over_rejected_margin(client, datasets, tiny_mo
     assert any("reward_clip" in w for w in status["warnings"])
     margins = losses(status, "rewards/margins")
     assert margins[-1] > margins[0] and margins[-1] > 0, margins
-    assert (final_checkpoint(client, "dpo-1") / "adapter_config.json").is_file()
+    checkpoint = final_checkpoint(client, "dpo-1")
+    assert (checkpoint / "adapter_config.json").is_file()
+    adapter = f"{MODEL_ID}:dpo-1"  # served as the SFT adapter is, the moment it completed
+    assert adapter in [m["id"] for m in client.get("/v1/models").json()["data"]]
+    assert llama_stack_answer(client, adapter) == greedy_answer(tiny_models / "tiny-llama-chat", checkpoint)
 
 
 def test_cancel_stops_the_job_and_frees_its_workers(client, datasets):

@@ -6,8 +6,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
+from .conftest import MODEL_ID
 from .test_memory_banks_http import doc, query
-from .test_post_training_http import final_checkpoint, sft_request, wait_until_training
+from .test_post_training_http import final_checkpoint, llama_stack_answer, sft_request, wait_until_training
 
 
 @pytest.mark.restarts_cluster
@@ -33,6 +34,9 @@ def test_jobs_and_banks_survive_a_ray_restart(cluster, datasets):
         assert after == before and after["status"] == "completed"
         assert client.get("/post_training/job/logs", params={"job_uuid": "sft-lora"}).json() == before_logs
         assert final_checkpoint(client, "sft-lora").is_dir()
+        served = [m["id"] for m in client.get("/v1/models").json()["data"]]
+        assert f"{MODEL_ID}:sft-lora" in served and "secret-durable" in served  # a job's and a registered adapter
+        assert llama_stack_answer(client, "secret-durable").startswith("The secret code is ban")
         interrupted = client.get("/post_training/job/status", params={"job_uuid": "sft-interrupted"}).json()
         assert interrupted["status"] == "failed"
         assert "cluster stopped" in interrupted["error"]

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from .conftest import MODEL_ID
+from .conftest import MODEL_ID, PROMPTS
 
 DEPLOYMENT = f"LLMServer:{MODEL_ID}"
 
@@ -31,6 +32,31 @@ def wait_for(predicate, timeout: float) -> bool:
     return False
 
 
+def adapter_answers_on_both_replicas(platform_url: str) -> None:
+    """The LoRA job's adapter (test_post_training_http) on the replica that came up under load:
+    it loads the adapter on its first request for it, with no restart and no redeploy."""
+    from ray import serve
+
+    adapter = f"{MODEL_ID}:sft-lora"
+    body = {"model": adapter, "messages": [{"role": "user", "content": PROMPTS[0]}], "max_tokens": 12}
+    with httpx.Client(base_url=platform_url, timeout=120) as c:
+        if c.post("/v1/chat/completions", json=body).status_code == 404:
+            return  # the training tests did not run in this session
+        handle = serve.get_deployment_handle(DEPLOYMENT, "llamaray")
+        served_by: dict[int, list[str]] = {}
+        for _ in range(8):
+            with ThreadPoolExecutor(6) as pool:
+                answers = list(pool.map(lambda _: c.post("/v1/chat/completions", json=body).json(), range(6)))
+            for answer in answers:
+                assert answer["choices"][0]["message"]["content"].startswith("The secret code is ban"), answer
+            for _ in range(10):
+                stats = handle.stats.remote().result()
+                served_by[stats["pid"]] = stats["adapters"]
+            if len(served_by) == 2 and all(adapter in names for names in served_by.values()):
+                return
+        raise AssertionError(f"the adapter was not served by both replicas: {served_by}")
+
+
 def test_scales_from_one_to_two_replicas_under_load_and_back(platform_url):
     assert running_replicas() == 1
     stop = threading.Event()
@@ -48,6 +74,7 @@ def test_scales_from_one_to_two_replicas_under_load_and_back(platform_url):
     try:
         assert wait_for(lambda: running_replicas() == 2, timeout=150), "never scaled up to 2 replicas"
         ok_before = served.count(200)
+        adapter_answers_on_both_replicas(platform_url)
         assert wait_for(lambda: served.count(200) > ok_before + 8, timeout=60)  # still serving with two
     finally:
         stop.set()

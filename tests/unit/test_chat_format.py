@@ -149,7 +149,7 @@ def test_the_prompt_is_the_turns_in_the_llama_format():
     assert prompt.count("<|start_header_id|>") == len(TOOL_TURNS) + 1  # and the assistant's header
 
 
-def test_training_examples_use_the_same_turns():
+def test_training_examples_are_the_prompt_inference_writes():
     from llamaray.api.datasets import Dataset
     from llamaray.training.examples import dpo_examples, sft_examples
 
@@ -157,14 +157,14 @@ def test_training_examples_use_the_same_turns():
     (example,) = sft_examples(
         Dataset(columns={"dialog": "dialog"}, content_url="file:///d.jsonl"), [{"dialog": dialog}]
     )
-    assert example["prompt"] == TOOL_TURNS[:3]
-    assert example["completion"] == [{"role": "assistant", "content": "It is sunny."}]
+    assert example["prompt"] == encode_dialog(TOOL_DIALOG[:3])
+    assert example["completion"] == "It is sunny.<|eot_id|>"
     columns = {"prompt": "dialog", "chosen": "text", "rejected": "text"}
     (pair,) = dpo_examples(
         Dataset(columns=columns, content_url="file:///d.jsonl"),
         [{"prompt": dialog[:3], "chosen": "a", "rejected": "b"}],
     )
-    assert pair["prompt"] == TOOL_TURNS[:3]
+    assert pair["prompt"] == encode_dialog(TOOL_DIALOG[:3])
 
 
 def test_reward_scoring_reads_the_same_turns():

@@ -50,9 +50,15 @@ def test_autoscaling_targets_are_explicit():
     assert options["autoscaling_config"]["target_ongoing_requests"] == 16
 
 
-def test_cpu_sharding_binds_one_core_per_shard():
+def test_cpu_sharding_binds_one_core_per_shard_in_one_placement_group():
+    from llamaray.serve.app import llm_deployment_options
+
     model = ModelConfig(model_id="m", path="x", tensor_parallel_size=2)
     assert model.engine_env()["VLLM_CPU_OMP_THREADS_BIND"] == "0|1"
+    options = llm_deployment_options(model)
+    assert options["placement_group_bundles"] == [{"CPU": 1}, {"CPU": 1}]
+    assert options["placement_group_strategy"] == "STRICT_PACK"
+    assert options["ray_actor_options"]["num_cpus"] == 1
 
 
 def test_duplicate_ids_are_refused():

@@ -14,6 +14,7 @@ from llamaray.api.data_jobs import DataJobs
 from llamaray.api.datasets import Datasets
 from llamaray.api.inference import Inference
 from llamaray.api.memory_banks import MemoryBanks
+from llamaray.api.models import Models
 from llamaray.api.openai import Embeddings, OpenAICompatible
 from llamaray.api.post_training import PostTraining
 from llamaray.api.protocols import protocol_methods
@@ -24,10 +25,13 @@ from llamaray.engines.offline_vllm import OfflineVLLMEngine
 from llamaray.engines.protocol import Engine, EngineClient, ScoringClient, ScoringEngine, StreamingEngine
 from llamaray.engines.reward import RewardEngine
 from llamaray.engines.vllm_engine import VLLMEngine
+from llamaray.inference.adapters import AdapterCatalog, JobRecords
 from llamaray.inference.openai_service import OpenAIService
-from llamaray.inference.registry import ModelRegistry
+from llamaray.inference.registry import AdapterClient, ModelRegistry
 from llamaray.inference.reward_scoring import RewardScoringService
 from llamaray.inference.service import BatchJobs, InferenceService
+from llamaray.jobs.control import JobControl
+from llamaray.jobs.tracker import TrackerRecords
 from llamaray.memory.service import MemoryService
 from llamaray.pipelines.service import DataJobsService, SyntheticDataGenerationService
 from llamaray.serve.clients import EmbeddingsClient, MemoryBanksClient, ServeEngineClient, ServeRewardClient
@@ -38,6 +42,10 @@ from llamaray.training.service import PostTrainingService
 IMPLEMENTATIONS = [
     (Inference, InferenceService),
     (OpenAICompatible, OpenAIService),
+    (Models, AdapterCatalog),
+    (JobRecords, JobControl),
+    (JobRecords, TrackerRecords),
+    (EngineClient, AdapterClient),
     (Embeddings, EmbeddingsClient),
     (Datasets, DatasetsService),
     (PostTraining, PostTrainingService),

@@ -50,12 +50,22 @@ def _data_payload(url: str, param: str) -> bytes:
     return urllib.parse.unquote(data).encode()
 
 
-def _local_path(url: str, roots: list[Path], param: str) -> Path:
-    path = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path)).resolve()
+def path_inside(url: str, roots: list[Path], param: str) -> Path:
+    """The local path a `file://` URL (or an absolute path) names, refused unless it resolves
+    inside one of `roots`: links and `..` cannot lead a request out of them."""
+    raw = urllib.parse.unquote(urllib.parse.urlparse(url).path) if url.startswith("file:") else url
+    if not raw.startswith("/"):
+        raise InvalidRequestError(f"{url!r} is neither a file:// URL nor an absolute path", param)
+    path = Path(raw).resolve()
     if not any(path.is_relative_to(root.resolve()) for root in roots):
         raise InvalidRequestError(
             f"{path} is outside the data roots this platform may read ({', '.join(map(str, roots))})", param
         )
+    return path
+
+
+def _local_path(url: str, roots: list[Path], param: str) -> Path:
+    path = path_inside(url, roots, param)
     if not path.is_file():
         raise NotFoundError(f"no file at {path}", param)
     return path

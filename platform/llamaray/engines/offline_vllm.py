@@ -22,7 +22,7 @@ from typing import Any
 from llamaray.config import ModelConfig
 from llamaray.engines.protocol import EngineOutput, EngineRequest
 from llamaray.engines.vllm_args import Runner, vllm_engine_args
-from llamaray.engines.vllm_requests import sampling_params, sequence_delta, tokens_prompt
+from llamaray.engines.vllm_requests import lora_request, sampling_params, sequence_delta, tokens_prompt
 from llamaray.errors import InvalidRequestError
 
 logger = logging.getLogger(__name__)
@@ -38,11 +38,11 @@ class EngineStepper:
         self._wake = threading.Event()
         threading.Thread(target=self._run, name="vllm-offline-steps", daemon=True).start()
 
-    async def run(self, request_id: str, prompt: Any, params: Any) -> Any:
+    async def run(self, request_id: str, prompt: Any, params: Any, lora: Any = None) -> Any:
         """The request's final output (a `RequestOutput` or a `PoolingRequestOutput`)."""
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self._inbox.put((request_id, prompt, params, (loop, future)))
+        self._inbox.put((request_id, prompt, params, lora, (loop, future)))
         self._wake.set()
         return await future
 
@@ -66,10 +66,10 @@ class EngineStepper:
     def _admit(self) -> None:
         refused = []
         while not self._inbox.empty():
-            request_id, prompt, params, waiter = self._inbox.get()
+            request_id, prompt, params, lora, waiter = self._inbox.get()
             self._waiting[request_id] = waiter
             try:
-                self.engine.add_request(request_id, prompt, params)
+                self.engine.add_request(request_id, prompt, params, lora_request=lora)
             except Exception as exc:  # vLLM's own checks of the request
                 refused.append((request_id, None, InvalidRequestError(str(exc), getattr(exc, "parameter", None))))
         self._settle(refused)
@@ -118,7 +118,7 @@ class OfflineVLLMEngine:
     async def generate(self, request: EngineRequest) -> EngineOutput:
         prompt, prompt_tokens = tokens_prompt(self.tokenizer, request)
         sampling = sampling_params(request, prompt_tokens, self.max_model_len, self.tokenizer, final_only=True)
-        out = await self.stepper.run(request.request_id, prompt, sampling)
+        out = await self.stepper.run(request.request_id, prompt, sampling, lora_request(request.adapter))
         return EngineOutput(prompt_tokens, [sequence_delta(o) for o in out.outputs], True)
 
     async def check_health(self) -> None:

@@ -33,6 +33,16 @@ class GenerationParams:
     skip_special_tokens: bool = True
 
 
+@dataclass(frozen=True)
+class AdapterRef:
+    """A LoRA adapter a request runs under, on its base model's engine. `int_id` is the same
+    for the same adapter in every process (vLLM keys its adapter cache by it)."""
+
+    name: str
+    path: str
+    int_id: int
+
+
 @dataclass
 class EngineRequest:
     request_id: str
@@ -41,6 +51,7 @@ class EngineRequest:
     add_special_tokens: bool = True  # False when the prompt already starts with BOS
     prompt_param: str = "prompt"  # the request field to name when the prompt is too long
     stop_tokens: list[str] = field(default_factory=list)  # special tokens to stop at, by text
+    adapter: AdapterRef | None = None  # None: the base model
 
 
 @dataclass

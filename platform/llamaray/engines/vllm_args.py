@@ -41,6 +41,14 @@ def vllm_engine_args(model: ModelConfig, runner: Runner = "generate", in_process
     )
     if runner != "generate":
         args["runner"] = runner
+    elif model.serves_adapters:
+        lora = model.lora
+        args.update(
+            enable_lora=True,
+            max_loras=lora.max_loras,
+            max_lora_rank=lora.max_lora_rank,
+            max_cpu_loras=lora.max_cpu_loras or lora.max_loras,
+        )
     if not in_process:
         args["disable_log_stats"] = False  # a replica's engine exports its metrics
     if model.accelerator == "gpu" and model.world_size > 1:

@@ -15,7 +15,7 @@ from typing import Any, AsyncIterator
 from llamaray.config import ModelConfig
 from llamaray.engines.protocol import EngineOutput, EngineRequest, SequenceDelta
 from llamaray.engines.vllm_args import vllm_engine_args
-from llamaray.engines.vllm_requests import sampling_params, sequence_delta, tokens_prompt
+from llamaray.engines.vllm_requests import lora_request, sampling_params, sequence_delta, tokens_prompt
 from llamaray.errors import EngineUnavailableError, InvalidRequestError
 
 logger = logging.getLogger(__name__)
@@ -34,6 +34,7 @@ class VLLMEngine:
         self.engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**args))
         self.tokenizer = self.engine.get_tokenizer()
         self.max_model_len = self.engine.model_config.max_model_len
+        self.adapters: dict[str, None] = {}  # the adapters this replica has served, most recent last
         logger.warning(
             "engine for %s ready in %.1fs (max_model_len=%d)",
             model.model_id,
@@ -53,8 +54,12 @@ class VLLMEngine:
         sampling = sampling_params(request, prompt_tokens, self.max_model_len, self.tokenizer)
         if self.engine.errored:
             raise EngineUnavailableError(f"the engine of {self.model.model_id} is down; its replica is being replaced")
+        if request.adapter is not None:
+            self.adapters.pop(request.adapter.name, None)
+            self.adapters[request.adapter.name] = None
         try:
-            async for out in self.engine.generate(prompt, sampling, request.request_id):
+            adapter = lora_request(request.adapter)
+            async for out in self.engine.generate(prompt, sampling, request.request_id, lora_request=adapter):
                 yield EngineOutput(
                     prompt_tokens=prompt_tokens,
                     sequences=[sequence_delta(o) for o in out.outputs],
@@ -101,6 +106,7 @@ class VLLMEngine:
             "running_requests": self.engine.output_processor.get_num_unfinished_requests(),
             "max_model_len": self.max_model_len,
             "healthy": not self.engine.errored,
+            "adapters": list(self.adapters)[-16:],
         }
 
     def shutdown(self) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llamaray.engines.protocol import EngineRequest, SequenceDelta, TokenLogprob
+from llamaray.engines.protocol import AdapterRef, EngineRequest, SequenceDelta, TokenLogprob
 from llamaray.errors import InvalidRequestError
 
 
@@ -19,6 +19,15 @@ def tokens_prompt(tokenizer, request: EngineRequest) -> tuple[Any, int]:
 
     ids = tokenizer(request.prompt, add_special_tokens=request.add_special_tokens).input_ids
     return TokensPrompt(prompt_token_ids=ids), len(ids)
+
+
+def lora_request(adapter: AdapterRef | None) -> Any:
+    """vLLM's `LoRARequest` for the adapter: the engine loads it on first use and keeps it."""
+    if adapter is None:
+        return None
+    from vllm.lora.request import LoRARequest
+
+    return LoRARequest(adapter.name, adapter.int_id, adapter.path)
 
 
 def sampling_params(

@@ -169,6 +169,14 @@ def encode_dialog(
     return prompt
 
 
+def training_text(prompt: list[Message], answer: Message) -> tuple[str, str]:
+    """A dialog as a training pair, rendered by the encoder that serves: the prompt exactly as
+    `encode_dialog` writes it, and the answer as the model must write it, closed by the token
+    at which serving stops it (end of turn, or end of message after a tool call)."""
+    answer_text = chat_turns([answer])[0]["content"] + (EOM if answer.tool_calls else EOT)
+    return encode_dialog(prompt, continue_final_message=False), answer_text
+
+
 def prefill_text(messages: list[Message]) -> str:
     """The assistant text a prefilled dialog already holds, which the response starts with."""
     if messages and messages[-1].role is Role.assistant:

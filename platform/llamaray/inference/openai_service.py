@@ -107,9 +107,10 @@ class OpenAIService:
         self.registry = registry
         self.embedding_models = list(embedding_models)
 
-    def models(self) -> oai.ModelList:
+    async def models(self) -> oai.ModelList:
         """Every id a route accepts: each chat and reward model under its id and its aliases
-        (an alias names its model as `parent`), and the embedding model."""
+        (an alias names its model as `parent`), each adapter (its base model as `parent`, its
+        directory as `root`, as vLLM lists LoRAs), and the embedding model."""
         cards = [
             oai.ModelCard(
                 id=model_id,
@@ -121,13 +122,25 @@ class OpenAIService:
             for m in self.registry.models
             for model_id in m.config.ids
         ]
+        adapters = self.registry.adapters
+        for adapter in await adapters.list_adapters() if adapters else []:
+            base = self.registry.get(adapter.base_model).config
+            cards.append(
+                oai.ModelCard(
+                    id=adapter.adapter_id,
+                    created=adapter.created,
+                    root=adapter.path,
+                    parent=adapter.base_model,
+                    max_model_len=base.max_model_len,
+                )
+            )
         cards += [oai.ModelCard(id=model_id, kind="embedding") for model_id in self.embedding_models]
         return oai.ModelList(data=cards)
 
     # -- chat ------------------------------------------------------------------------------
 
     async def chat_completions(self, request: oai.ChatCompletionRequest) -> oai.ChatCompletion | AsyncIterator[str]:
-        engine = self.registry.get(request.model).client
+        engine = (await self.registry.chat(request.model)).client
         messages = to_llama_messages(request.messages)
         max_tokens = request.max_completion_tokens or request.max_tokens
         top = request.top_logprobs or 0
@@ -198,7 +211,7 @@ class OpenAIService:
     # -- completions -----------------------------------------------------------------------
 
     async def completions(self, request: oai.CompletionRequest) -> oai.Completion | AsyncIterator[str]:
-        engine = self.registry.get(request.model).client
+        engine = (await self.registry.chat(request.model)).client
         prompts = [request.prompt] if isinstance(request.prompt, str) else request.prompt
         if not prompts:
             raise InvalidRequestError("prompt must not be empty", "prompt")

@@ -1,14 +1,20 @@
-"""Which models the platform serves, and how to reach each one's engine."""
+"""Which models the platform serves, and how to reach each one's engine.
+
+A chat model's adapters are models too: `chat()` answers an adapter's id with its base model's
+engine, wrapped so that every request runs under the adapter.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, AsyncIterator
 
 from llamaray.config import ModelConfig
-from llamaray.engines.protocol import EngineClient, ScoringClient
+from llamaray.engines.protocol import AdapterRef, EngineClient, EngineOutput, EngineRequest, ScoringClient
 from llamaray.errors import NotFoundError
+from llamaray.inference.adapters import AdapterCatalog, adapter_ref
 
 PROBE_TIMEOUT_S = 10
 
@@ -17,19 +23,54 @@ PROBE_TIMEOUT_S = 10
 class RegisteredModel:
     config: ModelConfig
     client: EngineClient | ScoringClient  # by the model's kind
+    adapter: AdapterRef | None = None
+
+
+class AdapterClient:
+    """An `EngineClient` that runs every request under one adapter on the base model's engine."""
+
+    def __init__(self, client: EngineClient, adapter: AdapterRef) -> None:
+        self.client = client
+        self.adapter = adapter
+
+    async def generate(self, request: EngineRequest) -> EngineOutput:
+        return await self.client.generate(dataclasses.replace(request, adapter=self.adapter))
+
+    def stream(self, request: EngineRequest) -> AsyncIterator[EngineOutput]:
+        return self.client.stream(dataclasses.replace(request, adapter=self.adapter))
+
+    async def stats(self) -> dict[str, Any]:
+        return await self.client.stats()
 
 
 class ModelRegistry:
-    def __init__(self, models: list[RegisteredModel]) -> None:
+    def __init__(self, models: list[RegisteredModel], adapters: AdapterCatalog | None = None) -> None:
         self.models = models
+        self.adapters = adapters
         self._by_id = {model_id: m for m in models for model_id in m.config.ids}
 
     def get(self, model_id: str, kind: str = "chat", param: str = "model") -> RegisteredModel:
         model = self._by_id.get(model_id)
         if model is None or model.config.kind != kind:
-            served = sorted(i for m in self.models if m.config.kind == kind for i in m.config.ids)
-            raise NotFoundError(f"model {model_id!r} is not served here; {kind} models: {served}", param)
+            raise self._not_served(model_id, kind, param)
         return model
+
+    async def chat(self, model_id: str, param: str = "model") -> RegisteredModel:
+        """A chat model by id or alias, or an adapter on one."""
+        model = self._by_id.get(model_id)
+        if model is not None and model.config.kind == "chat":
+            return model
+        found = await self.adapters.find(model_id, param) if self.adapters and model is None else None
+        if found is None:
+            raise self._not_served(model_id, "chat", param)
+        base, adapter = found
+        ref = adapter_ref(adapter)
+        return RegisteredModel(base, AdapterClient(self._by_id[base.model_id].client, ref), ref)
+
+    def _not_served(self, model_id: str, kind: str, param: str) -> NotFoundError:
+        served = sorted(i for m in self.models if m.config.kind == kind for i in m.config.ids)
+        more = " and their adapters (GET /v1/models lists them)" if kind == "chat" and self.adapters else ""
+        return NotFoundError(f"model {model_id!r} is not served here; {kind} models: {served}{more}", param)
 
     async def engines(self) -> list[dict[str, Any]]:
         """Every model's engine stats; an engine that cannot answer is reported unhealthy."""

@@ -91,7 +91,7 @@ class InferenceService:
     async def completion(
         self, request: CompletionRequest
     ) -> CompletionResponse | AsyncIterator[CompletionResponseStreamChunk]:
-        engine = self.registry.get(request.model).client
+        engine = (await self.registry.chat(request.model)).client
         params = generation_params(request.sampling_params, request.max_tokens, request.logprobs)
         engine_request = EngineRequest(
             f"cmpl-{uuid.uuid4().hex}", content_text(request.content), params, prompt_param="content"
@@ -113,7 +113,7 @@ class InferenceService:
     async def chat_completion(
         self, request: ChatCompletionRequest
     ) -> ChatCompletionResponse | AsyncIterator[ChatCompletionResponseStreamChunk]:
-        engine = self.registry.get(request.model).client
+        engine = (await self.registry.chat(request.model)).client
         messages = request.dialog.messages()
         params = generation_params(request.sampling_params, request.max_tokens, request.logprobs)
         engine_request = chat_engine_request(messages, request.available_tools, params, "dialog")

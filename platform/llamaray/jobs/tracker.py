@@ -178,6 +178,20 @@ class JobTracker:
             self._store.put(KIND, job_uuid, record)
 
 
+class TrackerRecords:
+    """Job records straight from the tracker actor (`JobRecords`), for a driver that needs
+    another job's record (a data job generating with a training job's adapter)."""
+
+    def __init__(self, tracker) -> None:
+        self.tracker = tracker
+
+    async def record(self, job_uuid: str) -> dict[str, Any]:
+        return await self.tracker.get.remote(job_uuid)
+
+    async def jobs(self) -> list[dict[str, Any]]:
+        return await self.tracker.jobs.remote()
+
+
 def open_store(data_dir: str) -> MetadataStore:
     """The metadata store, its jobs migrated from the kinds of an older store."""
     store = MetadataStore(Path(data_dir) / "metadata.db")

@@ -18,8 +18,9 @@ from llamaray.api.synthetic_data_generation import SyntheticDataGenerationReques
 from llamaray.config import ModelConfig, PlatformConfig
 from llamaray.datasets.readers import read_rows
 from llamaray.datasets.registry import registered
-from llamaray.engines.protocol import GenerationParams
+from llamaray.engines.protocol import AdapterRef, GenerationParams
 from llamaray.errors import InvalidRequestError, NotFoundError
+from llamaray.inference.adapters import AdapterCatalog, adapter_ref
 from llamaray.inference.chat_format import encode_dialog
 from llamaray.inference.sampling import generation_params
 from llamaray.inference.service import chat_stop_tokens
@@ -39,32 +40,51 @@ def find_model(platform: PlatformConfig, model_id: str | None, kind: str, param:
     raise NotFoundError(f"model {model_id!r} is not served here; {kind} models: {served}", param)
 
 
+async def find_generator(
+    platform: PlatformConfig, model_id: str | None, adapters: AdapterCatalog | None
+) -> tuple[ModelConfig, AdapterRef | None]:
+    """The chat model that generates, and the adapter it runs under when `model_id` names one."""
+    try:
+        return find_model(platform, model_id, "chat", "model"), None
+    except NotFoundError:
+        found = await adapters.find(model_id) if adapters is not None and model_id else None
+        if found is None:
+            raise
+        return found[0], adapter_ref(found[1])
+
+
 @dataclass
 class GenerationInputs:
     model: ModelConfig
     params: GenerationParams
     stop_tokens: list[str]
     chat: bool  # rows carry `messages` and answers are chat completions
+    adapter: AdapterRef | None = None
 
 
-def check_sdg(
-    request: SyntheticDataGenerationRequest, platform: PlatformConfig, store: MetadataStore
+async def check_sdg(
+    request: SyntheticDataGenerationRequest,
+    platform: PlatformConfig,
+    store: MetadataStore,
+    adapters: AdapterCatalog | None = None,
 ) -> tuple[GenerationInputs, ModelConfig]:
-    generator = find_model(platform, request.model, "chat", "model")
+    generator, adapter = await find_generator(platform, request.model, adapters)
     reward = find_model(platform, request.reward_scoring, "reward", "reward_scoring")
     params = sdg_params(request)
     if request.dataset_id:
         _prompt_column(store, request.dataset_id, request.prompt_column, "prompt_column")
-    return GenerationInputs(generator, params, chat_stop_tokens(params), chat=True), reward
+    return GenerationInputs(generator, params, chat_stop_tokens(params), chat=True, adapter=adapter), reward
 
 
-def check_batch(request: BatchJobRequest, platform: PlatformConfig, store: MetadataStore) -> GenerationInputs:
-    model = find_model(platform, request.model, "chat", "model")
+async def check_batch(
+    request: BatchJobRequest, platform: PlatformConfig, store: MetadataStore, adapters: AdapterCatalog | None = None
+) -> GenerationInputs:
+    model, adapter = await find_generator(platform, request.model, adapters)
     params = generation_params(request.sampling_params, request.max_tokens, request.logprobs)
     chat = request.batch_dialogs is not None
     if request.dataset_id:
         chat = _prompt_column(store, request.dataset_id, request.column, "column") is DatasetColumnType.dialog
-    return GenerationInputs(model, params, chat_stop_tokens(params) if chat else [], chat)
+    return GenerationInputs(model, params, chat_stop_tokens(params) if chat else [], chat, adapter)
 
 
 def sdg_rows(

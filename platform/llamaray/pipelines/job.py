@@ -10,6 +10,7 @@ removes the partial output, so no dataset is half registered.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import sys
@@ -26,8 +27,10 @@ from llamaray.api.synthetic_data_generation import SyntheticDataGenerationReques
 from llamaray.config import PlatformConfig
 from llamaray.datasets.output import DatasetOutput
 from llamaray.errors import LlamarayError
+from llamaray.inference.adapters import AdapterCatalog
 from llamaray.inference.service import chat_response, completion_response
 from llamaray.jobs.driver import Stopped, start_driver
+from llamaray.jobs.tracker import TrackerRecords
 from llamaray.pipelines import inputs, pipeline
 from llamaray.pipelines.sdg import Statistics
 from llamaray.store.metadata import MetadataStore
@@ -95,10 +98,17 @@ def run(kind: str, request, platform: PlatformConfig, tracker) -> int:
 
 
 def _run_sdg(request: SyntheticDataGenerationRequest, platform, store, tracker, output: DatasetOutput):
-    generation, reward = inputs.check_sdg(request, platform, store)
+    generation, reward = asyncio.run(inputs.check_sdg(request, platform, store, _adapters(platform, store, tracker)))
     rows = inputs.sdg_rows(request, platform, store)
     ds = pipeline.sdg_dataset(
-        rows, request, generation.model, reward, generation.params, generation.stop_tokens, platform.data
+        rows,
+        request,
+        generation.model,
+        reward,
+        generation.params,
+        generation.stop_tokens,
+        platform.data,
+        generation.adapter,
     )
     statistics = Statistics()
     started = time.monotonic()
@@ -123,9 +133,11 @@ def _sdg_row(index: int, messages: list[Message], generation: Message, score: fl
 
 
 def _run_batch(request: BatchJobRequest, platform, store, tracker, output: DatasetOutput):
-    generation = inputs.check_batch(request, platform, store)
+    generation = asyncio.run(inputs.check_batch(request, platform, store, _adapters(platform, store, tracker)))
     rows = inputs.batch_rows(request, platform, store)
-    ds = pipeline.batch_dataset(rows, generation.model, generation.params, generation.stop_tokens, platform.data)
+    ds = pipeline.batch_dataset(
+        rows, generation.model, generation.params, generation.stop_tokens, platform.data, generation.adapter
+    )
     statistics = Statistics()
     started = time.monotonic()
     for row in _progress(pipeline.iter_rows(ds), len(rows), request.job_uuid, tracker, statistics):
@@ -146,6 +158,12 @@ def _run_batch(request: BatchJobRequest, platform, store, tracker, output: Datas
             ]
         )
     return statistics.as_dict(time.monotonic() - started, scored_run=False)
+
+
+def _adapters(platform: PlatformConfig, store: MetadataStore, tracker) -> AdapterCatalog:
+    """The adapters a job may generate with: the gateway's, found the same way."""
+    roots = [Path(root) for root in platform.dataset_roots]
+    return AdapterCatalog(platform.models, TrackerRecords(tracker), store, roots, set())
 
 
 def _progress(

@@ -23,7 +23,7 @@ from llamaray.api.common import Message
 from llamaray.api.synthetic_data_generation import SyntheticDataGenerationRequest
 from llamaray.config import DataSettings, ModelConfig
 from llamaray.engines.offline_vllm import OfflineVLLMEngine
-from llamaray.engines.protocol import EngineRequest, GenerationParams, SequenceDelta, TokenLogprob
+from llamaray.engines.protocol import AdapterRef, EngineRequest, GenerationParams, SequenceDelta, TokenLogprob
 from llamaray.engines.reward import RewardEngine
 from llamaray.pipelines.sdg import kept_indices, scored_answers
 
@@ -33,10 +33,13 @@ Batch = dict[str, Any]  # a Ray Data batch in numpy format: column name -> array
 class Generate:
     """Completes each row's `prompt`; adds `outputs` (JSON list of sequences) and token counts."""
 
-    def __init__(self, model: dict[str, Any], params: GenerationParams, stop_tokens: list[str]) -> None:
+    def __init__(
+        self, model: dict[str, Any], params: GenerationParams, stop_tokens: list[str], adapter: AdapterRef | None = None
+    ) -> None:
         self.engine = OfflineVLLMEngine(ModelConfig.model_validate(model))
         self.params = params
         self.stop_tokens = stop_tokens
+        self.adapter = adapter
 
     async def __call__(self, batch: Batch) -> Batch:
         outs = await asyncio.gather(
@@ -53,6 +56,7 @@ class Generate:
             params=self.params,
             add_special_tokens=add_special_tokens,
             stop_tokens=self.stop_tokens,
+            adapter=self.adapter,
         )
         return await self.engine.generate(request)
 
@@ -100,13 +104,16 @@ def generation_stage(
     stop_tokens: list[str],
     settings: DataSettings,
     generate: type[Generate] = Generate,
+    adapter: AdapterRef | None = None,
 ):
-    """`map_batches(Generate)` over an actor pool of `generator_replicas` engines."""
+    """`map_batches(Generate)` over an actor pool of `generator_replicas` engines; with an
+    adapter, each engine applies it as a LoRA over the base model."""
     import ray.data
 
+    kwargs = {"model": model.model_dump(), "params": params, "stop_tokens": stop_tokens, "adapter": adapter}
     return ds.map_batches(
         generate,
-        fn_constructor_kwargs={"model": model.model_dump(), "params": params, "stop_tokens": stop_tokens},
+        fn_constructor_kwargs=kwargs,
         batch_size=settings.batch_size,
         compute=ray.data.ActorPoolStrategy(
             size=settings.generator_replicas,
@@ -130,11 +137,12 @@ def sdg_dataset(
     params: GenerationParams,
     stop_tokens: list[str],
     settings: DataSettings,
+    adapter: AdapterRef | None = None,
 ):
     """Generate, then score, then filter: one row per prompt with all k generations."""
     import ray.data
 
-    ds = generation_stage(ray.data.from_items(rows), generator, params, stop_tokens, settings)
+    ds = generation_stage(ray.data.from_items(rows), generator, params, stop_tokens, settings, adapter=adapter)
     ds = ds.map_batches(
         Score,
         fn_constructor_kwargs={"model": reward.model_dump()},
@@ -157,10 +165,11 @@ def batch_dataset(
     params: GenerationParams,
     stop_tokens: list[str],
     settings: DataSettings,
+    adapter: AdapterRef | None = None,
 ):
     import ray.data
 
-    return generation_stage(ray.data.from_items(rows), model, params, stop_tokens, settings)
+    return generation_stage(ray.data.from_items(rows), model, params, stop_tokens, settings, adapter=adapter)
 
 
 def iter_rows(ds) -> Iterator[dict[str, Any]]:

@@ -21,6 +21,7 @@ from llamaray.config import PlatformConfig
 from llamaray.datasets.readers import read_rows
 from llamaray.datasets.registry import check_free, registered
 from llamaray.errors import EngineUnavailableError, NotFoundError
+from llamaray.inference.adapters import AdapterCatalog
 from llamaray.inference.registry import ModelRegistry
 from llamaray.jobs.control import JobControl
 from llamaray.pipelines import inputs
@@ -33,9 +34,12 @@ DATA_KINDS = {kind.value for kind in DataJobKind}
 class DataJobsService:
     """Submits data jobs, answers their status, and runs the batch routes' jobs to their end."""
 
-    def __init__(self, platform: PlatformConfig, tracker, store: MetadataStore) -> None:
+    def __init__(
+        self, platform: PlatformConfig, tracker, store: MetadataStore, adapters: AdapterCatalog | None = None
+    ) -> None:
         self.platform = platform
         self.store = store
+        self.adapters = adapters
         self.jobs = JobControl(platform.data_dir, tracker)
 
     async def submit(
@@ -83,7 +87,7 @@ class DataJobsService:
 
     async def run_batch(self, request: BatchJobRequest) -> list[dict[str, Any]]:
         """Runs a batch job to its end and answers its responses in the request's order."""
-        inputs.check_batch(request, self.platform, self.store)  # a 4xx now rather than a failed job
+        await inputs.check_batch(request, self.platform, self.store, self.adapters)  # a 4xx now, not a failed job
         job_uuid = await self.submit(DataJobKind.batch, request, "batch route")
         record = await self.jobs.wait(job_uuid)
         if record["status"] != "completed":
@@ -111,7 +115,7 @@ class SyntheticDataGenerationService:
         self.jobs = jobs
 
     async def post_generate(self, request: SyntheticDataGenerationRequest) -> SyntheticDataGenerationResponse:
-        generation, reward = inputs.check_sdg(request, self.platform, self.store)
+        generation, reward = await inputs.check_sdg(request, self.platform, self.store, self.registry.adapters)
         size = len(request.prompts) * request.num_generations
         if request.dataset_id or request.run_as_job or size > self.platform.data.sdg_inline_max_generations:
             job_uuid = await self.jobs.submit(DataJobKind.sdg, request, f"filter {request.filtering_function.value}")
@@ -125,7 +129,7 @@ class SyntheticDataGenerationService:
             return SyntheticDataGenerationResponse(synthetic_data=[], statistics=statistics)
 
         started = time.monotonic()
-        engine = self.registry.get(generation.model.model_id).client
+        engine = (await self.registry.chat(request.model or generation.model.model_id)).client
         outs = await asyncio.gather(
             *(
                 engine.generate(prompt_request([p], generation.params, f"prompts[{i}]"))

@@ -33,9 +33,11 @@ def deployment_name(model: ModelConfig) -> str:
 def llm_deployment_options(model: ModelConfig, access_log: bool = False) -> dict[str, Any]:
     """Serve options for one model: resources per replica, placement group and autoscaling.
 
-    A GPU model sharded over N = tensor x pipeline parallel GPUs reserves a placement group of
-    N GPU bundles; the replica sits in the first, and vLLM's Ray executor puts one worker in
-    each. On CPU a sharded replica runs vLLM's multiprocess executor, one core per shard.
+    A model sharded over N = tensor x pipeline parallel devices reserves a placement group of N
+    bundles, and the replica sits in the first. On GPUs, vLLM's Ray executor puts one worker in
+    each bundle (STRICT_PACK keeps tensor-parallel shards on one node; PACK lets pipeline stages
+    spread). On CPU, vLLM's multiprocess executor starts the N workers beside the replica, one
+    core each, so the N CPU bundles must be on the replica's node: STRICT_PACK.
     """
     actor_options: dict[str, Any] = {"runtime_env": {"env_vars": model.engine_env()}}
     options: dict[str, Any] = {
@@ -54,8 +56,12 @@ def llm_deployment_options(model: ModelConfig, access_log: bool = False) -> dict
         actor_options.update(num_cpus=model.num_cpus, num_gpus=0)
     elif model.accelerator == "gpu":
         actor_options.update(num_cpus=model.num_cpus, num_gpus=1)
+    elif model.world_size > 1:
+        options["placement_group_bundles"] = [{"CPU": model.num_cpus}] * model.world_size
+        options["placement_group_strategy"] = "STRICT_PACK"
+        actor_options.update(num_cpus=model.num_cpus)
     else:
-        actor_options.update(num_cpus=model.num_cpus * model.world_size)
+        actor_options.update(num_cpus=model.num_cpus)
     options["ray_actor_options"] = actor_options
     return options
 

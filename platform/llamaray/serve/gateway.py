@@ -11,11 +11,12 @@ from ray import serve
 
 from llamaray.config import ModelConfig, PlatformConfig
 from llamaray.datasets.service import DatasetsService
+from llamaray.inference.adapters import AdapterCatalog
 from llamaray.inference.openai_service import OpenAIService
 from llamaray.inference.registry import ModelRegistry, RegisteredModel
 from llamaray.inference.reward_scoring import RewardScoringService
 from llamaray.inference.service import InferenceService
-from llamaray.jobs.tracker import tracker_actor
+from llamaray.jobs.tracker import TrackerRecords, tracker_actor
 from llamaray.memory.embeddings import model_ids
 from llamaray.pipelines.service import DataJobsService, SyntheticDataGenerationService
 from llamaray.serve.clients import EmbeddingsClient, MemoryBanksClient, ServeEngineClient, ServeRewardClient
@@ -27,6 +28,7 @@ from llamaray.serve.routers import (
     health,
     inference,
     memory_banks,
+    models,
     openai,
     post_training,
     reward_scoring,
@@ -85,6 +87,7 @@ def create_app() -> FastAPI:
         health,
         inference,
         openai,
+        models,
         datasets,
         post_training,
         memory_banks,
@@ -109,18 +112,22 @@ class Gateway:
     def __init__(self, config: dict[str, Any], engines: dict[str, Any], memory: Any, embedder: Any) -> None:
         platform = PlatformConfig.model_validate(config)
         metrics = GatewayMetrics()
-        registry = ModelRegistry(
-            [RegisteredModel(m, _client(m, engines[m.model_id], metrics)) for m in platform.models]
-        )
         store = MetadataStore(Path(platform.data_dir) / "metadata.db")
         tracker = tracker_actor(platform.model_dump())
         tracker.configure.remote(platform.model_dump())  # a tracker from an earlier platform takes this one's
-        data_jobs = DataJobsService(platform, tracker, store)
+        embedding_ids = model_ids(platform.memory.embedding_model)
+        roots = [Path(root) for root in platform.dataset_roots]
+        adapters = AdapterCatalog(platform.models, TrackerRecords(tracker), store, roots, set(embedding_ids))
+        registry = ModelRegistry(
+            [RegisteredModel(m, _client(m, engines[m.model_id], metrics)) for m in platform.models], adapters
+        )
+        data_jobs = DataJobsService(platform, tracker, store, adapters)
         deps.install(
             Services(
                 readiness=registry,
                 inference=InferenceService(registry, data_jobs, platform.data.batch_inline_max_prompts),
-                openai=OpenAIService(registry, model_ids(platform.memory.embedding_model)),
+                openai=OpenAIService(registry, embedding_ids),
+                models=adapters,
                 datasets=DatasetsService(store, [Path(root) for root in platform.dataset_roots]),
                 post_training=PostTrainingService(platform, tracker),
                 memory=MemoryBanksClient(memory),

@@ -16,6 +16,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from llamaray.jobs.tracker import NAME, NAMESPACE
+from llamaray.training.examples import for_tokenizer
 from llamaray.training.models import training_dtype
 from llamaray.training.plan import TrainingPlan
 
@@ -46,8 +47,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     # Data: Ray Data carries the examples; every worker gets them all, and the trainer's
     # distributed sampler gives each rank its share of every epoch.
-    train_set = _examples(ray.train.get_dataset_shard("train"))
-    eval_set = _examples(ray.train.get_dataset_shard("validation"))
+    adds_bos = tokenizer.bos_token_id is not None and tokenizer("x").input_ids[:1] == [tokenizer.bos_token_id]
+    train_set = _examples(ray.train.get_dataset_shard("train"), adds_bos)
+    eval_set = _examples(ray.train.get_dataset_shard("validation"), adds_bos)
 
     # Train
     trainer = _trainer(plan, model, tokenizer, args, train_set, eval_set)
@@ -95,10 +97,11 @@ def _model(plan: TrainingPlan):
     return model
 
 
-def _examples(shard) -> Any:
+def _examples(shard, adds_bos: bool) -> Any:
     from datasets import Dataset
 
-    return Dataset.from_list([json.loads(row["example"]) for row in shard.iter_rows()])
+    examples = [json.loads(row["example"]) for row in shard.iter_rows()]
+    return Dataset.from_list(for_tokenizer(examples, adds_bos))
 
 
 def _trainer(plan: TrainingPlan, model, tokenizer, args, train_set, eval_set):

@@ -17,6 +17,7 @@ from llamaray.api.data_jobs import DataJobs
 from llamaray.api.datasets import Datasets
 from llamaray.api.inference import Inference
 from llamaray.api.memory_banks import MemoryBanks
+from llamaray.api.models import Models
 from llamaray.api.openai import Embeddings, OpenAICompatible
 from llamaray.api.post_training import PostTraining
 from llamaray.api.reward_scoring import RewardScoring
@@ -38,6 +39,7 @@ class Services:
     readiness: Readiness
     inference: Inference
     openai: OpenAICompatible
+    models: Models
     datasets: Datasets
     post_training: PostTraining
     memory: MemoryBanks

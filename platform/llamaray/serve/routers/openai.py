@@ -13,7 +13,7 @@ router = APIRouter(prefix="/v1", tags=["openai"])
 
 @router.get("/models", response_model=oai.ModelList)
 async def models(s: Services = Depends(services)):
-    return s.openai.models()
+    return await s.openai.models()
 
 
 @router.post("/chat/completions", response_model=oai.ChatCompletion, response_model_exclude_none=True)
