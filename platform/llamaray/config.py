@@ -84,6 +84,18 @@ class ModelConfig(Settings):
     autoscaling_config: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
     lora: LoraSettings = Field(default_factory=LoraSettings)  # chat models only
 
+    @model_validator(mode="after")
+    def _checks(self) -> "ModelConfig":
+        compiled = not self.enforce_eager and not self.serves_adapters  # LoRA turns vLLM's compilation off
+        if self.accelerator == "cpu" and self.pipeline_parallel_size > 1 and not compiled:
+            # vLLM's CPU build sets up a later pipeline stage's buffers only in its compile warm-up.
+            raise ValueError(
+                f"model {self.model_id!r}: pipeline_parallel_size > 1 on CPU needs a compiled engine: "
+                "enforce_eager: false and (for a chat model) lora: {max_loras: 0}; vLLM's CPU build "
+                "prepares later pipeline stages only in its compile warm-up"
+            )
+        return self
+
     @property
     def serves_adapters(self) -> bool:
         return self.kind == "chat" and self.lora.max_loras > 0

@@ -32,7 +32,7 @@ def test_gpu_config_maps_draft_ids_and_shards_70b():
 
 
 def test_sharded_gpu_replica_reserves_one_gpu_bundle_per_shard():
-    from llamaray.serve.app import llm_deployment_options
+    from llamaray.serve.engine_deployment import llm_deployment_options
 
     model = ModelConfig(model_id="big", path="x", accelerator="gpu", tensor_parallel_size=4)
     options = llm_deployment_options(model)
@@ -43,7 +43,7 @@ def test_sharded_gpu_replica_reserves_one_gpu_bundle_per_shard():
 
 
 def test_autoscaling_targets_are_explicit():
-    from llamaray.serve.app import llm_deployment_options
+    from llamaray.serve.engine_deployment import llm_deployment_options
 
     options = llm_deployment_options(ModelConfig(model_id="m", path="x", max_ongoing_requests=32))
     assert options["max_ongoing_requests"] == 32
@@ -51,7 +51,7 @@ def test_autoscaling_targets_are_explicit():
 
 
 def test_cpu_sharding_binds_one_core_per_shard_in_one_placement_group():
-    from llamaray.serve.app import llm_deployment_options
+    from llamaray.serve.engine_deployment import llm_deployment_options
 
     model = ModelConfig(model_id="m", path="x", tensor_parallel_size=2)
     assert model.engine_env()["VLLM_CPU_OMP_THREADS_BIND"] == "0|1"
@@ -64,3 +64,13 @@ def test_cpu_sharding_binds_one_core_per_shard_in_one_placement_group():
 def test_duplicate_ids_are_refused():
     with pytest.raises(ValidationError):
         PlatformConfig(models=[ModelConfig(model_id="a", path="x"), ModelConfig(model_id="b", path="y", aliases=["a"])])
+
+
+def test_pipeline_parallel_on_cpu_refuses_eager_mode_with_the_reason():
+    with pytest.raises(ValidationError, match="enforce_eager"):
+        ModelConfig(model_id="m", path="x", pipeline_parallel_size=2, enforce_eager=True)
+    with pytest.raises(ValidationError, match="max_loras"):
+        ModelConfig(model_id="m", path="x", pipeline_parallel_size=2)
+    compiled = ModelConfig(model_id="m", path="x", pipeline_parallel_size=2, lora={"max_loras": 0})
+    assert compiled.pipeline_parallel_size == 2
+    assert ModelConfig(model_id="r", path="x", kind="reward", pipeline_parallel_size=2).world_size == 2

@@ -51,3 +51,17 @@ def test_the_config_s_own_engine_kwargs_win():
         ModelConfig(model_id="m", path="/w", max_model_len=512, engine_kwargs={"max_model_len": 256})
     )
     assert args["max_model_len"] == 256 and args["served_model_name"] == "m"
+
+
+def test_a_sharded_cpu_model_runs_vllm_s_multiprocess_executor():
+    """Inside the replica's placement group vLLM would pick Ray, which its CPU platform lacks."""
+    args = vllm_engine_args(ModelConfig(model_id="m", path="/w", pipeline_parallel_size=2, lora={"max_loras": 0}))
+    assert args["distributed_executor_backend"] == "mp" and args["pipeline_parallel_size"] == 2
+
+
+def test_a_chat_model_serves_adapters_with_its_lora_settings_and_a_reward_model_none():
+    chat = vllm_engine_args(ModelConfig(model_id="m", path="/w", lora={"max_loras": 2, "max_lora_rank": 32}))
+    assert chat["enable_lora"] is True and chat["max_loras"] == 2 and chat["max_lora_rank"] == 32
+    assert chat["max_cpu_loras"] == 2
+    assert "enable_lora" not in vllm_engine_args(ModelConfig(model_id="m", path="/w", lora={"max_loras": 0}))
+    assert "enable_lora" not in vllm_engine_args(ModelConfig(model_id="r", path="/w", kind="reward"), "pooling")

@@ -51,7 +51,10 @@ def vllm_engine_args(model: ModelConfig, runner: Runner = "generate", in_process
         )
     if not in_process:
         args["disable_log_stats"] = False  # a replica's engine exports its metrics
-    if model.accelerator == "gpu" and model.world_size > 1:
-        args["distributed_executor_backend"] = "ray"  # uses the replica's placement group
+    if model.world_size > 1:
+        # GPU: Ray's executor, one worker per bundle of the replica's placement group. CPU: the
+        # multiprocess executor (vLLM's CPU platform has no Ray executor; inside a placement
+        # group vLLM would otherwise pick Ray), workers beside the replica, one core each.
+        args["distributed_executor_backend"] = "ray" if model.accelerator == "gpu" else "mp"
     args.update(model.engine_kwargs)
     return args
