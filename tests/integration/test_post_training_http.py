@@ -90,6 +90,16 @@ def losses(status: dict, key: str = "loss") -> list[float]:
     return [m[key] for m in status["metrics"] if key in m and "eval_loss" not in m and "train_loss" not in m]
 
 
+def wait_until_served(client: httpx.Client, model_id: str, timeout_s: float = 240) -> float:
+    """Seconds until `/v1/models` lists `model_id`."""
+    started = time.monotonic()
+    while time.monotonic() - started < timeout_s:
+        if model_id in [m["id"] for m in client.get("/v1/models").json()["data"]]:
+            return time.monotonic() - started
+        time.sleep(1)
+    raise AssertionError(f"{model_id} was not served within {timeout_s} s")
+
+
 def final_checkpoint(client: httpx.Client, job_uuid: str) -> Path:
     artifacts = client.get("/post_training/job/artifacts", params={"job_uuid": job_uuid}).json()
     assert artifacts["checkpoints"], artifacts
@@ -332,11 +342,25 @@ def test_full_fine_tune_under_zero3_saves_whole_weights(client, datasets):
 
     from transformers import AutoModelForCausalLM
 
-    model = AutoModelForCausalLM.from_pretrained(final_checkpoint(client, "sft-full"))
+    checkpoint = final_checkpoint(client, "sft-full")
+    model = AutoModelForCausalLM.from_pretrained(checkpoint)
     assert sum(p.numel() for p in model.parameters()) > 100_000
 
+    # Whole new weights: served by an engine deployment of their own, deployed while the
+    # platform keeps serving, then taken down with OpenAI's DELETE /v1/models/{id}.
+    model_id = f"{MODEL_ID}:sft-full"
+    seconds = wait_until_served(client, model_id)
+    print(f"{model_id} served {seconds:.1f} s after its job completed")
+    assert llama_stack_answer(client, model_id) == greedy_answer(checkpoint)
+    assert llama_stack_answer(client, MODEL_ID) == llama_stack_answer(client, MODEL_ID)  # the base still serves
+    deleted = client.delete(f"/v1/models/{model_id}")
+    assert deleted.status_code == 200 and deleted.json() == {"id": model_id, "object": "model", "deleted": True}
+    assert model_id not in [m["id"] for m in client.get("/v1/models").json()["data"]]
+    gone = client.post("/inference/chat_completion", json={"model": model_id, "dialog": USER})
+    assert gone.status_code == 404, gone.text
 
-def test_dora_job_submitted_with_ray_job_submit_is_tracked(client, cluster, datasets, tmp_path):
+
+def test_dora_job_submitted_with_ray_job_submit_is_tracked_and_served(client, cluster, datasets, tmp_path, tiny_models):
     config = tmp_path / "sft_dora.yaml"
     request = sft_request("sft-dora-cli", datasets["sft"], "dora", n_iters=10)
     config.write_text(yaml.safe_dump({"request": request}))
@@ -344,9 +368,19 @@ def test_dora_job_submitted_with_ray_job_submit_is_tracked(client, cluster, data
     assert submitted.returncode == 0, submitted.stdout[-3000:] + submitted.stderr[-3000:]
     status = wait_until_final(client, "sft-dora-cli", timeout_s=30)
     assert status["status"] == "completed", status
-    adapter = json.loads((final_checkpoint(client, "sft-dora-cli") / "adapter_config.json").read_text())
+    checkpoint = final_checkpoint(client, "sft-dora-cli")
+    adapter = json.loads((checkpoint / "adapter_config.json").read_text())
     assert adapter["use_dora"] is True
     assert "sft-dora-cli" in [job["job_uuid"] for job in client.get("/post_training/jobs").json()]
+
+    # vLLM cannot apply DoRA per request: the adapter is merged into its base weights and served
+    # as a model of its own. It stays up: the restart test finds it again.
+    model_id = f"{MODEL_ID}:sft-dora-cli"
+    seconds = wait_until_served(client, model_id)
+    print(f"{model_id} merged and served {seconds:.1f} s after its job completed")
+    assert llama_stack_answer(client, model_id) == greedy_answer(tiny_models / "tiny-llama-chat", checkpoint)
+    log = client.get("/post_training/job/logs", params={"job_uuid": "sft-dora-cli"}).json()["log_lines"]
+    assert any("served as model" in line for line in log), log[-5:]
 
 
 def test_dpo_job_grows_the_chosen_over_rejected_margin(client, datasets, tiny_models):

@@ -8,7 +8,14 @@ import pytest
 
 from .conftest import MODEL_ID
 from .test_memory_banks_http import doc, query
-from .test_post_training_http import final_checkpoint, llama_stack_answer, sft_request, wait_until_training
+from .test_post_training_http import (
+    USER,
+    final_checkpoint,
+    llama_stack_answer,
+    sft_request,
+    wait_until_served,
+    wait_until_training,
+)
 
 
 @pytest.mark.restarts_cluster
@@ -37,6 +44,9 @@ def test_jobs_and_banks_survive_a_ray_restart(cluster, datasets):
         served = [m["id"] for m in client.get("/v1/models").json()["data"]]
         assert f"{MODEL_ID}:sft-lora" in served and "secret-durable" in served  # a job's and a registered adapter
         assert llama_stack_answer(client, "secret-durable").startswith("The secret code is ban")
+        dora = f"{MODEL_ID}:sft-dora-cli"  # a model deployed on its own comes back too
+        wait_until_served(client, dora)
+        assert client.post("/inference/chat_completion", json={"model": dora, "dialog": USER}).status_code == 200
         interrupted = client.get("/post_training/job/status", params={"job_uuid": "sft-interrupted"}).json()
         assert interrupted["status"] == "failed"
         assert "cluster stopped" in interrupted["error"]

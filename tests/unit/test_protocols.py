@@ -27,13 +27,14 @@ from llamaray.engines.reward import RewardEngine
 from llamaray.engines.vllm_engine import VLLMEngine
 from llamaray.inference.adapters import AdapterCatalog, JobRecords
 from llamaray.inference.openai_service import OpenAIService
-from llamaray.inference.registry import AdapterClient, ModelRegistry
+from llamaray.inference.registry import AdapterClient, DeployedModels, ModelRegistry
 from llamaray.inference.reward_scoring import RewardScoringService
 from llamaray.inference.service import BatchJobs, InferenceService
 from llamaray.jobs.control import JobControl
 from llamaray.jobs.tracker import TrackerRecords
 from llamaray.memory.service import MemoryService
 from llamaray.pipelines.service import DataJobsService, SyntheticDataGenerationService
+from llamaray.serve import deployed
 from llamaray.serve.clients import EmbeddingsClient, MemoryBanksClient, ServeEngineClient, ServeRewardClient
 from llamaray.serve.metrics import GatewayMetrics
 from llamaray.serve.routers.deps import Readiness, RequestMetrics, Services
@@ -43,6 +44,8 @@ IMPLEMENTATIONS = [
     (Inference, InferenceService),
     (OpenAICompatible, OpenAIService),
     (Models, AdapterCatalog),
+    (Models, deployed.PlatformModels),
+    (DeployedModels, deployed.DeployedModels),
     (JobRecords, JobControl),
     (JobRecords, TrackerRecords),
     (EngineClient, AdapterClient),

@@ -154,14 +154,8 @@ class AdapterCatalog:
     def _job_adapter(
         self, model_id: str, base: ModelConfig, job: dict[str, Any], iters: int | None, param: str
     ) -> Adapter | None:
-        if job.get("kind") not in ("sft", "dpo"):
-            return None
-        if job.get("algorithm") not in JOB_ALGORITHMS:
-            raise InvalidRequestError(
-                f"job {job['job_uuid']!r} trained with {job.get('algorithm')!r}, which vLLM cannot apply as a LoRA; "
-                "only lora, qlora and dpo jobs are served as adapters",
-                param,
-            )
+        if job.get("kind") not in ("sft", "dpo") or job.get("algorithm") not in JOB_ALGORITHMS:
+            return None  # a full or DoRA job's model is deployed on its own (llamaray.serve.deployed)
         checkpoint = _checkpoint(job, iters)
         if checkpoint is None:
             return None

@@ -110,7 +110,8 @@ class OpenAIService:
     async def models(self) -> oai.ModelList:
         """Every id a route accepts: each chat and reward model under its id and its aliases
         (an alias names its model as `parent`), each adapter (its base model as `parent`, its
-        directory as `root`, as vLLM lists LoRAs), and the embedding model."""
+        directory as `root`, as vLLM lists LoRAs), each fine-tuned model deployed on its own
+        (the same way), and the embedding model."""
         cards = [
             oai.ModelCard(
                 id=model_id,
@@ -134,6 +135,8 @@ class OpenAIService:
                     max_model_len=base.max_model_len,
                 )
             )
+        if self.registry.deployed:
+            cards += await self.registry.deployed.cards()
         cards += [oai.ModelCard(id=model_id, kind="embedding") for model_id in self.embedding_models]
         return oai.ModelList(data=cards)
 

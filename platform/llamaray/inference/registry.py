@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 from dataclasses import dataclass
-from typing import Any, AsyncIterator
+from typing import Any, AsyncIterator, Protocol
 
+from llamaray.api.openai import ModelCard
 from llamaray.config import ModelConfig
 from llamaray.engines.protocol import AdapterRef, EngineClient, EngineOutput, EngineRequest, ScoringClient
 from llamaray.errors import NotFoundError
@@ -43,10 +44,24 @@ class AdapterClient:
         return await self.client.stats()
 
 
+class DeployedModels(Protocol):
+    """Fine-tuned models served by engine deployments of their own (`llamaray.serve.deployed`)."""
+
+    async def find(self, model_id: str) -> RegisteredModel | None: ...
+
+    async def cards(self) -> list[ModelCard]: ...
+
+
 class ModelRegistry:
-    def __init__(self, models: list[RegisteredModel], adapters: AdapterCatalog | None = None) -> None:
+    def __init__(
+        self,
+        models: list[RegisteredModel],
+        adapters: AdapterCatalog | None = None,
+        deployed: DeployedModels | None = None,
+    ) -> None:
         self.models = models
         self.adapters = adapters
+        self.deployed = deployed
         self._by_id = {model_id: m for m in models for model_id in m.config.ids}
 
     def get(self, model_id: str, kind: str = "chat", param: str = "model") -> RegisteredModel:
@@ -56,10 +71,13 @@ class ModelRegistry:
         return model
 
     async def chat(self, model_id: str, param: str = "model") -> RegisteredModel:
-        """A chat model by id or alias, or an adapter on one."""
+        """A chat model by id or alias, a fine-tuned model deployed on its own, or an adapter."""
         model = self._by_id.get(model_id)
         if model is not None and model.config.kind == "chat":
             return model
+        deployed = await self.deployed.find(model_id) if self.deployed and model is None else None
+        if deployed is not None:
+            return deployed
         found = await self.adapters.find(model_id, param) if self.adapters and model is None else None
         if found is None:
             raise self._not_served(model_id, "chat", param)

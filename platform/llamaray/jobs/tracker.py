@@ -139,6 +139,10 @@ class JobTracker:
         self.log(job_uuid, [f"{status}" + (f": {error.strip().splitlines()[-1]}" if error else "")])
         return True
 
+    def annotate(self, job_uuid: str, fields: dict[str, Any]) -> None:
+        """What a driver knows of its job that others read (a training job's base model)."""
+        self._update(job_uuid, **fields)
+
     def set_output(self, job_uuid: str, output_dataset_id: str | None, statistics: dict[str, Any]) -> None:
         """A data job's result: the dataset it registered and its statistics."""
         self._update(job_uuid, output_dataset_id=output_dataset_id, statistics=statistics)

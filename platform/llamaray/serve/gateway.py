@@ -20,6 +20,7 @@ from llamaray.jobs.tracker import TrackerRecords, tracker_actor
 from llamaray.memory.embeddings import model_ids
 from llamaray.pipelines.service import DataJobsService, SyntheticDataGenerationService
 from llamaray.serve.clients import EmbeddingsClient, MemoryBanksClient, ServeEngineClient, ServeRewardClient
+from llamaray.serve.deployed import DeployedModels, PlatformModels, model_deployer
 from llamaray.serve.errors import install_error_handlers
 from llamaray.serve.metrics import GatewayMetrics
 from llamaray.serve.routers import (
@@ -118,8 +119,9 @@ class Gateway:
         embedding_ids = model_ids(platform.memory.embedding_model)
         roots = [Path(root) for root in platform.dataset_roots]
         adapters = AdapterCatalog(platform.models, TrackerRecords(tracker), store, roots, set(embedding_ids))
+        deployed = DeployedModels(platform, store, model_deployer(platform.model_dump()), metrics)
         registry = ModelRegistry(
-            [RegisteredModel(m, _client(m, engines[m.model_id], metrics)) for m in platform.models], adapters
+            [RegisteredModel(m, _client(m, engines[m.model_id], metrics)) for m in platform.models], adapters, deployed
         )
         data_jobs = DataJobsService(platform, tracker, store, adapters)
         deps.install(
@@ -127,7 +129,7 @@ class Gateway:
                 readiness=registry,
                 inference=InferenceService(registry, data_jobs, platform.data.batch_inline_max_prompts),
                 openai=OpenAIService(registry, embedding_ids),
-                models=adapters,
+                models=PlatformModels(adapters, deployed),
                 datasets=DatasetsService(store, [Path(root) for root in platform.dataset_roots]),
                 post_training=PostTrainingService(platform, tracker),
                 memory=MemoryBanksClient(memory),

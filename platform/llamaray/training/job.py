@@ -39,6 +39,7 @@ def run(kind: str, request, platform: PlatformConfig, tracker, dashboard_url: st
     import ray
 
     from llamaray.training.inputs import prepare
+    from llamaray.training.models import served_model_id
 
     job_uuid = request.job_uuid
 
@@ -51,6 +52,7 @@ def run(kind: str, request, platform: PlatformConfig, tracker, dashboard_url: st
         inputs = prepare(kind, request, platform, extra_roots=[Path.cwd()])
         plan = inputs.plan
         ray.get(tracker.add_warnings.remote(job_uuid, plan.warnings))
+        ray.get(tracker.annotate.remote(job_uuid, {"base_model": served_model_id(plan.model_path, platform)}))
         trainer = _torch_trainer(plan, inputs, platform)
         env = dict(WORKER_ENV, OMP_NUM_THREADS=str(max(1, int(plan.workers.cpus_per_worker))))
         if dashboard_url:  # Ray Train's placement-group cleaner asks the dashboard (ENV.md)

@@ -46,6 +46,14 @@ def resolve_model(model: str, platform: PlatformConfig, param: str) -> BaseWeigh
     raise NotFoundError(f"no model or adapter checkpoint at {path}", param)
 
 
+def served_model_id(model_path: str, platform: PlatformConfig) -> str | None:
+    """The chat model served from these weights, if any: the base a job's model derives from."""
+    for config in platform.models:
+        if config.kind == "chat" and Path(config.path).resolve() == Path(model_path).resolve():
+            return config.model_id
+    return None
+
+
 def linear_module_names(model_path: str) -> set[str]:
     """Short names of the model's linear layers (`q_proj`, `down_proj`, `lm_head`...), read from
     its config on the meta device, so checking LoRA targets costs no weights and no memory."""
