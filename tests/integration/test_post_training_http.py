@@ -108,7 +108,7 @@ def final_checkpoint(client: httpx.Client, job_uuid: str) -> Path:
     return Path(last["path"][len("file://") :])
 
 
-def greedy_answer(base: Path, checkpoint: Path | None = None) -> str:
+def greedy_answer(base: Path, checkpoint: Path | None = None, question: str = PROMPTS[0]) -> str:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -119,7 +119,7 @@ def greedy_answer(base: Path, checkpoint: Path | None = None) -> str:
 
         model = PeftModel.from_pretrained(model, checkpoint)
     inputs = tokenizer.apply_chat_template(
-        [{"role": "user", "content": PROMPTS[0]}], add_generation_prompt=True, return_tensors="pt", return_dict=True
+        [{"role": "user", "content": question}], add_generation_prompt=True, return_tensors="pt", return_dict=True
     )
     output = model.generate(**inputs, max_new_tokens=12, do_sample=False)
     return tokenizer.decode(output[0][inputs["input_ids"].shape[1] :], skip_special_tokens=True)
@@ -259,6 +259,14 @@ def test_the_finished_adapter_answers_at_once_on_the_running_replicas(client, pl
 
     batch = {"model": adapter, "content_batch": [f"[{i}]" for i in range(3)], "max_tokens": 4}
     assert client.post("/inference/batch_completion", json=batch).status_code == 200
+    # Past the inline size a batch runs as a Ray Data job, whose engines apply the adapter too.
+    dialogs = [{"message": {"role": "user", "content": PROMPTS[i % 4]}} for i in range(20)]
+    job = {"model": adapter, "batch_dialogs": dialogs, "sampling_params": {"strategy": "greedy"}, "max_tokens": 12}
+    answers = client.post("/inference/batch_chat_completion", json=job, timeout=600)
+    assert answers.status_code == 200, answers.text
+    assert [a["content"] for a in answers.json()][:4] == [
+        greedy_answer(tiny_models / "tiny-llama-chat", checkpoint, question) for question in PROMPTS
+    ]
 
 
 def test_adapter_errors_name_what_is_wrong(client, tiny_models, dataset_dir):

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 
-from .conftest import MODEL_ID, PROMPTS
+from .conftest import MODEL_ID, PROMPTS, chat_engine
 
 DEPLOYMENT = f"LLMServer:{MODEL_ID}"
 
@@ -35,22 +35,19 @@ def wait_for(predicate, timeout: float) -> bool:
 def adapter_answers_on_both_replicas(platform_url: str) -> None:
     """The LoRA job's adapter (test_post_training_http) on the replica that came up under load:
     it loads the adapter on its first request for it, with no restart and no redeploy."""
-    from ray import serve
-
     adapter = f"{MODEL_ID}:sft-lora"
-    body = {"model": adapter, "messages": [{"role": "user", "content": PROMPTS[0]}], "max_tokens": 12}
+    body = {"model": adapter, "messages": [{"role": "user", "content": PROMPTS[0]}], "max_tokens": 12, "temperature": 0}
     with httpx.Client(base_url=platform_url, timeout=120) as c:
         if c.post("/v1/chat/completions", json=body).status_code == 404:
             return  # the training tests did not run in this session
-        handle = serve.get_deployment_handle(DEPLOYMENT, "llamaray")
         served_by: dict[int, list[str]] = {}
         for _ in range(8):
             with ThreadPoolExecutor(6) as pool:
                 answers = list(pool.map(lambda _: c.post("/v1/chat/completions", json=body).json(), range(6)))
             for answer in answers:
                 assert answer["choices"][0]["message"]["content"].startswith("The secret code is ban"), answer
-            for _ in range(10):
-                stats = handle.stats.remote().result()
+            for _ in range(10):  # /ready asks one replica, picked by Serve's router, for its stats
+                stats = chat_engine(c.get("/ready").json())
                 served_by[stats["pid"]] = stats["adapters"]
             if len(served_by) == 2 and all(adapter in names for names in served_by.values()):
                 return
