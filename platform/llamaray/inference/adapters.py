@@ -105,6 +105,10 @@ class AdapterCatalog:
         self, models: list[ModelConfig], jobs: JobRecords, store: MetadataStore, roots: list[Path], reserved: set[str]
     ) -> None:
         self.chat = {model_id: m for m in models if m.kind == "chat" for model_id in m.ids}
+        # The chat models by the weights they serve: an adapter names its base by that path.
+        self.by_path = {
+            str(Path(m.path).resolve()) if m.path.startswith("/") else m.path: m for m in models if m.kind == "chat"
+        }
         self.jobs = jobs
         self.store = store
         self.roots = roots
@@ -185,12 +189,11 @@ class AdapterCatalog:
         model its adapter names (intermediate checkpoints are served, not listed)."""
         records = dict(self.store.list(KIND))
         adapters = [Adapter.model_validate(r) for r in records.values() if not r.get("hidden")]
-        by_path = {str(Path(m.path).resolve()) if m.path.startswith("/") else m.path: m for m in self.chat.values()}
         for job in await self.jobs.jobs():
             checkpoint = _checkpoint(job, None)
             if job.get("kind") not in ("sft", "dpo") or job.get("algorithm") not in JOB_ALGORITHMS or not checkpoint:
                 continue
-            base = self._trained_on(_checkpoint_path(checkpoint), by_path)
+            base = self._trained_on(_checkpoint_path(checkpoint))
             if base is None:
                 continue
             adapter_id = f"{base.model_id}:{job['job_uuid']}"
@@ -204,14 +207,13 @@ class AdapterCatalog:
                 adapters.append(adapter)
         return sorted(adapters, key=lambda a: (a.created, a.adapter_id))
 
-    @staticmethod
-    def _trained_on(path: Path, by_path: dict[str, ModelConfig]) -> ModelConfig | None:
+    def _trained_on(self, path: Path) -> ModelConfig | None:
         try:
             trained_on = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path") or ""
         except (OSError, ValueError):
             return None
         key = str(Path(trained_on).resolve()) if trained_on.startswith("/") else trained_on
-        return by_path.get(key)
+        return self.by_path.get(key)
 
     async def register_adapter(self, request: RegisterAdapterRequest) -> Adapter:
         adapter_id = request.adapter_id
@@ -252,10 +254,9 @@ class AdapterCatalog:
             if base_model not in self.chat:
                 raise NotFoundError(f"chat model {base_model!r} is not served here", "base_model")
             return self.chat[base_model]
-        by_path = {str(Path(m.path).resolve()) if m.path.startswith("/") else m.path: m for m in self.chat.values()}
         if not (path / "adapter_config.json").is_file():
             raise NotFoundError(f"no peft adapter at {path} (it has no adapter_config.json)", param)
-        base = self._trained_on(path, by_path)
+        base = self._trained_on(path)
         if base is None:
             trained_on = json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
             raise InvalidRequestError(
