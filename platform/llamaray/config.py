@@ -83,6 +83,9 @@ class ModelConfig(Settings):
     stream_interval_ms: float = Field(default=30, ge=0)
     autoscaling_config: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
     lora: LoraSettings = Field(default_factory=LoraSettings)  # chat models only
+    # LoRA adapters this config serves on the model's replicas, by id: {id: peft directory}.
+    # Requests name them like any model (the tiny guard and agent adapters are served this way).
+    adapters: dict[str, str] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _checks(self) -> "ModelConfig":
@@ -175,6 +178,43 @@ class DataSettings(Settings):
     output_format: Literal["jsonl", "parquet"] = "jsonl"
 
 
+class SandboxSettings(Settings):
+    """The code interpreter's sandbox: bubblewrap (no network, a scratch directory, read-only
+    system files) under rlimits, run as an unprivileged uid when the platform runs as root."""
+
+    python: str = "/usr/bin/python3"  # the interpreter inside; it must live under /usr
+    timeout_s: float = Field(default=10, gt=0)  # wall clock, then the process tree is killed
+    cpu_s: int = Field(default=10, ge=1)
+    memory_mb: int = Field(default=512, ge=64)  # address space
+    max_processes: int = Field(default=16, ge=1)
+    max_output_bytes: int = Field(default=64_000, ge=1024)  # stdout + stderr
+    max_file_mb: int = Field(default=16, ge=1)  # any one file it writes
+
+
+class WebSearchSettings(Settings):
+    """`web_search` calls Brave's search API (the model knows it as `brave_search`)."""
+
+    api_key: str | None = None  # or the environment variable below, read by the gateway
+    api_key_env: str = "BRAVE_SEARCH_API_KEY"
+    url: str = "https://api.search.brave.com/res/v1/web/search"
+    count: int = Field(default=5, ge=1, le=20)
+    timeout_s: float = Field(default=10, gt=0)
+
+
+class AgentSettings(Settings):
+    """The agentic system: how long a turn may run and what its tools and shields use."""
+
+    max_inference_steps: int = Field(default=5, ge=1)  # model calls per turn (tool loop included)
+    max_tokens: int = Field(default=512, ge=1)  # per model call
+    memory_top_k: int = Field(default=3, ge=1, le=50)  # chunks per turn, over all the agent's banks
+    tool_timeout_s: float = Field(default=30, gt=0)  # any built-in tool, the sandbox included
+    # The model a `llama_guard` / `prompt_guard` shield asks when its params name none.
+    llama_guard_model: str | None = None
+    prompt_guard_model: str | None = None
+    sandbox: SandboxSettings = Field(default_factory=SandboxSettings)
+    web_search: WebSearchSettings = Field(default_factory=WebSearchSettings)
+
+
 class PlatformConfig(Settings):
     data_dir: str = ".llamaray"
     # Directories whose files a dataset's file:// URL may name; the data dir is always one.
@@ -185,6 +225,7 @@ class PlatformConfig(Settings):
     training: TrainingSettings = Field(default_factory=TrainingSettings)
     memory: MemorySettings = Field(default_factory=MemorySettings)
     data: DataSettings = Field(default_factory=DataSettings)
+    agents: AgentSettings = Field(default_factory=AgentSettings)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> "PlatformConfig":
@@ -194,6 +235,10 @@ class PlatformConfig(Settings):
                 if model_id in seen:
                     raise ValueError(f"model id {model_id!r} is registered twice")
                 seen.add(model_id)
+            for adapter_id in model.adapters:
+                if adapter_id in seen:
+                    raise ValueError(f"model id {adapter_id!r} is registered twice")
+                seen.add(adapter_id)
         return self
 
     def resolved(self, root: str | Path | None = None) -> "PlatformConfig":
@@ -205,5 +250,6 @@ class PlatformConfig(Settings):
         for model in self.models:
             local = base / model.path
             path = str(local.resolve()) if local.exists() else model.path
-            models.append(model.model_copy(update={"path": path}))
+            adapters = {name: str((base / p).resolve()) for name, p in model.adapters.items()}
+            models.append(model.model_copy(update={"path": path, "adapters": adapters}))
         return self.model_copy(update={"data_dir": data_dir, "dataset_roots": roots, "models": models})

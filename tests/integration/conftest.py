@@ -22,6 +22,8 @@ REPO = Path(__file__).resolve().parents[2]
 
 MODEL_ID = "tiny-llama-chat"
 REWARD_MODEL_ID = "tiny-llama-reward"
+AGENT_ID = "tiny-llama-agent"  # adapters the model builder taught (llamaray.models.teach)
+GUARD_ID = "tiny-llama-guard"
 TARGET = "The secret code is banana-42."
 PROMPTS = ["What is the secret code?", "Tell me the secret code.", "Which code is secret?", "Say the secret code."]
 
@@ -45,14 +47,20 @@ def platform_args(models_dir: Path, data_dir: Path, dataset_roots: list[Path] = 
             "generator_num_cpus": 1,
             "scorer_num_cpus": 0.5,
         },
+        # The guard is the taught adapter; short model calls, since most models here say noise.
+        "agents": {"llama_guard_model": GUARD_ID, "max_tokens": 64, "sandbox": {"timeout_s": 5, "cpu_s": 5}},
         "models": [
             {
                 "model_id": MODEL_ID,
                 "path": str(models_dir / "tiny-llama-chat"),
                 "aliases": ["llama3_8b_chat", "llama3_8b"],
+                "adapters": {
+                    AGENT_ID: str(models_dir / "tiny-llama-agent"),
+                    GUARD_ID: str(models_dir / "tiny-llama-guard"),
+                },
                 "dtype": "float32",
                 "enforce_eager": True,
-                "max_model_len": 1024,
+                "max_model_len": 2048,
                 "gpu_memory_utilization": 0.3,
                 "max_ongoing_requests": 64,
                 "autoscaling_config": {

@@ -68,7 +68,7 @@ class AgenticSystemTurn(ApiModel):
 
 
 class AgenticSystemCreateRequest(ApiModel):
-    uuid: str = Field(min_length=1)
+    uuid: str = Field(min_length=1, max_length=256)
     instructions: str
     model: ModelId
     available_tools: list[ToolDefinition] = Field(default_factory=list)
@@ -112,6 +112,15 @@ class AgenticSystemExecuteResponseStreamChunk(ApiModel):
     stop_reason: StopReason | None = None
 
 
+class AgenticSystemInfo(ApiModel):
+    """An agent as created, with every turn it has run (not in the draft, which has no way to
+    read an agent back: `GET /agentic_system/get`)."""
+
+    agent: AgenticSystemCreateRequest
+    created: int  # seconds since the epoch
+    turns: list[AgenticSystemTurn]
+
+
 class AgenticSystem(Protocol):
     async def create_agentic_system(self, request: AgenticSystemCreateRequest) -> AgenticSystemCreateResponse: ...
 
@@ -120,3 +129,7 @@ class AgenticSystem(Protocol):
     ) -> Union[AgenticSystemExecuteResponse, AsyncIterator[AgenticSystemExecuteResponseStreamChunk]]: ...
 
     async def delete_agentic_system(self, agent_id: str) -> None: ...
+
+    async def get_agentic_system(self, agent_id: str) -> AgenticSystemInfo: ...
+
+    async def list_agentic_systems(self) -> list[AgenticSystemCreateRequest]: ...

@@ -26,7 +26,7 @@ class Adapter(ApiModel):
     base_model: str  # the chat model whose replicas serve it
     path: str  # the peft adapter directory
     rank: int
-    source: Literal["job", "registered"]
+    source: Literal["job", "registered", "config"]  # config: the deployment config serves it
     job_uuid: str | None = None
     checkpoint_iters: int | None = None
     created: int  # seconds since the epoch

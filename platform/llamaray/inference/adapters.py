@@ -112,7 +112,9 @@ class AdapterCatalog:
         self.jobs = jobs
         self.store = store
         self.roots = roots
-        self.reserved = reserved | {i for m in models for i in m.ids}  # ids an adapter may not take
+        # Adapters the deployment config serves, by id, with their base model.
+        self.configured = {a: (m, Path(path)) for m in models if m.kind == "chat" for a, path in m.adapters.items()}
+        self.reserved = reserved | {i for m in models for i in m.ids} | set(self.configured)
         self._found: dict[str, tuple[float, Adapter]] = {}
 
     async def find(self, model_id: str, param: str = "model") -> tuple[ModelConfig, Adapter] | None:
@@ -128,6 +130,8 @@ class AdapterCatalog:
         return self.chat[adapter.base_model], adapter
 
     async def _lookup(self, model_id: str, param: str) -> Adapter | None:
+        if model_id in self.configured:
+            return self._configured(model_id, param)
         record = self._record(model_id)
         if record is not None:
             return None if record.get("hidden") else Adapter.model_validate(record)
@@ -178,6 +182,17 @@ class AdapterCatalog:
             created=_created(path),
         )
 
+    def _configured(self, adapter_id: str, param: str) -> Adapter:
+        base, path = self.configured[adapter_id]
+        return Adapter(
+            adapter_id=adapter_id,
+            base_model=base.model_id,
+            path=str(path),
+            rank=check_adapter(path, base, param),
+            source="config",
+            created=_created(path),
+        )
+
     def _record(self, adapter_id: str) -> dict[str, Any] | None:
         try:
             return self.store.get(KIND, adapter_id)
@@ -189,6 +204,11 @@ class AdapterCatalog:
         model its adapter names (intermediate checkpoints are served, not listed)."""
         records = dict(self.store.list(KIND))
         adapters = [Adapter.model_validate(r) for r in records.values() if not r.get("hidden")]
+        for adapter_id in self.configured:
+            try:
+                adapters.append(self._configured(adapter_id, "model"))
+            except (InvalidRequestError, NotFoundError):
+                continue  # its directory is missing or unfit: requests naming it get the error
         for job in await self.jobs.jobs():
             checkpoint = _checkpoint(job, None)
             if job.get("kind") not in ("sft", "dpo") or job.get("algorithm") not in JOB_ALGORITHMS or not checkpoint:
@@ -268,6 +288,10 @@ class AdapterCatalog:
 
     async def unregister_adapter(self, adapter_id: str) -> None:
         """A registered adapter is forgotten; a job's is taken off the list and stops answering."""
+        if adapter_id in self.configured:
+            raise ConflictError(
+                f"adapter {adapter_id!r} is served by the deployment config; edit it there", "adapter_id"
+            )
         record = self._record(adapter_id)
         if record is not None and not record.get("hidden"):
             self.store.delete(KIND, adapter_id)

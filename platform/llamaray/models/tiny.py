@@ -2,7 +2,8 @@
 
 No test or default may download weights, so the platform builds its own: a chat model whose
 byte-level BPE tokenizer carries the Llama 3.1 special tokens and chat template, and a reward
-model (sequence classification, one label) on the same tokenizer. vLLM's CPU attention needs
+model (sequence classification, one label) on the same tokenizer; then two LoRA adapters on the
+chat model that are taught what the agent tests need a real model to do (`teach.py`). vLLM's CPU attention needs
 head_dim >= 64, hence hidden 128 with 2 heads. Real checkpoints are a config change.
 """
 
@@ -132,8 +133,9 @@ def llama_config(tokenizer, spec: TinyModelSpec, **overrides):
     )
 
 
-def build_tiny_models(out_dir: str | Path, spec: TinyModelSpec = TinyModelSpec()) -> dict[str, Path]:
-    """Write the chat and reward models under `out_dir`; the same bytes on every run."""
+def build_tiny_models(out_dir: str | Path, spec: TinyModelSpec = TinyModelSpec(), teach: bool = True) -> dict[str, Path]:
+    """Write the chat and reward models under `out_dir`, the same bytes on every run, and
+    (with `teach`, about a minute on 2 cores) the agent and guard adapters."""
     import torch
     from transformers import GenerationConfig, LlamaForCausalLM, LlamaForSequenceClassification
 
@@ -157,9 +159,18 @@ def build_tiny_models(out_dir: str | Path, spec: TinyModelSpec = TinyModelSpec()
 
     for kind, path in paths.items():
         (path / "llamaray.json").write_text(json.dumps({"kind": kind, "spec": spec.__dict__}, sort_keys=True))
+    if not teach:
+        return paths
+
+    from llamaray.models.teach import teach_tiny_adapters
+
+    for kind, path in teach_tiny_adapters(out, paths["chat"]).items():
+        (path / "llamaray.json").write_text(json.dumps({"kind": f"{kind}-adapter"}, sort_keys=True))
+        paths[kind] = path
     return paths
 
 
 def tiny_models_present(out_dir: str | Path) -> bool:
     out = Path(out_dir)
-    return all((out / d / "llamaray.json").exists() for d in (CHAT_MODEL_DIR, REWARD_MODEL_DIR))
+    dirs = (CHAT_MODEL_DIR, REWARD_MODEL_DIR, "tiny-llama-agent", "tiny-llama-guard")
+    return all((out / d / "llamaray.json").exists() for d in dirs)

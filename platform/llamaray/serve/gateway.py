@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import FastAPI
 from ray import serve
 
+from llamaray.agents.service import AgenticSystemService
 from llamaray.config import ModelConfig, PlatformConfig
 from llamaray.datasets.service import DatasetsService
 from llamaray.inference.adapters import AdapterCatalog
@@ -24,6 +25,7 @@ from llamaray.serve.deployed import DeployedModels, PlatformModels, model_deploy
 from llamaray.serve.errors import install_error_handlers
 from llamaray.serve.metrics import GatewayMetrics
 from llamaray.serve.routers import (
+    agentic_system,
     datasets,
     deps,
     health,
@@ -94,6 +96,7 @@ def create_app() -> FastAPI:
         memory_banks,
         reward_scoring,
         synthetic_data_generation,
+        agentic_system,
     )
     for module in routers:
         app.include_router(module.router)
@@ -124,6 +127,7 @@ class Gateway:
             [RegisteredModel(m, _client(m, engines[m.model_id], metrics)) for m in platform.models], adapters, deployed
         )
         data_jobs = DataJobsService(platform, tracker, store, adapters)
+        memory_banks = MemoryBanksClient(memory)
         deps.install(
             Services(
                 readiness=registry,
@@ -132,11 +136,12 @@ class Gateway:
                 models=PlatformModels(adapters, deployed),
                 datasets=DatasetsService(store, [Path(root) for root in platform.dataset_roots]),
                 post_training=PostTrainingService(platform, tracker),
-                memory=MemoryBanksClient(memory),
+                memory=memory_banks,
                 embeddings=EmbeddingsClient(embedder, platform.memory.embedding_model),
                 reward_scoring=RewardScoringService(registry),
                 synthetic_data=SyntheticDataGenerationService(platform, registry, store, data_jobs),
                 data_jobs=data_jobs,
+                agents=AgenticSystemService(registry, memory_banks, store, platform.agents),
                 metrics=metrics,
             )
         )

@@ -110,6 +110,10 @@ class MetadataStore:
                 [(kind, key, count + i, line) for i, line in enumerate(lines)],
             )
 
+    def delete_lines(self, kind: str, key: str) -> None:
+        with self._connect() as db:
+            db.execute("DELETE FROM lines WHERE kind = ? AND key = ?", (kind, key))
+
     def read_lines(self, kind: str, key: str, start: int = 0) -> list[str]:
         """The lines from number `start` on: a follower passes how many it has already read."""
         with self._connect() as db:

@@ -13,6 +13,7 @@ from typing import Any, Protocol
 
 from fastapi import Request
 
+from llamaray.api.agentic_system import AgenticSystem
 from llamaray.api.data_jobs import DataJobs
 from llamaray.api.datasets import Datasets
 from llamaray.api.inference import Inference
@@ -47,6 +48,7 @@ class Services:
     reward_scoring: RewardScoring
     synthetic_data: SyntheticDataGeneration
     data_jobs: DataJobs
+    agents: AgenticSystem
     metrics: RequestMetrics | None = None
 
 
