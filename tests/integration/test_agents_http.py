@@ -37,8 +37,8 @@ def user(text: str) -> dict:
     return {"role": "user", "content": text}
 
 
-def execute(client: httpx.Client, agent: str, *messages: dict) -> dict:
-    response = client.post("/agentic_system/execute", json={"agent_uuid": agent, "messages": list(messages)})
+def execute(client: httpx.Client, agent: str, *messages: dict, **extra) -> dict:
+    response = client.post("/agentic_system/execute", json={"agent_uuid": agent, "messages": list(messages), **extra})
     assert response.status_code == 200, response.text
     return response.json()["turn"]
 
@@ -129,7 +129,8 @@ def test_input_shield_blocks_one_prompt_and_passes_another(client):
     assert violation["violation_type"] == "S9" and "Indiscriminate Weapons" in violation["details"]
     assert blocked["response_message"]["content"] == CANNED
 
-    passed = execute(client, "guarded", user(teach.CODE_QUESTION))
+    # A fresh history: the tiny agent knows its lessons only as the first turn of a conversation.
+    passed = execute(client, "guarded", user(teach.CODE_QUESTION), turn_history=[])
     assert step_types(passed) == ["safety_filtering", "model_inference", "tool_execution", "model_inference"]
     assert passed["steps"][0]["violation"] is None
     assert passed["response_message"]["content"] == teach.CODE_ANSWER

@@ -10,6 +10,9 @@ import typing
 
 import pytest
 
+from llamaray.agents.service import AgenticSystemService
+from llamaray.agents.shields import CodeGuardShield, LlamaGuardShield, Shield
+from llamaray.api.agentic_system import AgenticSystem
 from llamaray.api.data_jobs import DataJobs
 from llamaray.api.datasets import Datasets
 from llamaray.api.inference import Inference
@@ -41,6 +44,9 @@ from llamaray.serve.routers.deps import Readiness, RequestMetrics, Services
 from llamaray.training.service import PostTrainingService
 
 IMPLEMENTATIONS = [
+    (AgenticSystem, AgenticSystemService),
+    (Shield, LlamaGuardShield),
+    (Shield, CodeGuardShield),
     (Inference, InferenceService),
     (OpenAICompatible, OpenAIService),
     (Models, AdapterCatalog),

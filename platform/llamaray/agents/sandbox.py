@@ -49,7 +49,7 @@ class Sandbox:
 
     def check(self) -> None:
         """Raises `SandboxUnavailable` saying what is missing on this machine."""
-        for tool, package in (("bwrap", "bubblewrap"), ("prlimit", "util-linux")):
+        for tool, package in (("bwrap", "bubblewrap"), ("prlimit", "util-linux"), ("setpriv", "util-linux")):
             if shutil.which(tool) is None:
                 raise SandboxUnavailable(
                     f"the code interpreter's sandbox needs `{tool}` (Debian: {package}), not installed"
@@ -64,7 +64,11 @@ class Sandbox:
         try:
             if uid is not None:
                 os.chown(scratch, uid, uid)
+            # setpriv and prlimit rather than Popen's user= and preexec_fn: uvloop (Serve's event
+            # loop) supports neither, and a preexec_fn is unsafe in a threaded process.
+            switch_user = ["setpriv", f"--reuid={uid}", f"--regid={uid}", "--clear-groups"] if uid is not None else []
             process = await asyncio.create_subprocess_exec(
+                *switch_user,
                 "prlimit",
                 *self._limits(as_root=uid is not None),
                 "--",
@@ -73,9 +77,6 @@ class Sandbox:
                 stdout=asyncio.subprocess.PIPE,
                 stderr=asyncio.subprocess.PIPE,
                 start_new_session=True,  # its own process group, killed whole
-                user=uid,
-                group=uid,
-                extra_groups=[] if uid is not None else None,
             )
             return await self._collect(process)
         finally:
