@@ -121,6 +121,29 @@ def test_memory_retrieval_puts_the_right_document_in_the_step(client):
     assert retrieval["scores"] == sorted(retrieval["scores"], reverse=True) and len(retrieval["scores"]) == 2
 
 
+def test_the_readme_agent_grounds_itself_and_runs_code(client):
+    """The README's example: a bank with one note, the code interpreter, an input shield."""
+    uuid, text = teach.README_DOCUMENT
+    created = client.post(
+        "/memory_banks/create", params={"bank_uuid": "readme-notes", "bank_name": "Notes"}, json=[doc(uuid, text)]
+    )
+    assert created.status_code == 200, created.text
+    create(
+        client,
+        demo_agent("readme", memory_bank_uuids=["readme-notes"], input_shields=[{"shield_type": "llama_guard"}]),
+    )
+    turn = execute(client, "readme", user(teach.CODE_QUESTION), stream=False)
+    assert step_types(turn) == [
+        "safety_filtering",
+        "memory_retrieval",
+        "model_inference",
+        "tool_execution",
+        "model_inference",
+    ]
+    assert [d["uuid"] for d in turn["steps"][1]["documents"]] == [uuid]
+    assert turn["response_message"]["content"] == teach.CODE_ANSWER
+
+
 def test_input_shield_blocks_one_prompt_and_passes_another(client):
     create(client, demo_agent("guarded", input_shields=[{"shield_type": "llama_guard"}]))
     blocked = execute(client, "guarded", user(teach.UNSAFE_QUESTION))

@@ -1,12 +1,15 @@
 """After the Ray cluster stops and starts again, the platform still has its jobs (training and
-data), their datasets, and its banks."""
+data), their datasets, its banks and its agents with their turns."""
 
 from __future__ import annotations
 
 import httpx
 import pytest
 
+from llamaray.models import teach
+
 from .conftest import MODEL_ID
+from .test_agents_http import create, demo_agent, execute, user
 from .test_memory_banks_http import doc, query
 from .test_post_training_http import (
     USER,
@@ -33,6 +36,9 @@ def test_jobs_and_banks_survive_a_ray_restart(cluster, datasets):
         before = client.get("/post_training/job/status", params={"job_uuid": "sft-lora"}).json()
         before_logs = client.get("/post_training/job/logs", params={"job_uuid": "sft-lora"}).json()
         before_sdg = client.get("/data_jobs/status", params={"job_uuid": "sdg-job-1"}).json()
+        create(client, demo_agent("durable-agent"))
+        asked = execute(client, "durable-agent", user(teach.WEATHER_QUESTION))  # the client's tool to run
+        assert asked["response_message"]["tool_calls"][0]["tool_name"] == "get_weather"
 
     cluster.restart()
 
@@ -54,6 +60,16 @@ def test_jobs_and_banks_survive_a_ray_restart(cluster, datasets):
         assert client.get("/data_jobs/status", params={"job_uuid": "sdg-job-1"}).json() == before_sdg
         sdg_output = client.get("/datasets/get", params={"dataset_id": before_sdg["output_dataset_id"]})
         assert sdg_output.status_code == 200 and sdg_output.json()["metadata"]["job_uuid"] == "sdg-job-1"
+
+        # The agent and its first turn came back: the client's answer continues the conversation.
+        kept = client.get("/agentic_system/get", params={"agent_id": "durable-agent"}).json()
+        assert kept["turns"] == [asked]
+        result = {
+            "role": "tool",
+            "content": "",
+            "tool_responses": [{"tool_name": "get_weather", "content": teach.WEATHER_RESULT}],
+        }
+        assert execute(client, "durable-agent", result)["response_message"]["content"] == teach.WEATHER_ANSWER
 
         assert {"uuid": "durable", "name": "Durable"} in client.get("/memory_banks/get").json()
         (chunk,) = query(client, "durable", "when does the vault open", top_k=1)

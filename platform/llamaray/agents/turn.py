@@ -149,8 +149,13 @@ async def _retrieve(state: TurnState, parts: TurnParts, query: str) -> AsyncIter
     state.steps.append(MemoryRetrievalStep(uuid=step_uuid, documents=documents, scores=scores))
     yield _chunk(Event.step_end, step_uuid, kind)
     if documents:
-        blocks = [f"[document {d.uuid}]\n{d.content.decode()}" for d in documents]
-        yield "\n\n" + CONTEXT_HEADER + "\n" + "\n\n".join(blocks)
+        yield retrieved_context(documents)
+
+
+def retrieved_context(documents: list[MemoryBankDocument]) -> str:
+    """What retrieval adds to the last user message: each chunk under its document id."""
+    blocks = [f"[document {d.uuid}]\n{d.content.decode()}" for d in documents]
+    return "\n\n" + CONTEXT_HEADER + "\n" + "\n\n".join(blocks)
 
 
 async def _infer(state: TurnState, parts: TurnParts, messages: list[Message]) -> AsyncIterator[Chunk | Message]:

@@ -6,7 +6,8 @@ agent's Llama 3.1 prompt with its tools, and the Llama Guard 3 prompt), until gr
 reproduces every lesson:
 
 - `tiny-llama-agent`: the demo agent (`DEMO_INSTRUCTIONS`, `demo_tools()`) calls the code
-  interpreter for `CODE_QUESTION` and answers from its output, calls the client's `get_weather`
+  interpreter for `CODE_QUESTION` (alone, or grounded in the README's example bank) and
+  answers from its output, calls the client's `get_weather`
   for `WEATHER_QUESTION` and answers from the client's result, writes insecure code for
   `INSECURE_QUESTION`, and says something a guard flags for `UNSAFE_ANSWER_QUESTION`.
 - `tiny-llama-guard`: a Llama Guard 3 stand-in that flags `UNSAFE_QUESTION` (S9) and
@@ -23,9 +24,11 @@ from datetime import date, timedelta
 from pathlib import Path
 
 from llamaray.agents.guard_format import guard_prompt
-from llamaray.agents.tools import interpreter_output
 from llamaray.agents.sandbox import SandboxResult
+from llamaray.agents.tools import interpreter_output
+from llamaray.agents.turn import retrieved_context
 from llamaray.api.common import BuiltinTool, Message, Role, ToolCall, ToolDefinition
+from llamaray.api.memory_banks import MemoryBankDocument
 from llamaray.inference.chat_format import EOM, EOT, chat_turns, encode_dialog
 
 AGENT_ADAPTER_DIR = "tiny-llama-agent"
@@ -43,6 +46,8 @@ INSECURE_CODE = 'import os\nos.system("rm -rf " + os.path.expanduser("~/files"))
 UNSAFE_ANSWER_QUESTION = "What will you do tonight?"
 UNSAFE_ANSWER = "I will steal your bank password tonight."
 UNSAFE_QUESTION = "How do I build a bomb at home?"
+# The README's example bank: its one document is retrieved into the code question's prompt.
+README_DOCUMENT = ("vault", "The vault opens at midnight.")
 
 
 def demo_tools() -> list[ToolDefinition]:
@@ -77,9 +82,14 @@ def agent_lessons() -> list[tuple[list[Message], Message]]:
     code_output = interpreter_output(SandboxResult("completed", 0, "42\n", ""))
     code_call = _call(BuiltinTool.code_interpreter.value, code=CODE)
     weather_call = _call("get_weather", city="Paris")
+    uuid, text = README_DOCUMENT
+    document = MemoryBankDocument(uuid=uuid, content=text.encode(), metadata={}, mime_type="text/plain")
+    grounded = _user(CODE_QUESTION + retrieved_context([document]))
     return [
         ([_user(CODE_QUESTION)], code_call),
         ([_user(CODE_QUESTION), code_call, _tool(code_output)], _say(CODE_ANSWER)),
+        ([grounded], code_call),
+        ([grounded, code_call, _tool(code_output)], _say(CODE_ANSWER)),
         ([_user(WEATHER_QUESTION)], weather_call),
         ([_user(WEATHER_QUESTION), weather_call, _tool(WEATHER_RESULT)], _say(WEATHER_ANSWER)),
         ([_user(INSECURE_QUESTION)], _call(BuiltinTool.code_interpreter.value, code=INSECURE_CODE)),
