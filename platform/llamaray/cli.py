@@ -21,7 +21,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="llamaray", description="Llama Stack on Ray.")
     commands = parser.add_subparsers(dest="command", required=True)
     models = commands.add_parser("models", help="model artefacts").add_subparsers(dest="models_command", required=True)
-    tiny = models.add_parser("build-tiny", help="build the tiny chat and reward models offline, deterministically")
+    tiny = models.add_parser(
+        "build-tiny",
+        help="build the tiny chat and reward models offline, deterministically, and teach the agent and guard adapters",
+    )
     tiny.add_argument("out_dir", help="directory to write tiny-llama-chat/ and tiny-llama-reward/ into")
     tiny.add_argument("--force", action="store_true", help="rebuild even if present")
     tiny.set_defaults(func=_build_tiny)

@@ -109,6 +109,7 @@ class AgenticSystemService:
         record = self._agent(request.agent_uuid, "agent_uuid")
         agent = AgenticSystemCreateRequest.model_validate(record["agent"])
         parts = await self._parts(agent)
+        parts.stream = request.stream
         past = request.turn_history if request.turn_history is not None else self._turns(agent.uuid)
         history: list[Message] = [m for turn in past for m in turn_messages(turn)]
         state = TurnState(user_messages=request.messages)

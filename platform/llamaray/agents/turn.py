@@ -55,6 +55,7 @@ class TurnParts:
     tools: BuiltinTools
     memory: MemoryBanks
     settings: AgentSettings
+    stream: bool = True  # False: the model's answers are generated whole, not streamed
 
 
 @dataclass
@@ -168,13 +169,19 @@ async def _infer(state: TurnState, parts: TurnParts, messages: list[Message]) ->
     tool_stream = ToolCallStream()
     shown, reason = [], StopReason.not_stopped
     started = time.perf_counter()
-    async with aclosing(parts.engine.stream(request)) as outputs:
-        async for out in outputs:
-            seq = out.sequences[0]
-            reason = stop_reason(seq.finish_reason)
-            if text := tool_stream.feed(seq.text):
-                shown.append(text)
-                yield _chunk(Event.step_progress, step_uuid, kind, response_text_delta=text)
+    if not parts.stream:  # one engine call and one answer: no per-token hops through Serve
+        seq = (await parts.engine.generate(request)).sequences[0]
+        reason = stop_reason(seq.finish_reason)
+        if text := tool_stream.feed(seq.text):
+            shown.append(text)
+    else:
+        async with aclosing(parts.engine.stream(request)) as outputs:
+            async for out in outputs:
+                seq = out.sequences[0]
+                reason = stop_reason(seq.finish_reason)
+                if text := tool_stream.feed(seq.text):
+                    shown.append(text)
+                    yield _chunk(Event.step_progress, step_uuid, kind, response_text_delta=text)
     state.model_seconds += time.perf_counter() - started
     rest, calls = tool_stream.finish()
     if rest:
