@@ -100,11 +100,9 @@ def _chunk(event: Event, step_uuid: str, step_type: ExecutionStepType, **payload
     return Chunk(event_type=event, step_uuid=step_uuid, step_type=step_type, **payload)
 
 
-async def _shield_step(
-    state: TurnState, shields: list[Shield], messages: list[Message]
-) -> AsyncIterator[Chunk | SafetyViolation]:
-    """One safety_filtering step over `shields` in order; the first violation ends it (and is
-    yielded last, for the caller to act on)."""
+async def _shield_step(state: TurnState, shields: list[Shield], messages: list[Message]) -> AsyncIterator[Chunk]:
+    """One safety_filtering step over `shields` in order. The first violation ends it and the
+    turn: the shield's suggested response becomes the turn's answer (`state.response`)."""
     step_uuid = str(uuid.uuid4())
     kind = ExecutionStepType.safety_filtering
     yield _chunk(Event.step_start, step_uuid, kind)
@@ -120,7 +118,7 @@ async def _shield_step(
     state.steps.append(SafetyFilteringStep(uuid=step_uuid, violation=violation))
     yield _chunk(Event.step_end, step_uuid, kind, violation=violation)
     if violation is not None:
-        yield violation
+        state.response = _blocked(violation)
 
 
 async def _retrieve(state: TurnState, parts: TurnParts, query: str) -> AsyncIterator[Chunk | str]:
@@ -219,11 +217,10 @@ async def run_turn(
     agent = parts.agent
     turn_input = as_model_messages(new)
     if parts.input_shields:
-        async for item in _shield_step(state, parts.input_shields, turn_input):
-            if isinstance(item, SafetyViolation):
-                state.response = _blocked(item)
-                return
-            yield item
+        async for chunk in _shield_step(state, parts.input_shields, turn_input):
+            yield chunk
+        if state.response is not None:
+            return
 
     prompt_input = list(turn_input)
     query = "\n".join(content_text(m.content) for m in turn_input if m.role is Role.user)
@@ -250,11 +247,10 @@ async def run_turn(
         call = answer.tool_calls[0]
         answer = answer.model_copy(update={"tool_calls": [call]})  # one call at a time (Llama 3.1)
         if shields := parts.tool_input_shields.get(call.tool_name):
-            async for item in _shield_step(state, shields, [answer]):
-                if isinstance(item, SafetyViolation):
-                    state.response = _blocked(item)
-                    return
-                yield item
+            async for chunk in _shield_step(state, shields, [answer]):
+                yield chunk
+            if state.response is not None:
+                return
         response = None
         async for item in _execute(state, parts, call):
             if isinstance(item, ToolResponse):
@@ -263,11 +259,10 @@ async def run_turn(
                 yield item
         result = Message(role=Role.tool, content=response.content)
         if shields := parts.tool_output_shields.get(call.tool_name):
-            async for item in _shield_step(state, shields, [Message(role=Role.assistant, content=response.content)]):
-                if isinstance(item, SafetyViolation):
-                    state.response = _blocked(item)
-                    return
-                yield item
+            async for chunk in _shield_step(state, shields, [Message(role=Role.assistant, content=response.content)]):
+                yield chunk
+            if state.response is not None:
+                return
         messages += [answer, result]
     else:  # every model call asked for a tool: the turn ends without an answer
         steps = parts.settings.max_inference_steps
@@ -276,9 +271,6 @@ async def run_turn(
         )
     state.response = answer
 
-    if parts.output_shields and not answer.tool_calls:
-        async for item in _shield_step(state, parts.output_shields, [*turn_input, answer]):
-            if isinstance(item, SafetyViolation):
-                state.response = _blocked(item)
-                return
-            yield item
+    if parts.output_shields and not answer.tool_calls:  # a violation replaces state.response
+        async for chunk in _shield_step(state, parts.output_shields, [*turn_input, answer]):
+            yield chunk
