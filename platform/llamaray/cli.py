@@ -13,7 +13,7 @@ def _build_tiny(args: argparse.Namespace) -> int:
         print(f"tiny models already in {args.out_dir} (use --force to rebuild)")
         return 0
     for kind, path in build_tiny_models(args.out_dir).items():
-        print(f"built {kind} model: {path}")
+        print(f"built {kind} {'adapter' if kind in ('agent', 'guard') else 'model'}: {path}")
     return 0
 
 

@@ -179,7 +179,11 @@ def teach_adapter(base_dir: Path, out_dir: Path, examples: list[tuple[str, str]]
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
-        if step % spec.check_every == 0 and _learned(model, encoded):
+        if step % spec.check_every:
+            continue
+        learned = _learned(model, encoded)
+        print(f"teaching {out_dir.name}: step {step}, loss {loss.item():.4f}, lessons learned: {learned}", flush=True)
+        if learned:
             model.save_pretrained(out_dir)
             _name_base(out_dir, base_dir)
             return step
