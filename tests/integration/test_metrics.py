@@ -1,4 +1,4 @@
-"""Request counts, latency and generated tokens reach Prometheus through Ray's metrics agent."""
+"""Request counts, latency, generated tokens and agent steps reach Prometheus through Ray's metrics agent."""
 
 from __future__ import annotations
 
@@ -48,3 +48,28 @@ def test_gateway_metrics_are_exported(client, metrics_port):
             break
         time.sleep(2)
     assert exported(text), [line for line in text.splitlines() if line.startswith("ray_llamaray_requests_total")]
+
+
+def test_agent_steps_are_exported(client, metrics_port):
+    from llamaray.models import teach
+
+    from .test_agents_http import create, demo_agent, execute, user
+
+    create(client, demo_agent("metered"))
+    assert execute(client, "metered", user(teach.CODE_QUESTION))["response_message"]["content"] == teach.CODE_ANSWER
+
+    def steps(text: str, step_type: str) -> list[str]:
+        return [
+            line
+            for line in lines_of(text, "ray_llamaray_agent_step_seconds_count")
+            if f'step_type="{step_type}"' in line
+        ]
+
+    deadline = time.monotonic() + 90
+    text = ""
+    while time.monotonic() < deadline:
+        text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+        if steps(text, "tool_execution") and steps(text, "model_inference"):
+            break
+        time.sleep(2)
+    assert steps(text, "tool_execution") and steps(text, "model_inference"), lines_of(text, "ray_llamaray_agent")

@@ -12,6 +12,7 @@ import pytest
 
 from llamaray.agents.service import AgenticSystemService
 from llamaray.agents.shields import CodeGuardShield, LlamaGuardShield, Shield
+from llamaray.agents.turn import StepMetrics
 from llamaray.api.agentic_system import AgenticSystem
 from llamaray.api.data_jobs import DataJobs
 from llamaray.api.datasets import Datasets
@@ -72,6 +73,7 @@ IMPLEMENTATIONS = [
     (ScoringClient, RewardEngine),
     (Readiness, ModelRegistry),
     (RequestMetrics, GatewayMetrics),
+    (StepMetrics, GatewayMetrics),
 ]
 
 

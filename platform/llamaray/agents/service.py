@@ -12,7 +12,7 @@ from typing import AsyncIterator
 
 from llamaray.agents.shields import Shield, Shields
 from llamaray.agents.tools import BUILTINS, BuiltinTools
-from llamaray.agents.turn import Chunk, TurnParts, TurnState, run_turn, turn_messages
+from llamaray.agents.turn import Chunk, StepMetrics, TurnParts, TurnState, run_turn, turn_messages
 from llamaray.api.agentic_system import (
     AgenticSystemCreateRequest,
     AgenticSystemCreateResponse,
@@ -40,6 +40,7 @@ class AgenticSystemService:
         store: MetadataStore,
         settings: AgentSettings,
         tools: BuiltinTools | None = None,
+        metrics: StepMetrics | None = None,
     ) -> None:
         self.registry = registry
         self.memory = memory
@@ -47,6 +48,7 @@ class AgenticSystemService:
         self.settings = settings
         self.tools = tools or BuiltinTools(settings)
         self.shields = Shields(registry, settings)
+        self.metrics = metrics
 
     async def create_agentic_system(self, request: AgenticSystemCreateRequest) -> AgenticSystemCreateResponse:
         await self.registry.chat(request.model, "model")
@@ -92,6 +94,7 @@ class AgenticSystemService:
             tools=self.tools,
             memory=self.memory,
             settings=self.settings,
+            metrics=self.metrics,
         )
 
     def _agent(self, agent_id: str, param: str) -> dict:

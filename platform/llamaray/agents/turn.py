@@ -12,7 +12,7 @@ import time
 import uuid
 from contextlib import aclosing
 from dataclasses import dataclass, field
-from typing import AsyncIterator
+from typing import AsyncIterator, Protocol
 
 from llamaray.agents.shields import Shield
 from llamaray.agents.tools import BuiltinTools
@@ -56,6 +56,21 @@ class TurnParts:
     memory: MemoryBanks
     settings: AgentSettings
     stream: bool = True  # False: the model's answers are generated whole, not streamed
+    metrics: StepMetrics | None = None
+
+
+class StepMetrics(Protocol):
+    """Where each step's duration goes (`serve.metrics.GatewayMetrics`, to Prometheus)."""
+
+    def agent_step(self, step_type: str, seconds: float, violation: str | None) -> None: ...
+
+
+def _observe(
+    parts: TurnParts, kind: ExecutionStepType, started: float, violation: SafetyViolation | None = None
+) -> None:
+    if parts.metrics is not None:
+        seconds = time.perf_counter() - started
+        parts.metrics.agent_step(kind.value, seconds, violation.violation_type if violation else None)
 
 
 @dataclass
@@ -63,8 +78,6 @@ class TurnState:
     user_messages: list[Message]
     steps: list[ExecutionStep] = field(default_factory=list)
     response: Message | None = None
-    model_seconds: float = 0.0  # time inside the engine
-    tool_seconds: float = 0.0  # time inside tools and shields' models
 
     def turn(self) -> AgenticSystemTurn:
         return AgenticSystemTurn(user_messages=self.user_messages, steps=self.steps, response_message=self.response)
@@ -100,7 +113,9 @@ def _chunk(event: Event, step_uuid: str, step_type: ExecutionStepType, **payload
     return Chunk(event_type=event, step_uuid=step_uuid, step_type=step_type, **payload)
 
 
-async def _shield_step(state: TurnState, shields: list[Shield], messages: list[Message]) -> AsyncIterator[Chunk]:
+async def _shield_step(
+    state: TurnState, parts: TurnParts, shields: list[Shield], messages: list[Message]
+) -> AsyncIterator[Chunk]:
     """One safety_filtering step over `shields` in order. The first violation ends it and the
     turn: the shield's suggested response becomes the turn's answer (`state.response`)."""
     step_uuid = str(uuid.uuid4())
@@ -112,7 +127,7 @@ async def _shield_step(state: TurnState, shields: list[Shield], messages: list[M
         violation = await shield.check(messages)
         if violation is not None:
             break
-    state.tool_seconds += time.perf_counter() - started
+    _observe(parts, kind, started, violation)
     if violation is not None:
         yield _chunk(Event.step_progress, step_uuid, kind, violation=violation)
     state.steps.append(SafetyFilteringStep(uuid=step_uuid, violation=violation))
@@ -126,6 +141,7 @@ async def _retrieve(state: TurnState, parts: TurnParts, query: str) -> AsyncIter
     step_uuid = str(uuid.uuid4())
     kind = ExecutionStepType.memory_retrieval
     yield _chunk(Event.step_start, step_uuid, kind)
+    started = time.perf_counter()
     top_k = parts.settings.memory_top_k
     found = []
     for bank_uuid in parts.agent.memory_bank_uuids:
@@ -146,6 +162,7 @@ async def _retrieve(state: TurnState, parts: TurnParts, query: str) -> AsyncIter
         scores.append(chunk.score)
         yield _chunk(Event.step_progress, step_uuid, kind, retrieved_document=document)
     state.steps.append(MemoryRetrievalStep(uuid=step_uuid, documents=documents, scores=scores))
+    _observe(parts, kind, started)
     yield _chunk(Event.step_end, step_uuid, kind)
     if documents:
         yield retrieved_context(documents)
@@ -180,7 +197,7 @@ async def _infer(state: TurnState, parts: TurnParts, messages: list[Message]) ->
                 if text := tool_stream.feed(seq.text):
                     shown.append(text)
                     yield _chunk(Event.step_progress, step_uuid, kind, response_text_delta=text)
-    state.model_seconds += time.perf_counter() - started
+    _observe(parts, kind, started)
     rest, calls = tool_stream.finish()
     if rest:
         shown.append(rest)
@@ -200,7 +217,7 @@ async def _execute(state: TurnState, parts: TurnParts, call: ToolCall) -> AsyncI
     yield _chunk(Event.step_progress, step_uuid, kind, tool_call=call)
     started = time.perf_counter()
     response = await parts.tools.run(call)
-    state.tool_seconds += time.perf_counter() - started
+    _observe(parts, kind, started)
     yield _chunk(Event.step_progress, step_uuid, kind, tool_response_delta=response)
     state.steps.append(ToolExecutionStep(uuid=step_uuid, tool_calls=[call], tool_responses=[response]))
     yield _chunk(Event.step_end, step_uuid, kind)
@@ -217,7 +234,7 @@ async def run_turn(
     agent = parts.agent
     turn_input = as_model_messages(new)
     if parts.input_shields:
-        async for chunk in _shield_step(state, parts.input_shields, turn_input):
+        async for chunk in _shield_step(state, parts, parts.input_shields, turn_input):
             yield chunk
         if state.response is not None:
             return
@@ -247,7 +264,7 @@ async def run_turn(
         call = answer.tool_calls[0]
         answer = answer.model_copy(update={"tool_calls": [call]})  # one call at a time (Llama 3.1)
         if shields := parts.tool_input_shields.get(call.tool_name):
-            async for chunk in _shield_step(state, shields, [answer]):
+            async for chunk in _shield_step(state, parts, shields, [answer]):
                 yield chunk
             if state.response is not None:
                 return
@@ -259,7 +276,9 @@ async def run_turn(
                 yield item
         result = Message(role=Role.tool, content=response.content)
         if shields := parts.tool_output_shields.get(call.tool_name):
-            async for chunk in _shield_step(state, shields, [Message(role=Role.assistant, content=response.content)]):
+            async for chunk in _shield_step(
+                state, parts, shields, [Message(role=Role.assistant, content=response.content)]
+            ):
                 yield chunk
             if state.response is not None:
                 return
@@ -272,5 +291,5 @@ async def run_turn(
     state.response = answer
 
     if parts.output_shields and not answer.tool_calls:  # a violation replaces state.response
-        async for chunk in _shield_step(state, parts.output_shields, [*turn_input, answer]):
+        async for chunk in _shield_step(state, parts, parts.output_shields, [*turn_input, answer]):
             yield chunk

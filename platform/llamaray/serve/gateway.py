@@ -141,7 +141,7 @@ class Gateway:
                 reward_scoring=RewardScoringService(registry),
                 synthetic_data=SyntheticDataGenerationService(platform, registry, store, data_jobs),
                 data_jobs=data_jobs,
-                agents=AgenticSystemService(registry, memory_banks, store, platform.agents),
+                agents=AgenticSystemService(registry, memory_banks, store, platform.agents, metrics=metrics),
                 metrics=metrics,
             )
         )

@@ -28,6 +28,18 @@ class GatewayMetrics:
             "llamaray_generated_tokens", description="Tokens generated, by model.", tag_keys=("model",)
         )
 
+        self._agent_steps = metrics.Histogram(
+            "llamaray_agent_step_seconds",
+            description="Agent turn steps and how long each took, by step type.",
+            boundaries=LATENCY_BOUNDARIES,
+            tag_keys=("step_type",),
+        )
+        self._violations = metrics.Counter(
+            "llamaray_agent_violations",
+            description="Shield violations in agent turns, by violation type.",
+            tag_keys=("violation_type",),
+        )
+
     def request(self, route: str, method: str, status: int, seconds: float) -> None:
         self._requests.inc(1, tags={"route": route, "method": method, "status": str(status)})
         self._latency.observe(seconds, tags={"route": route})
@@ -35,3 +47,8 @@ class GatewayMetrics:
     def generated(self, model: str, tokens: int) -> None:
         if tokens:
             self._tokens.inc(tokens, tags={"model": model})
+
+    def agent_step(self, step_type: str, seconds: float, violation: str | None) -> None:
+        self._agent_steps.observe(seconds, tags={"step_type": step_type})
+        if violation:
+            self._violations.inc(1, tags={"violation_type": violation})
