@@ -21,7 +21,7 @@ from llamaray.api.agentic_system import (
     AgenticSystemInfo,
     AgenticSystemTurn,
 )
-from llamaray.api.common import Message, ShieldConfig
+from llamaray.api.common import BuiltinTool, Message, ShieldConfig, ToolDefinition
 from llamaray.api.memory_banks import MemoryBanks
 from llamaray.config import AgentSettings
 from llamaray.errors import InvalidRequestError, NotFoundError
@@ -30,6 +30,11 @@ from llamaray.store.metadata import MetadataStore
 
 AGENT_KIND = "agent"
 TURN_KIND = "agent_turn"  # the store's append-only lines: one JSON turn per line
+
+
+def _tool_name(tool: ToolDefinition) -> str:
+    """A built-in's name (the enum's value) or a custom tool's, as the model's calls name it."""
+    return tool.tool_name.value if isinstance(tool.tool_name, BuiltinTool) else tool.tool_name
 
 
 class AgenticSystemService:
@@ -52,7 +57,7 @@ class AgenticSystemService:
 
     async def create_agentic_system(self, request: AgenticSystemCreateRequest) -> AgenticSystemCreateResponse:
         await self.registry.chat(request.model, "model")
-        names = [str(getattr(t.tool_name, "value", t.tool_name)) for t in request.available_tools]
+        names = [_tool_name(t) for t in request.available_tools]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise InvalidRequestError(f"available_tools names {duplicates} more than once", "available_tools")
@@ -79,7 +84,7 @@ class AgenticSystemService:
         return [await self.shields.build(config, param) for config in configs]
 
     async def _parts(self, agent: AgenticSystemCreateRequest) -> TurnParts:
-        tools = {str(getattr(t.tool_name, "value", t.tool_name)): t for t in agent.available_tools}
+        tools = {_tool_name(t): t for t in agent.available_tools}
         return TurnParts(
             agent=agent,
             engine=(await self.registry.chat(agent.model, "model")).client,
