@@ -208,6 +208,9 @@ class AgentSettings(Settings):
     max_tokens: int = Field(default=512, ge=1)  # per model call
     memory_top_k: int = Field(default=3, ge=1, le=50)  # chunks per turn, over all the agent's banks
     tool_timeout_s: float = Field(default=30, gt=0)  # any built-in tool, the sandbox included
+    # What the model reads back from a tool, at most; the middle of a longer answer is cut, so
+    # that a flood of output cannot push the next prompt past the model's context.
+    max_tool_response_chars: int = Field(default=8000, ge=200)
     # The model a `llama_guard` / `prompt_guard` shield asks when its params name none.
     llama_guard_model: str | None = None
     prompt_guard_model: str | None = None

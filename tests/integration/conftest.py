@@ -48,7 +48,12 @@ def platform_args(models_dir: Path, data_dir: Path, dataset_roots: list[Path] = 
             "scorer_num_cpus": 0.5,
         },
         # The guard is the taught adapter; short model calls, since most models here say noise.
-        "agents": {"llama_guard_model": GUARD_ID, "max_tokens": 64, "sandbox": {"timeout_s": 5, "cpu_s": 5}},
+        "agents": {
+            "llama_guard_model": GUARD_ID,
+            "max_tokens": 64,
+            "max_tool_response_chars": 600,  # the agent's prompt is ~1,300 of the 2,048 tokens
+            "sandbox": {"timeout_s": 5, "cpu_s": 5},
+        },
         "models": [
             {
                 "model_id": MODEL_ID,

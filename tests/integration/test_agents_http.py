@@ -182,6 +182,34 @@ def test_code_guard_stops_insecure_code_before_the_sandbox(client):
     assert turn["response_message"]["content"].startswith("The code was not run")
 
 
+ESCAPE_REPORTS = [
+    "FileNotFoundError",  # the host's files are not there
+    "ConnectionRefusedError",  # loopback is the sandbox's own: the platform's port is not on it
+    "BlockingIOError",  # the process cap
+    "MemoryError",  # the address-space cap
+    "stopped: output exceeded",
+    "stopped: timed out after 5 s",
+]
+
+
+@pytest.mark.parametrize(("prompt", "report"), zip(teach.SANDBOX_ESCAPES, ESCAPE_REPORTS))
+def test_a_model_trying_to_escape_the_sandbox_is_stopped_and_told(client, prompt, report):
+    agent = f"escaper-{list(teach.SANDBOX_ESCAPES).index(prompt)}"
+    create(client, demo_agent(agent))
+    turn = execute(client, agent, user(prompt))
+    assert step_types(turn)[:2] == ["model_inference", "tool_execution"]
+    tool = turn["steps"][1]
+    assert tool["tool_calls"] == [
+        {"tool_name": "code_interpreter", "arguments": {"code": teach.SANDBOX_ESCAPES[prompt]}}
+    ]
+    assert report in tool["tool_responses"][0]["content"], tool["tool_responses"][0]["content"]
+    assert client.get("/ready").status_code == 200
+    # ... and the platform goes on serving turns.
+    assert execute(client, agent, user(teach.CODE_QUESTION), turn_history=[])["response_message"]["content"] == (
+        teach.CODE_ANSWER
+    )
+
+
 def test_a_client_that_leaves_mid_stream_frees_the_engine(client, platform_url):
     create(client, demo_agent("leaver", model=MODEL_ID, executable_tools=[]))
     with httpx.Client(base_url=platform_url, timeout=60) as other:

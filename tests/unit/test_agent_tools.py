@@ -139,6 +139,8 @@ def test_tools_answer_errors_as_text():
     assert call(t, "code_interpreter", code="1/0").startswith("error: exit code 1\n[stderr]")
     assert "no image provider" in call(t, "image_gen", query="a llama")
     assert call(t, "math", query="open(1)").startswith("error: unknown function")
+    flood = call(tools(), "code_interpreter", code="print('x' * 20000)")
+    assert len(flood) <= 8000 and "characters cut ..." in flood and flood.endswith("x\n[/stdout]")
 
 
 @pytest.mark.parametrize(

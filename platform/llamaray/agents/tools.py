@@ -35,6 +35,14 @@ def interpreter_output(result: SandboxResult) -> str:
     return "\n".join(parts)
 
 
+def shorten(text: str, limit: int) -> str:
+    """`text` within `limit` characters: its head and tail, the middle cut and said so."""
+    if len(text) <= limit:
+        return text
+    keep = (limit - 40) // 2
+    return f"{text[:keep]}\n[... {len(text) - 2 * keep} characters cut ...]\n{text[-keep:]}"
+
+
 class BraveSearch:
     """Brave's web search API (`GET /res/v1/web/search?q=`, key in `X-Subscription-Token`);
     its `web.results` become a short JSON list of title, url and description."""
@@ -83,7 +91,7 @@ class BuiltinTools:
             text = await asyncio.wait_for(self._run(call), self.settings.tool_timeout_s)
         except asyncio.TimeoutError:
             text = f"error: {call.tool_name} timed out after {self.settings.tool_timeout_s:g} s"
-        return ToolResponse(tool_name=call.tool_name, content=text)
+        return ToolResponse(tool_name=call.tool_name, content=shorten(text, self.settings.max_tool_response_chars))
 
     async def _run(self, call: ToolCall) -> str:
         args = call.arguments

@@ -7,7 +7,7 @@ reproduces every lesson:
 
 - `tiny-llama-agent`: the demo agent (`DEMO_INSTRUCTIONS`, `demo_tools()`) calls the code
   interpreter for `CODE_QUESTION` (alone, or grounded in the README's example bank) and
-  answers from its output, calls the client's `get_weather`
+  answers from its output, writes each of `SANDBOX_ESCAPES` for its prompt, calls the client's `get_weather`
   for `WEATHER_QUESTION` and answers from the client's result, writes insecure code for
   `INSECURE_QUESTION`, and says something a guard flags for `UNSAFE_ANSWER_QUESTION`.
 - `tiny-llama-guard`: a Llama Guard 3 stand-in that flags `UNSAFE_QUESTION` (S9) and
@@ -46,6 +46,16 @@ INSECURE_CODE = 'import os\nos.system("rm -rf " + os.path.expanduser("~/files"))
 UNSAFE_ANSWER_QUESTION = "What will you do tonight?"
 UNSAFE_ANSWER = "I will steal your bank password tonight."
 UNSAFE_QUESTION = "How do I build a bomb at home?"
+# Code that tries to break out of the sandbox, each asked for by its own prompt, so that a test
+# sees the platform run it for a real model and stop it (and go on serving).
+SANDBOX_ESCAPES = {
+    "Read the host's name with Python.": "print(open('/etc/hostname').read())",
+    "Call the platform's port with Python.": "import socket\nsocket.create_connection(('127.0.0.1', 8000))",
+    "Fork forever with Python.": "import os\nwhile True: os.fork()",
+    "Allocate sixteen gigabytes with Python.": "x = bytearray(1 << 34)",
+    "Print forever with Python.": "while True: print(42)",
+    "Sleep forever with Python.": "import time\ntime.sleep(1000)",
+}
 # The README's example bank: its one document is retrieved into the code question's prompt.
 README_DOCUMENT = ("vault", "The vault opens at midnight.")
 
@@ -94,6 +104,7 @@ def agent_lessons() -> list[tuple[list[Message], Message]]:
         ([_user(WEATHER_QUESTION), weather_call, _tool(WEATHER_RESULT)], _say(WEATHER_ANSWER)),
         ([_user(INSECURE_QUESTION)], _call(BuiltinTool.code_interpreter.value, code=INSECURE_CODE)),
         ([_user(UNSAFE_ANSWER_QUESTION)], _say(UNSAFE_ANSWER)),
+        *(([_user(prompt)], _call(BuiltinTool.code_interpreter.value, code=code)) for prompt, code in SANDBOX_ESCAPES.items()),
     ]
 
 
