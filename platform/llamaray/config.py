@@ -62,10 +62,11 @@ class ModelConfig(Settings):
 
     model_id: str
     path: str  # a local directory or a hub id (hub ids need a machine that can reach the hub)
-    kind: Literal["chat", "reward"] = "chat"  # a reward model scores (dialog, generation) pairs
-    # How a reward model runs: vLLM's pooling runner, or transformers where vLLM lacks the
-    # architecture; `auto` tries vLLM first.
-    reward_backend: Literal["auto", "vllm", "transformers"] = "auto"
+    # A reward model scores (dialog, generation) pairs; a classifier labels text (a prompt guard).
+    kind: Literal["chat", "reward", "classifier"] = "chat"
+    # How a reward model or classifier runs: vLLM's pooling runner, or transformers where vLLM
+    # lacks the architecture (DeBERTa: Prompt-Guard-86M); `auto` tries vLLM first.
+    pooling_backend: Literal["auto", "vllm", "transformers"] = "auto"
     aliases: list[str] = Field(default_factory=list)  # e.g. the draft's `llama3_8b_chat`
     accelerator: Literal["cpu", "gpu"] = "cpu"
     tensor_parallel_size: int = Field(default=1, ge=1)
@@ -98,6 +99,11 @@ class ModelConfig(Settings):
                 "prepares later pipeline stages only in its compile warm-up"
             )
         return self
+
+    @property
+    def pooled(self) -> bool:
+        """Served by a pooling engine (one forward pass, logits out), not by generation."""
+        return self.kind in ("reward", "classifier")
 
     @property
     def serves_adapters(self) -> bool:

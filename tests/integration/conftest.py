@@ -24,6 +24,7 @@ MODEL_ID = "tiny-llama-chat"
 REWARD_MODEL_ID = "tiny-llama-reward"
 AGENT_ID = "tiny-llama-agent"  # adapters the model builder taught (llamaray.models.teach)
 GUARD_ID = "tiny-llama-guard"
+PROMPT_GUARD_ID = "tiny-prompt-guard"  # a classifier the model builder taught Prompt Guard's labels
 TARGET = "The secret code is banana-42."
 PROMPTS = ["What is the secret code?", "Tell me the secret code.", "Which code is secret?", "Say the secret code."]
 
@@ -50,6 +51,7 @@ def platform_args(models_dir: Path, data_dir: Path, dataset_roots: list[Path] = 
         # The guard is the taught adapter; short model calls, since most models here say noise.
         "agents": {
             "llama_guard_model": GUARD_ID,
+            "prompt_guard_model": PROMPT_GUARD_ID,
             "max_tokens": 64,
             "max_tool_response_chars": 600,  # the agent's prompt is ~1,300 of the 2,048 tokens
             "sandbox": {"timeout_s": 5, "cpu_s": 5},
@@ -75,6 +77,16 @@ def platform_args(models_dir: Path, data_dir: Path, dataset_roots: list[Path] = 
                     "upscale_delay_s": 3,
                     "downscale_delay_s": 10,
                 },
+            },
+            {
+                "model_id": PROMPT_GUARD_ID,
+                "path": str(models_dir / PROMPT_GUARD_ID),
+                "kind": "classifier",
+                "dtype": "float32",
+                "enforce_eager": True,
+                "max_model_len": 512,
+                "gpu_memory_utilization": 0.3,
+                "num_cpus": 0.25,
             },
             {
                 "model_id": REWARD_MODEL_ID,

@@ -171,6 +171,37 @@ def test_output_shield_replaces_a_flagged_answer(client):
     assert turn["response_message"]["content"] == CANNED  # ... is not what the user gets
 
 
+def test_prompt_guard_blocks_a_jailbreak_and_lets_questions_through(client):
+    create(client, demo_agent("wary", input_shields=[{"shield_type": "prompt_guard"}]))
+    blocked = execute(client, "wary", user(teach.JAILBREAK_PROMPT))
+    assert step_types(blocked) == ["safety_filtering"]
+    violation = blocked["steps"][0]["violation"]
+    assert violation["violation_type"] == "jailbreak" and "JAILBREAK probability" in violation["details"]
+    assert "jailbreak" in blocked["response_message"]["content"]
+
+    passed = execute(client, "wary", user(teach.CODE_QUESTION), turn_history=[])
+    assert step_types(passed) == ["safety_filtering", "model_inference", "tool_execution", "model_inference"]
+    assert passed["response_message"]["content"] == teach.CODE_ANSWER
+    # An injection is not a jailbreak: the default mode is for what users write.
+    assert execute(client, "wary", user(teach.INJECTION_TEXT), turn_history=[])["steps"][0]["violation"] is None
+
+
+def test_prompt_guard_finds_an_injection_in_a_client_tool_response(client):
+    shield = {"shield_type": "prompt_guard", "params": {"mode": "injection", "threshold": 0.8}}
+    create(client, demo_agent("careful", input_shields=[shield]))
+    first = execute(client, "careful", user(teach.WEATHER_QUESTION))
+    assert first["steps"][0]["violation"] is None
+    assert first["response_message"]["tool_calls"][0]["tool_name"] == "get_weather"
+    answer = {
+        "role": "tool",
+        "content": "",
+        "tool_responses": [{"tool_name": "get_weather", "content": teach.INJECTION_TEXT}],
+    }
+    second = execute(client, "careful", answer)
+    assert step_types(second) == ["safety_filtering"]
+    assert second["steps"][0]["violation"]["violation_type"] == "prompt_injection"
+
+
 def test_code_guard_stops_insecure_code_before_the_sandbox(client):
     tools = [t.model_dump(mode="json", exclude_none=True) for t in teach.demo_tools()]
     tools[0]["input_shields"] = [{"shield_type": "code_guard"}]
@@ -233,7 +264,9 @@ def test_a_client_that_leaves_mid_stream_frees_the_engine(client, platform_url):
         ({"executable_tools": ["get_weather"]}, 400, "executable_tools"),
         ({"executable_tools": ["math"]}, 400, "executable_tools"),
         ({"input_shields": [{"shield_type": "llama_guard", "params": {"model": "no-guard"}}]}, 400, "input_shields"),
-        ({"output_shields": [{"shield_type": "prompt_guard"}]}, 400, "output_shields"),
+        ({"output_shields": [{"shield_type": "prompt_guard", "params": {"model": AGENT_ID}}]}, 400, "output_shields"),
+        ({"input_shields": [{"shield_type": "prompt_guard", "params": {"mode": "loud"}}]}, 400, "params.mode"),
+        ({"input_shields": [{"shield_type": "prompt_guard", "params": {"threshold": 2}}]}, 400, "params.threshold"),
         ({"input_shields": [{"shield_type": "bad"}]}, 422, "shield_type"),
     ],
 )

@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from .conftest import MODEL_ID, REWARD_MODEL_ID, running_requests, sse_events
+from .conftest import MODEL_ID, PROMPT_GUARD_ID, REWARD_MODEL_ID, running_requests, sse_events
 
 USER = {"message": {"role": "user", "content": "What is the capital of France?"}}
 
@@ -15,7 +15,7 @@ def test_health_ready_and_docs(client):
     assert client.get("/health").json() == {"status": "ok"}
     ready = client.get("/ready").json()
     assert ready["status"] == "ready" and all(engine["healthy"] for engine in ready["engines"])
-    assert {engine["model"] for engine in ready["engines"]} == {MODEL_ID, REWARD_MODEL_ID}
+    assert {engine["model"] for engine in ready["engines"]} == {MODEL_ID, REWARD_MODEL_ID, PROMPT_GUARD_ID}
     assert client.get("/docs").status_code == 200
     paths = client.get("/openapi.json").json()["paths"]
     for route in (

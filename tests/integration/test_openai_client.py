@@ -7,7 +7,7 @@ import json
 import openai
 import pytest
 
-from .conftest import MODEL_ID, REWARD_MODEL_ID
+from .conftest import MODEL_ID, PROMPT_GUARD_ID, REWARD_MODEL_ID
 
 MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Name a colour."}]
 
@@ -28,6 +28,7 @@ def test_models_lists_every_kind_with_what_it_derives_from(oai):
     assert cards[MODEL_ID]["kind"] == "chat" and cards[MODEL_ID]["parent"] is None
     assert cards["llama3_8b_chat"]["kind"] == "chat" and cards["llama3_8b_chat"]["parent"] == MODEL_ID
     assert cards[REWARD_MODEL_ID]["kind"] == "reward" and cards["llama3_405b_reward"]["parent"] == REWARD_MODEL_ID
+    assert cards[PROMPT_GUARD_ID]["kind"] == "classifier"
     assert cards["all-MiniLM-L6-v2"]["kind"] == "embedding"
     assert oai.embeddings.create(model="all-MiniLM-L6-v2", input="listed").data
 

@@ -11,7 +11,7 @@ import typing
 import pytest
 
 from llamaray.agents.service import AgenticSystemService
-from llamaray.agents.shields import CodeGuardShield, LlamaGuardShield, Shield
+from llamaray.agents.shields import CodeGuardShield, LlamaGuardShield, PromptGuardShield, Shield
 from llamaray.agents.turn import StepMetrics
 from llamaray.api.agentic_system import AgenticSystem
 from llamaray.api.data_jobs import DataJobs
@@ -26,8 +26,8 @@ from llamaray.api.reward_scoring import RewardScoring
 from llamaray.api.synthetic_data_generation import SyntheticDataGeneration
 from llamaray.datasets.service import DatasetsService
 from llamaray.engines.offline_vllm import OfflineVLLMEngine
+from llamaray.engines.pooling import PoolingEngine
 from llamaray.engines.protocol import Engine, EngineClient, ScoringClient, ScoringEngine, StreamingEngine
-from llamaray.engines.reward import RewardEngine
 from llamaray.engines.vllm_engine import VLLMEngine
 from llamaray.inference.adapters import AdapterCatalog, JobRecords
 from llamaray.inference.openai_service import OpenAIService
@@ -39,7 +39,7 @@ from llamaray.jobs.tracker import TrackerRecords
 from llamaray.memory.service import MemoryService
 from llamaray.pipelines.service import DataJobsService, SyntheticDataGenerationService
 from llamaray.serve import deployed
-from llamaray.serve.clients import EmbeddingsClient, MemoryBanksClient, ServeEngineClient, ServeRewardClient
+from llamaray.serve.clients import EmbeddingsClient, MemoryBanksClient, ServeEngineClient, ServePoolingClient
 from llamaray.serve.metrics import GatewayMetrics
 from llamaray.serve.routers.deps import Readiness, RequestMetrics, Services
 from llamaray.training.service import PostTrainingService
@@ -48,6 +48,7 @@ IMPLEMENTATIONS = [
     (AgenticSystem, AgenticSystemService),
     (Shield, LlamaGuardShield),
     (Shield, CodeGuardShield),
+    (Shield, PromptGuardShield),
     (Inference, InferenceService),
     (OpenAICompatible, OpenAIService),
     (Models, AdapterCatalog),
@@ -67,10 +68,10 @@ IMPLEMENTATIONS = [
     (BatchJobs, DataJobsService),
     (StreamingEngine, VLLMEngine),
     (Engine, OfflineVLLMEngine),
-    (ScoringEngine, RewardEngine),
+    (ScoringEngine, PoolingEngine),
     (EngineClient, ServeEngineClient),
-    (ScoringClient, ServeRewardClient),
-    (ScoringClient, RewardEngine),
+    (ScoringClient, ServePoolingClient),
+    (ScoringClient, PoolingEngine),
     (Readiness, ModelRegistry),
     (RequestMetrics, GatewayMetrics),
     (StepMetrics, GatewayMetrics),

@@ -5,8 +5,11 @@
 - `code_guard`: Meta's CodeShield over the code a message carries. Its semgrep analysis is run
   here with the file named relative to a working directory: CodeShield 1.0.1 passes
   `--project-root /` with an absolute path, and current semgrep then scans nothing.
-- `prompt_guard`: not served yet (it needs a sequence classifier with three labels on the
-  engines); asking for it is a 400 at create, never a shield that passes everything.
+- `prompt_guard`: a classifier served on the platform's engines with Prompt Guard's labels
+  (BENIGN, INJECTION, JAILBREAK: Prompt-Guard-86M on GPUs, the tiny taught one locally). As in
+  Llama Stack, `params.mode` `jailbreak` (the default, for what users write) flags a JAILBREAK
+  probability over `params.threshold`; `injection` (for what tools and documents bring in) flags
+  INJECTION and JAILBREAK together over it.
 """
 
 from __future__ import annotations
@@ -27,12 +30,19 @@ from llamaray.api.common import (
     content_text,
 )
 from llamaray.config import AgentSettings
-from llamaray.engines.protocol import EngineClient, GenerationParams
+from llamaray.engines.protocol import EngineClient, GenerationParams, ScoringClient
 from llamaray.errors import InvalidRequestError, NotFoundError
 from llamaray.inference.registry import ModelRegistry
 from llamaray.inference.service import chat_engine_request
 
 GUARD_MAX_TOKENS = 16
+PROMPT_GUARD_THRESHOLD = 0.9  # Llama Stack's default
+PROMPT_GUARD_FLAGS = {"jailbreak": ("JAILBREAK",), "injection": ("INJECTION", "JAILBREAK")}
+SHIELD_PARAMS = {
+    ShieldType.llama_guard: {"model", "categories"},
+    ShieldType.prompt_guard: {"model", "mode", "threshold"},
+    ShieldType.code_guard: set(),
+}
 
 
 class Shield(Protocol):
@@ -49,6 +59,33 @@ class LlamaGuardShield:
         request = chat_engine_request([prompt], [], GenerationParams(max_tokens=GUARD_MAX_TOKENS), "messages")
         out = await self.engine.generate(request)
         return parse_verdict(out.sequences[0].text, self.categories)
+
+
+class PromptGuardShield:
+    """Prompt Guard over each text the messages carry (a client's tool responses included: where
+    injections come in); the worst one decides."""
+
+    def __init__(self, classifier: ScoringClient, mode: str, threshold: float) -> None:
+        self.classifier = classifier
+        self.mode = mode
+        self.threshold = threshold
+
+    async def check(self, messages: list[Message]) -> SafetyViolation | None:
+        carried = [m.content for m in messages] + [r.content for m in messages for r in m.tool_responses]
+        texts = [text for content in carried if (text := content_text(content)).strip()]
+        if not texts:
+            return None
+        flagged = PROMPT_GUARD_FLAGS[self.mode]
+        scores = [sum(labels.get(label, 0.0) for label in flagged) for labels in await self.classifier.classify(texts)]
+        worst = max(scores)
+        if worst <= self.threshold:
+            return None
+        kind = "jailbreak" if self.mode == "jailbreak" else "prompt_injection"
+        return SafetyViolation(
+            violation_type=kind,
+            details=f"Prompt Guard: {' + '.join(flagged)} probability {worst:.3f} is over {self.threshold:g}",
+            suggested_user_response=f"I can't answer that: it looks like a {kind.replace('_', ' ')}. {CANNED_RESPONSE}",
+        )
 
 
 class CodeGuardShield:
@@ -147,8 +184,18 @@ class Shields:
             )
         return categories
 
+    def _prompt_guard_options(self, config: ShieldConfig, param: str) -> tuple[str, float]:
+        mode = config.params.get("mode", "jailbreak")
+        if mode not in PROMPT_GUARD_FLAGS:
+            modes = list(PROMPT_GUARD_FLAGS)
+            raise InvalidRequestError(f"shield prompt_guard: params.mode must be one of {modes}", param)
+        threshold = config.params.get("threshold", PROMPT_GUARD_THRESHOLD)
+        if isinstance(threshold, bool) or not isinstance(threshold, int | float) or not 0 < threshold < 1:
+            raise InvalidRequestError("shield prompt_guard: params.threshold must be a number between 0 and 1", param)
+        return mode, float(threshold)
+
     async def build(self, config: ShieldConfig, param: str = "input_shields") -> Shield:
-        unknown = set(config.params) - {"model", "categories"}
+        unknown = set(config.params) - SHIELD_PARAMS[config.shield_type]
         if unknown:
             raise InvalidRequestError(f"shield {config.shield_type.value}: unknown params {sorted(unknown)}", param)
         if config.shield_type is ShieldType.code_guard:
@@ -157,13 +204,16 @@ class Shields:
             except ImportError:
                 raise InvalidRequestError("shield code_guard: CodeShield is not installed", param) from None
             return CodeGuardShield()
-        if config.shield_type is ShieldType.prompt_guard:
-            raise InvalidRequestError(
-                "shield prompt_guard is not served yet: it needs a three-label classifier (Prompt-Guard-86M) on "
-                "the engines; use llama_guard",
-                param,
-            )
         model = self._model(config, param)
+        if config.shield_type is ShieldType.prompt_guard:
+            mode, threshold = self._prompt_guard_options(config, param)
+            try:
+                classifier = self.registry.get(model, "classifier", param)
+            except NotFoundError:
+                raise InvalidRequestError(
+                    f"shield prompt_guard: classifier {model!r} is not deployed here", param
+                ) from None
+            return PromptGuardShield(classifier.client, mode, threshold)
         try:
             served = await self.registry.chat(model, param)
         except NotFoundError:

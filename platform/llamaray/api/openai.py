@@ -193,12 +193,13 @@ class Completion(BaseModel):
     usage: Usage | None = None
 
 
-ModelKind = Literal["chat", "reward", "embedding"]
+ModelKind = Literal["chat", "reward", "classifier", "embedding"]
 
 
 class ModelCard(BaseModel):
     """OpenAI's model object, with vLLM's `root`, `parent` and `max_model_len`, and `kind`: which
-    routes take the id (chat and completion routes, `/reward_scoring/score`, `/v1/embeddings`)."""
+    routes take the id (chat and completion routes, `/reward_scoring/score`, a `prompt_guard`
+    shield, `/v1/embeddings`)."""
 
     id: str
     object: Literal["model"] = "model"

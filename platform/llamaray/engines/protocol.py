@@ -98,9 +98,12 @@ class StreamingEngine(Engine, Protocol):
 
 
 class ScoringEngine(Protocol):
-    """A reward model in this process: one score per conversation."""
+    """A pooling model in this process: a reward model's one score per conversation, or a
+    classifier's probability per label for each text."""
 
     async def score(self, conversations: list[Conversation]) -> list[float]: ...
+
+    async def classify(self, texts: list[str]) -> list[dict[str, float]]: ...
 
     def stats(self) -> dict[str, Any]: ...
 
@@ -121,6 +124,9 @@ class EngineClient(Protocol):
 
 
 class ScoringClient(Protocol):
-    """What a service needs of a reward model: the Serve client, or a `RewardEngine` in a batch actor."""
+    """What a service needs of a reward model or a classifier: the Serve client, or a
+    `PoolingEngine` in a batch actor."""
 
     async def score(self, conversations: list[Conversation]) -> list[float]: ...
+
+    async def classify(self, texts: list[str]) -> list[dict[str, float]]: ...

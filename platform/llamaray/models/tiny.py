@@ -3,7 +3,8 @@
 No test or default may download weights, so the platform builds its own: a chat model whose
 byte-level BPE tokenizer carries the Llama 3.1 special tokens and chat template, and a reward
 model (sequence classification, one label) on the same tokenizer; then two LoRA adapters on the
-chat model that are taught what the agent tests need a real model to do (`teach.py`). vLLM's CPU attention needs
+chat model and a three-label prompt guard, taught what the agent tests need a real model to do
+(`teach.py`). vLLM's CPU attention needs
 head_dim >= 64, hence hidden 128 with 2 heads. Real checkpoints are a config change.
 """
 
@@ -162,15 +163,27 @@ def build_tiny_models(out_dir: str | Path, spec: TinyModelSpec = TinyModelSpec()
     if not teach:
         return paths
 
+    from llamaray.models.teach import PROMPT_GUARD_DIR, PROMPT_GUARD_LABELS, PROMPT_GUARD_LESSONS, teach_classifier
     from llamaray.models.teach import teach_tiny_adapters
 
     for kind, path in teach_tiny_adapters(out, paths["chat"]).items():
         (path / "llamaray.json").write_text(json.dumps({"kind": f"{kind}-adapter"}, sort_keys=True))
         paths[kind] = path
+
+    paths["prompt_guard"] = out / PROMPT_GUARD_DIR
+    torch.manual_seed(spec.seed + 2)
+    labels = dict(enumerate(PROMPT_GUARD_LABELS))
+    guard_config = llama_config(
+        tokenizer, spec, num_labels=len(labels), id2label=labels, label2id={v: k for k, v in labels.items()}
+    )
+    LlamaForSequenceClassification(guard_config).save_pretrained(paths["prompt_guard"])
+    tokenizer.save_pretrained(paths["prompt_guard"])
+    teach_classifier(paths["prompt_guard"], PROMPT_GUARD_LESSONS)
+    (paths["prompt_guard"] / "llamaray.json").write_text(json.dumps({"kind": "prompt-guard"}, sort_keys=True))
     return paths
 
 
 def tiny_models_present(out_dir: str | Path) -> bool:
     out = Path(out_dir)
-    dirs = (CHAT_MODEL_DIR, REWARD_MODEL_DIR, "tiny-llama-agent", "tiny-llama-guard")
+    dirs = (CHAT_MODEL_DIR, REWARD_MODEL_DIR, "tiny-llama-agent", "tiny-llama-guard", "tiny-prompt-guard")
     return all((out / d / "llamaray.json").exists() for d in dirs)

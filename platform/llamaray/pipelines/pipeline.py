@@ -23,8 +23,8 @@ from llamaray.api.common import Message
 from llamaray.api.synthetic_data_generation import SyntheticDataGenerationRequest
 from llamaray.config import DataSettings, ModelConfig
 from llamaray.engines.offline_vllm import OfflineVLLMEngine
+from llamaray.engines.pooling import PoolingEngine
 from llamaray.engines.protocol import AdapterRef, EngineRequest, GenerationParams, SequenceDelta, TokenLogprob
-from llamaray.engines.reward import RewardEngine
 from llamaray.pipelines.sdg import kept_indices, scored_answers
 
 Batch = dict[str, Any]  # a Ray Data batch in numpy format: column name -> array
@@ -65,7 +65,7 @@ class Score:
     """Scores each row's k generations of its `messages`; adds `generations` and `scores`."""
 
     def __init__(self, model: dict[str, Any]) -> None:
-        self.engine = RewardEngine(ModelConfig.model_validate(model), offline=True)
+        self.engine = PoolingEngine(ModelConfig.model_validate(model), offline=True)
 
     async def __call__(self, batch: Batch) -> Batch:
         dialogs = [[Message.model_validate(m) for m in json.loads(messages)] for messages in batch["messages"]]

@@ -45,7 +45,7 @@ async def scored_answers(
     reward, dialogs: list[list[Message]], sequences: list[list[SequenceDelta]]
 ) -> tuple[list[list[Message]], list[list[float]]]:
     """Each dialog's generated sequences as messages, and their scores from `reward` (anything
-    with `score(conversations)`: the Serve client or an in-process `RewardEngine`), in one call
+    with `score(conversations)`: the Serve client or an in-process `PoolingEngine`), in one call
     so that the reward engine batches it."""
     answers = [[generated_message(dialog, s) for s in group] for dialog, group in zip(dialogs, sequences)]
     flat = iter(

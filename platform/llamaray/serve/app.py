@@ -2,7 +2,7 @@
 
 `build_app(args)` takes the application's `args` from the Serve config file, validates them as
 a `PlatformConfig`, and binds one deployment per model (`LLMServer` for a chat model,
-`RewardModelServer` for a reward model; sharding, placement group and autoscaling from the
+`PoolingModelServer` for a reward model or a classifier; sharding, placement group and autoscaling from the
 config), the `EmbeddingServer` and the `MemoryServer` behind the `Gateway`.
 """
 

@@ -69,8 +69,8 @@ class ServeEngineClient:
             self.metrics.generated(self.model_id, sum(s.num_tokens for s in out.sequences))
 
 
-class ServeRewardClient:
-    """Scores conversations on a `RewardModelServer` deployment."""
+class ServePoolingClient:
+    """Scores conversations or labels texts on a `PoolingModelServer` deployment."""
 
     def __init__(self, handle, model_id: str) -> None:
         self.handle = handle
@@ -79,6 +79,10 @@ class ServeRewardClient:
     async def score(self, conversations: list[Conversation]) -> list[float]:
         with replica_errors(f"the reward model {self.model_id!r}"):
             return await self.handle.score.remote(conversations)
+
+    async def classify(self, texts: list[str]) -> list[dict[str, float]]:
+        with replica_errors(f"the classifier {self.model_id!r}"):
+            return await self.handle.classify.remote(texts)
 
     async def stats(self) -> dict[str, Any]:
         return await self.handle.stats.remote()

@@ -1,5 +1,5 @@
-"""One model's engine deployment: `LLMServer` for a chat model, `RewardModelServer` for a reward
-model, with its resources, placement group and autoscaling read from its config. The platform's
+"""One model's engine deployment: `LLMServer` for a chat model, `PoolingModelServer` for a reward
+model or a classifier, with its resources, placement group and autoscaling read from its config. The platform's
 application binds one per configured model; a fine-tuned model gets one of its own later."""
 
 from __future__ import annotations
@@ -11,14 +11,17 @@ from ray import serve
 from ray.serve import Application
 
 from llamaray.config import ModelConfig
-from llamaray.engines.reward import RewardEngine
+from llamaray.engines.pooling import PoolingEngine
 from llamaray.engines.vllm_engine import VLLMEngine
 from llamaray.serve.llm_server import LLMServer
-from llamaray.serve.reward_server import RewardModelServer
+from llamaray.serve.pooling_server import PoolingModelServer
+
+# Deployments are named by what they serve, as the dashboard shows them.
+DEPLOYMENT_PREFIX = {"chat": "LLMServer", "reward": "RewardModelServer", "classifier": "ClassifierServer"}
 
 
 def deployment_name(model: ModelConfig) -> str:
-    server = "RewardModelServer" if model.kind == "reward" else "LLMServer"
+    server = DEPLOYMENT_PREFIX[model.kind]
     return f"{server}:" + re.sub(r"[^A-Za-z0-9_.-]", "_", model.model_id)
 
 
@@ -60,6 +63,6 @@ def llm_deployment_options(model: ModelConfig, access_log: bool = False) -> dict
 
 def engine_deployment(model: ModelConfig, access_log: bool = False) -> Application:
     """A model's deployment, bound to the engine class that serves its kind."""
-    server, engine_class = (RewardModelServer, RewardEngine) if model.kind == "reward" else (LLMServer, VLLMEngine)
+    server, engine_class = (PoolingModelServer, PoolingEngine) if model.pooled else (LLMServer, VLLMEngine)
     options = llm_deployment_options(model, access_log)
     return serve.deployment(server).options(**options).bind(model.model_dump(), engine_class)

@@ -20,7 +20,7 @@ from llamaray.inference.service import InferenceService
 from llamaray.jobs.tracker import TrackerRecords, tracker_actor
 from llamaray.memory.embeddings import model_ids
 from llamaray.pipelines.service import DataJobsService, SyntheticDataGenerationService
-from llamaray.serve.clients import EmbeddingsClient, MemoryBanksClient, ServeEngineClient, ServeRewardClient
+from llamaray.serve.clients import EmbeddingsClient, MemoryBanksClient, ServeEngineClient, ServePoolingClient
 from llamaray.serve.deployed import DeployedModels, PlatformModels, model_deployer
 from llamaray.serve.errors import install_error_handlers
 from llamaray.serve.metrics import GatewayMetrics
@@ -148,6 +148,6 @@ class Gateway:
 
 
 def _client(model: ModelConfig, handle, metrics: GatewayMetrics):
-    if model.kind == "reward":
-        return ServeRewardClient(handle, model.model_id)
+    if model.pooled:
+        return ServePoolingClient(handle, model.model_id)
     return ServeEngineClient(handle, model.model_id, metrics)
