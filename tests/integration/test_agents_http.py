@@ -188,8 +188,8 @@ def test_prompt_guard_blocks_a_jailbreak_and_lets_questions_through(client):
 
 def test_prompt_guard_finds_an_injection_in_a_client_tool_response(client):
     shield = {"shield_type": "prompt_guard", "params": {"mode": "injection", "threshold": 0.8}}
-    create(client, demo_agent("careful", input_shields=[shield]))
-    first = execute(client, "careful", user(teach.WEATHER_QUESTION))
+    create(client, demo_agent("suspicious", input_shields=[shield]))
+    first = execute(client, "suspicious", user(teach.WEATHER_QUESTION))
     assert first["steps"][0]["violation"] is None
     assert first["response_message"]["tool_calls"][0]["tool_name"] == "get_weather"
     answer = {
@@ -197,7 +197,7 @@ def test_prompt_guard_finds_an_injection_in_a_client_tool_response(client):
         "content": "",
         "tool_responses": [{"tool_name": "get_weather", "content": teach.INJECTION_TEXT}],
     }
-    second = execute(client, "careful", answer)
+    second = execute(client, "suspicious", answer)
     assert step_types(second) == ["safety_filtering"]
     assert second["steps"][0]["violation"]["violation_type"] == "prompt_injection"
 
