@@ -224,6 +224,36 @@ class AgentSettings(Settings):
     web_search: WebSearchSettings = Field(default_factory=WebSearchSettings)
 
 
+class OutboundSettings(Settings):
+    """What the platform may fetch when a request names a URL (`llamaray.security.outbound`)."""
+
+    allow_http: bool = False  # https only, unless a trusted network serves plain http
+    # Loopback, private, link-local (cloud metadata) and other non-public addresses are refused;
+    # `allow_private` lifts that for every host (an air-gapped cluster), `allow_hosts` for the
+    # hosts (`name` or `name:port`) it lists, e.g. an internal dataset mirror.
+    allow_private: bool = False
+    allow_hosts: list[str] = Field(default_factory=list)
+    max_bytes: int = Field(default=256 << 20, ge=1)
+    timeout_s: float = Field(default=60, gt=0)  # the whole fetch, redirects included
+    max_redirects: int = Field(default=5, ge=0)
+
+
+class SecuritySettings(Settings):
+    """Who may call the platform (`llamaray.security.access`)."""
+
+    # API keys (bearer tokens). Better than listing them here: the environment variable
+    # (comma-separated) or a file of one key per line, re-read when it changes.
+    api_keys: list[str] = Field(default_factory=list)
+    api_keys_env: str = "LLAMARAY_API_KEY"
+    api_keys_file: str | None = None
+    # Without keys only loopback clients are served, unless this says otherwise explicitly.
+    allow_unauthenticated_remote: bool = False
+    # Host header names answered; default: loopback names without keys, any name with keys.
+    trusted_hosts: list[str] = Field(default_factory=list)
+    cors_origins: list[str] = Field(default_factory=list)  # browser origins allowed (CORS); "*" for any
+    docs: bool = True  # /docs, /redoc and /openapi.json, served without a key; false removes them
+
+
 class PlatformConfig(Settings):
     data_dir: str = ".llamaray"
     # Directories whose files a dataset's file:// URL may name; the data dir is always one.
@@ -235,6 +265,8 @@ class PlatformConfig(Settings):
     memory: MemorySettings = Field(default_factory=MemorySettings)
     data: DataSettings = Field(default_factory=DataSettings)
     agents: AgentSettings = Field(default_factory=AgentSettings)
+    outbound: OutboundSettings = Field(default_factory=OutboundSettings)
+    security: SecuritySettings = Field(default_factory=SecuritySettings)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> "PlatformConfig":

@@ -74,3 +74,23 @@ def test_pipeline_parallel_on_cpu_refuses_eager_mode_with_the_reason():
     compiled = ModelConfig(model_id="m", path="x", pipeline_parallel_size=2, lora={"max_loras": 0})
     assert compiled.pipeline_parallel_size == 2
     assert ModelConfig(model_id="r", path="x", kind="reward", pipeline_parallel_size=2).world_size == 2
+
+
+def test_the_cluster_and_its_configs_are_locked_down():
+    """Every `ray start` uses Ray's token auth with the dashboard on loopback (reached through a
+    tunnel); a config that binds the platform beyond loopback asks for API keys."""
+    cluster = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    starts = [c for key in ("head_start_ray_commands", "worker_start_ray_commands") for c in cluster[key]]
+    starts = [c for c in starts if "ray start" in c]
+    assert len(starts) == 2
+    for command in starts:
+        assert "RAY_AUTH_MODE=token" in command and "LLAMARAY_API_KEY=" in command
+        assert "0.0.0.0" not in command
+    assert "--dashboard-host=127.0.0.1" in starts[0]
+    assert any("auth_token" in target for target in cluster["file_mounts"])
+    for name in ("local.yaml", "gpu.yaml"):
+        serve_config = yaml.safe_load((ROOT / "deployments" / name).read_text())
+        security = PlatformConfig.model_validate(app_args(name)).security
+        assert not security.allow_unauthenticated_remote
+        if serve_config["http_options"]["host"] not in ("127.0.0.1", "localhost"):
+            assert security.api_keys_env or security.api_keys_file

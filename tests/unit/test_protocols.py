@@ -38,10 +38,11 @@ from llamaray.jobs.control import JobControl
 from llamaray.jobs.tracker import TrackerRecords
 from llamaray.memory.service import MemoryService
 from llamaray.pipelines.service import DataJobsService, SyntheticDataGenerationService
+from llamaray.security.access import AccessPolicy
 from llamaray.serve import deployed
 from llamaray.serve.clients import EmbeddingsClient, MemoryBanksClient, ServeEngineClient, ServePoolingClient
 from llamaray.serve.metrics import GatewayMetrics
-from llamaray.serve.routers.deps import Readiness, RequestMetrics, Services
+from llamaray.serve.routers.deps import AccessControl, Readiness, RequestMetrics, Services
 from llamaray.training.service import PostTrainingService
 
 IMPLEMENTATIONS = [
@@ -49,6 +50,7 @@ IMPLEMENTATIONS = [
     (Shield, LlamaGuardShield),
     (Shield, CodeGuardShield),
     (Shield, PromptGuardShield),
+    (AccessControl, AccessPolicy),
     (Inference, InferenceService),
     (OpenAICompatible, OpenAIService),
     (Models, AdapterCatalog),

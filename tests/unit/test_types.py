@@ -120,3 +120,14 @@ def test_api_package_imports_no_heavy_dependencies():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("name", ["../../jobs/data/secret_code", "/tmp/x", "..", ".hidden", "a/b", "a\\b", "x\x00y"])
+def test_names_that_become_files_are_names_not_paths(name):
+    from llamaray.api.data_jobs import BatchJobRequest
+    from llamaray.api.models import RegisterAdapterRequest
+
+    with pytest.raises(ValidationError, match="output_dataset_id"):
+        BatchJobRequest.model_validate({"model": "m", "content_batch": ["hi"], "output_dataset_id": name})
+    with pytest.raises(ValidationError, match="adapter_id"):
+        RegisterAdapterRequest.model_validate({"adapter_id": name, "adapter_path": "/x"})

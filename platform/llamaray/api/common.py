@@ -14,6 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from typing_extensions import Annotated
 
 URL = Annotated[str, StringConstraints(pattern=r"^(https?://|file://|data:)")]
+# A name a request gives that becomes a file or directory name (a job's directory, a data job's
+# output file): a safe alphabet, so no name is a path (no '/', no leading '.').
+SafeName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
 
 
 class ApiModel(BaseModel):

@@ -14,7 +14,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import Field, model_validator
 
-from llamaray.api.common import ApiModel, Content, Dialog, ModelId, SamplingParams, ToolDefinition
+from llamaray.api.common import ApiModel, Content, Dialog, ModelId, SafeName, SamplingParams, ToolDefinition
 from llamaray.api.inference import MaxTokens
 from llamaray.api.jobs import JobStatus, JobUUID
 
@@ -43,7 +43,7 @@ class BatchJobRequest(ApiModel):
     available_tools: list[ToolDefinition] = Field(default_factory=list)
     max_tokens: int = MaxTokens
     logprobs: bool = False
-    output_dataset_id: str | None = Field(default=None, min_length=1)  # default: the job's uuid
+    output_dataset_id: SafeName | None = None  # default: the job's uuid
     output_format: OutputFormat | None = None  # default: the deployment's `data.output_format`
 
     @model_validator(mode="after")

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from pydantic import Field
-from typing_extensions import Annotated
+from llamaray.api.common import SafeName
 
 
 class JobStatus(str, Enum):
@@ -23,5 +22,4 @@ class JobStatus(str, Enum):
 
 FINAL_STATUSES = frozenset({JobStatus.completed.value, JobStatus.failed.value, JobStatus.cancelled.value})
 
-# A job's id names its directory and its Ray Job, so it is kept to a safe alphabet.
-JobUUID = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+JobUUID = SafeName  # a job's id names its directory and its Ray Job

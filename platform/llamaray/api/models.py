@@ -12,13 +12,12 @@ from __future__ import annotations
 from typing import Literal, Protocol
 
 from pydantic import Field, model_validator
-from typing_extensions import Annotated
 
-from llamaray.api.common import ApiModel, ModelId
+from llamaray.api.common import ApiModel, ModelId, SafeName
 from llamaray.api.jobs import JobUUID
 
 # A registered adapter's name: no ':' (job adapters' ids have them) and nothing a path could misread.
-AdapterId = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]
+AdapterId = SafeName
 
 
 class Adapter(ApiModel):

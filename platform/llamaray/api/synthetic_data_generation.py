@@ -12,7 +12,7 @@ from typing import Any, Literal, Protocol
 
 from pydantic import Field, field_validator, model_validator
 
-from llamaray.api.common import ApiModel, Message, ModelId, SamplingParams, SamplingStrategy, content_text
+from llamaray.api.common import ApiModel, Message, ModelId, SafeName, SamplingParams, SamplingStrategy, content_text
 from llamaray.api.jobs import JobUUID
 from llamaray.api.reward_scoring import KScoredPromptGenerations
 
@@ -49,7 +49,7 @@ class SyntheticDataGenerationRequest(ApiModel):
     prompt_column: str = "prompt"
     run_as_job: bool = False
     job_uuid: JobUUID | None = None
-    output_dataset_id: str | None = Field(default=None, min_length=1)
+    output_dataset_id: SafeName | None = None
     output_format: Literal["jsonl", "parquet"] | None = None
 
     @field_validator("prompts")

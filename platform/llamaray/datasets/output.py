@@ -14,6 +14,7 @@ from typing import Any
 
 from llamaray.api.datasets import Dataset, DatasetColumnType
 from llamaray.datasets.registry import check_free, register
+from llamaray.errors import InvalidRequestError
 from llamaray.store.metadata import MetadataStore
 
 
@@ -22,7 +23,10 @@ class DatasetOutput:
         check_free(store, dataset_id)  # before any work: the name is taken
         self.dataset_id = dataset_id
         self.format = output_format
-        self.path = Path(data_dir) / "datasets" / f"{dataset_id}.{output_format}"
+        root = (Path(data_dir) / "datasets").resolve()
+        self.path = root / f"{dataset_id}.{output_format}"
+        if self.path.resolve().parent != root:  # the API's alphabet already keeps ids to names
+            raise InvalidRequestError(f"{dataset_id!r} is not a dataset name", "output_dataset_id")
         self.partial = self.path.with_name(self.path.name + ".partial")
         self.partial.parent.mkdir(parents=True, exist_ok=True)
         self.num_rows = 0

@@ -2,7 +2,8 @@
 (inline JSONL, plain or base64) and `https://` for machines that reach the internet.
 
 A `file://` URL must resolve inside one of the configured data roots, so a request can never
-make the platform read an arbitrary file of the host.
+make the platform read an arbitrary file of the host; an `https://` one is fetched only from a
+public address (`llamaray.security.outbound`).
 """
 
 from __future__ import annotations
@@ -12,29 +13,36 @@ import csv
 import io
 import json
 import urllib.parse
-import urllib.request
 from pathlib import Path
 from typing import Any
 
+from llamaray.config import OutboundSettings
 from llamaray.errors import InvalidRequestError, NotFoundError
+from llamaray.security.outbound import fetch_public
 
 FORMATS = (".jsonl", ".json", ".parquet", ".csv")
 
 
-def read_rows(url: str, roots: list[Path], param: str = "content_url") -> list[dict[str, Any]]:
+def read_rows(
+    url: str, roots: list[Path], param: str = "content_url", outbound: OutboundSettings | None = None
+) -> list[dict[str, Any]]:
+    payload, suffix = read_payload(url, roots, param, outbound)
+    return parse_payload(payload, suffix, param)
+
+
+def read_payload(
+    url: str, roots: list[Path], param: str = "content_url", outbound: OutboundSettings | None = None
+) -> tuple[bytes, str]:
+    """The bytes a `content_url` names and the file type they are in. An `http(s)` URL is
+    fetched under the outbound policy (public hosts only, by default)."""
     if url.startswith("data:"):
-        return _parse_jsonl(_data_payload(url, param), param)
+        return _data_payload(url, param), ".jsonl"
     if url.startswith("file://"):
         path = _local_path(url, roots, param)
-        return _parse(path.read_bytes(), path.suffix.lower(), param)
+        return path.read_bytes(), path.suffix.lower()
     if url.startswith(("https://", "http://")):
         suffix = Path(urllib.parse.urlparse(url).path).suffix.lower()
-        try:
-            with urllib.request.urlopen(url, timeout=30) as response:
-                payload = response.read()
-        except OSError as exc:
-            raise InvalidRequestError(f"cannot read {url}: {exc}", param) from None
-        return _parse(payload, suffix or ".jsonl", param)
+        return fetch_public(url, outbound or OutboundSettings(), param), suffix or ".jsonl"
     raise InvalidRequestError(f"unsupported URL scheme in {url!r}", param)
 
 
@@ -53,14 +61,20 @@ def _data_payload(url: str, param: str) -> bytes:
 def path_inside(url: str, roots: list[Path], param: str) -> Path:
     """The local path a `file://` URL (or an absolute path) names, refused unless it resolves
     inside one of `roots`: links and `..` cannot lead a request out of them."""
-    raw = urllib.parse.unquote(urllib.parse.urlparse(url).path) if url.startswith("file:") else url
+    if url.startswith("file:"):
+        parts = urllib.parse.urlparse(url)
+        if parts.netloc not in ("", "localhost"):
+            raise InvalidRequestError(f"a file:// URL names no host, not {parts.netloc!r}", param)
+        raw = urllib.parse.unquote(parts.path)
+    else:
+        raw = url
+    if "\x00" in raw:
+        raise InvalidRequestError("a path with a NUL byte in it is refused", param)
     if not raw.startswith("/"):
         raise InvalidRequestError(f"{url!r} is neither a file:// URL nor an absolute path", param)
     path = Path(raw).resolve()
     if not any(path.is_relative_to(root.resolve()) for root in roots):
-        raise InvalidRequestError(
-            f"{path} is outside the data roots this platform may read ({', '.join(map(str, roots))})", param
-        )
+        raise InvalidRequestError(f"{url!r} is outside the data roots this platform may read (dataset_roots)", param)
     return path
 
 
@@ -71,7 +85,7 @@ def _local_path(url: str, roots: list[Path], param: str) -> Path:
     return path
 
 
-def _parse(payload: bytes, suffix: str, param: str) -> list[dict[str, Any]]:
+def parse_payload(payload: bytes, suffix: str, param: str) -> list[dict[str, Any]]:
     if suffix not in FORMATS:
         raise InvalidRequestError(f"unsupported file type {suffix!r}; expected one of {', '.join(FORMATS)}", param)
     try:

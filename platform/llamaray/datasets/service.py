@@ -1,24 +1,52 @@
-"""The Datasets API: `create` reads the data once and registers it only if every row checks."""
+"""The Datasets API: `create` reads the data once and registers it only if every row checks.
+
+A dataset fetched from the web is registered as the copy that was checked (under the data dir,
+named by its content's hash): a job later reads those bytes, not whatever the URL serves then,
+and no job driver fetches from the web again.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import hashlib
+import os
 from pathlib import Path
 
 from llamaray.api.datasets import CreateDatasetRequest, Dataset
-from llamaray.datasets.readers import read_rows
+from llamaray.config import OutboundSettings
+from llamaray.datasets.readers import parse_payload, read_payload
 from llamaray.datasets.registry import check_columns, register, registered, unregister
 from llamaray.store.metadata import MetadataStore
 
 
 class DatasetsService:
-    def __init__(self, store: MetadataStore, roots: list[Path]) -> None:
+    def __init__(self, store: MetadataStore, roots: list[Path], data_dir: Path, outbound: OutboundSettings) -> None:
         self.store = store
         self.roots = roots
+        self.fetched_dir = data_dir / "datasets" / "fetched"
+        self.outbound = outbound
 
     async def create_dataset(self, request: CreateDatasetRequest) -> None:
-        rows = read_rows(request.dataset.content_url, self.roots, "dataset.content_url")
+        param = "dataset.content_url"
+        url = request.dataset.content_url
+        payload, suffix = await asyncio.to_thread(read_payload, url, self.roots, param, self.outbound)
+        rows = parse_payload(payload, suffix, param)
         check_columns(request.dataset, rows)
-        register(self.store, request.uuid, request.dataset, len(rows))
+        dataset = request.dataset
+        if url.startswith(("https://", "http://")):
+            copy = await asyncio.to_thread(self._keep, payload, suffix)
+            metadata = {**dataset.metadata, "fetched_from": url}
+            dataset = dataset.model_copy(update={"content_url": copy.as_uri(), "metadata": metadata})
+        register(self.store, request.uuid, dataset, len(rows))
+
+    def _keep(self, payload: bytes, suffix: str) -> Path:
+        self.fetched_dir.mkdir(parents=True, exist_ok=True)
+        path = self.fetched_dir / f"{hashlib.sha256(payload).hexdigest()}{suffix}"
+        if not path.exists():
+            partial = path.with_name(path.name + ".partial")
+            partial.write_bytes(payload)
+            os.replace(partial, path)
+        return path
 
     async def get_dataset(self, dataset_id: str) -> Dataset:
         return registered(self.store, dataset_id)

@@ -142,7 +142,8 @@ def _dataset_column(
     """A prompt column's type and its value in every row."""
     dataset = registered(store, dataset_id)
     column_type = _checked_column(dataset, dataset_id, column, param)
-    rows = read_rows(dataset.content_url, [Path(root) for root in platform.dataset_roots], "dataset_id")
+    roots = [Path(root) for root in platform.dataset_roots]
+    rows = read_rows(dataset.content_url, roots, "dataset_id", platform.outbound)
     return column_type, [row[column] for row in rows]
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -55,5 +56,8 @@ def install_error_handlers(app: FastAPI) -> None:
             return JSONResponse(
                 error_body("the model is at capacity; retry shortly", "service_unavailable", None, 503), 503
             )
-        logger.exception("unexpected error on %s", request.url.path)
-        return JSONResponse(error_body(f"internal error: {cause!r}", "internal_error", None, 500), 500)
+        incident = uuid.uuid4().hex[:12]  # the log has the details; the answer names them only
+        logger.exception("unexpected error on %s (incident %s)", request.url.path, incident)
+        return JSONResponse(
+            error_body(f"internal error (incident {incident}, in the gateway's log)", "internal_error", None, 500), 500
+        )

@@ -20,6 +20,8 @@ from llamaray.inference.service import InferenceService
 from llamaray.jobs.tracker import TrackerRecords, tracker_actor
 from llamaray.memory.embeddings import model_ids
 from llamaray.pipelines.service import DataJobsService, SyntheticDataGenerationService
+from llamaray.security.access import AccessPolicy
+from llamaray.serve.access import AccessMiddleware
 from llamaray.serve.clients import EmbeddingsClient, MemoryBanksClient, ServeEngineClient, ServePoolingClient
 from llamaray.serve.deployed import DeployedModels, PlatformModels, model_deployer
 from llamaray.serve.errors import install_error_handlers
@@ -101,7 +103,8 @@ def create_app() -> FastAPI:
     for module in routers:
         app.include_router(module.router)
 
-    app.add_middleware(MetricsMiddleware)
+    app.add_middleware(AccessMiddleware)
+    app.add_middleware(MetricsMiddleware)  # outermost: refusals are counted too
     return app
 
 
@@ -134,7 +137,7 @@ class Gateway:
                 inference=InferenceService(registry, data_jobs, platform.data.batch_inline_max_prompts),
                 openai=OpenAIService(registry, embedding_ids),
                 models=PlatformModels(adapters, deployed),
-                datasets=DatasetsService(store, [Path(root) for root in platform.dataset_roots]),
+                datasets=DatasetsService(store, roots, Path(platform.data_dir), platform.outbound),
                 post_training=PostTrainingService(platform, tracker),
                 memory=memory_banks,
                 embeddings=EmbeddingsClient(embedder, platform.memory.embedding_model),
@@ -143,6 +146,7 @@ class Gateway:
                 data_jobs=data_jobs,
                 agents=AgenticSystemService(registry, memory_banks, store, platform.agents, metrics=metrics),
                 metrics=metrics,
+                access=AccessPolicy(platform.security),
             )
         )
 

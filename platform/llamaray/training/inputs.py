@@ -12,7 +12,7 @@ from typing import Literal
 
 from llamaray.api.datasets import Dataset
 from llamaray.api.post_training import PostTrainingSFTRequest
-from llamaray.config import PlatformConfig
+from llamaray.config import OutboundSettings, PlatformConfig
 from llamaray.datasets.readers import read_rows
 from llamaray.datasets.registry import check_columns
 from llamaray.training.examples import Example, dpo_examples, sft_examples
@@ -37,15 +37,18 @@ def prepare(
         base = resolve_model(request.finetuned_model, platform, "finetuned_model")
     roots = [Path(root) for root in dict.fromkeys([platform.data_dir, *platform.dataset_roots])] + list(extra_roots)
     to_examples = sft_examples if kind == "sft" else dpo_examples
-    train = to_examples(request.dataset, _rows(request.dataset, roots, "dataset"), "dataset")
+    outbound = platform.outbound
+    train = to_examples(request.dataset, _rows(request.dataset, roots, "dataset", outbound), "dataset")
     validation = to_examples(
-        request.validation_dataset, _rows(request.validation_dataset, roots, "validation_dataset"), "validation_dataset"
+        request.validation_dataset,
+        _rows(request.validation_dataset, roots, "validation_dataset", outbound),
+        "validation_dataset",
     )
     plan = build_plan(kind, request, base, linear_module_names(base.model_path), platform)
     return JobInputs(plan, train, validation)
 
 
-def _rows(dataset: Dataset, roots: list[Path], param: str) -> list[dict]:
-    rows = read_rows(dataset.content_url, roots, f"{param}.content_url")
+def _rows(dataset: Dataset, roots: list[Path], param: str, outbound: OutboundSettings) -> list[dict]:
+    rows = read_rows(dataset.content_url, roots, f"{param}.content_url", outbound)
     check_columns(dataset, rows, f"{param}.columns")
     return rows

@@ -31,6 +31,18 @@ class Readiness(Protocol):
         ...
 
 
+class AccessControl(Protocol):
+    """Who may call: asked by the gateway's `AccessMiddleware` before any route runs."""
+
+    def check(self, path: str, client_host: str | None, headers: dict[str, str]) -> tuple[int, str] | None:
+        """The status and reason a request is refused with, or None."""
+        ...
+
+    def origin_allowed(self, origin: str, host_header: str) -> bool: ...
+
+    def docs_served(self) -> bool: ...
+
+
 class RequestMetrics(Protocol):
     def request(self, route: str, method: str, status: int, seconds: float) -> None: ...
 
@@ -50,6 +62,7 @@ class Services:
     data_jobs: DataJobs
     agents: AgenticSystem
     metrics: RequestMetrics | None = None
+    access: AccessControl | None = None  # None: the gateway answers nothing but 503
 
 
 _installed: Services | None = None

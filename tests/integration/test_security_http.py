@@ -1,0 +1,121 @@
+"""The platform as exposed to a network: keys on every operation, the keyless laptop mode's
+Host and Origin checks, and requests that name URLs or file names on the running platform."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+
+import pytest
+from openai import AuthenticationError, OpenAI
+
+from .conftest import MODEL_ID, PROMPTS
+from .test_post_training_http import sft_request
+
+KEY = "sk-llamaray-test"
+
+
+@pytest.fixture
+def keys(cluster, platform_url):
+    """Keys in the platform's keys file for the length of a test (re-read on change)."""
+    path = Path(cluster.args["security"]["api_keys_file"])
+    path.write_text(f"{KEY}\nsk-second\n")
+    try:
+        yield path
+    finally:
+        path.unlink()
+
+
+def operations(openapi: dict) -> list[tuple[str, str]]:
+    return [
+        (method.upper(), path.replace("{", "").replace("}", ""))
+        for path, item in openapi["paths"].items()
+        for method in item
+        if method in ("get", "post", "put", "patch", "delete")
+    ]
+
+
+def test_every_operation_needs_a_key_once_there_are_keys(client, keys, platform_url):
+    spec = client.get("/openapi.json").json()  # the schema stays public (security.docs)
+    walked = operations(spec)
+    assert len(walked) > 40
+    public = {("GET", "/health"), ("GET", "/ready")}
+    for method, path in walked:
+        for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": KEY}):
+            response = client.request(method, path, headers=headers)
+            if (method, path) in public:
+                assert response.status_code == 200, (method, path)
+                continue
+            assert response.status_code == 401, (method, path, headers, response.text)
+            assert response.headers["www-authenticate"] == "Bearer"
+    oai = OpenAI(base_url=f"{platform_url}/v1", api_key=KEY)
+    assert MODEL_ID in [m.id for m in oai.models.list()]
+    answer = oai.chat.completions.create(model=MODEL_ID, messages=[{"role": "user", "content": "hi"}], max_tokens=2)
+    assert answer.choices[0].message.content is not None
+    with pytest.raises(AuthenticationError):
+        OpenAI(base_url=f"{platform_url}/v1", api_key="sk-wrong").models.list()
+    ok = client.get("/agentic_system/list", headers={"Authorization": "Bearer sk-second"})
+    assert ok.status_code == 200  # any of the keys
+
+
+def test_without_keys_a_rebinding_name_and_a_cross_site_request_are_refused(client):
+    assert client.get("/v1/models").status_code == 200  # loopback, no keys: make serve's mode
+    rebound = client.get("/v1/models", headers={"Host": "evil.example"})
+    assert rebound.status_code == 400 and "Host" in rebound.json()["error"]["message"]
+    cancel = client.post(
+        "/post_training/job/cancel", params={"job_uuid": "sft-lora"}, headers={"Origin": "https://evil.example"}
+    )
+    assert cancel.status_code == 403 and "cross-origin" in cancel.json()["error"]["message"]
+    preflight = client.options(
+        "/v1/chat/completions",
+        headers={"Origin": "https://evil.example", "Access-Control-Request-Method": "POST"},
+    )
+    assert preflight.status_code == 403
+
+
+class ConnectionCounter:
+    """A TCP listener on loopback that counts who connects: what a fetch must never reach."""
+
+    def __init__(self) -> None:
+        self.socket = socket.create_server(("127.0.0.1", 0))
+        self.port = self.socket.getsockname()[1]
+        self.connections = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                conn, _ = self.socket.accept()
+            except OSError:
+                return
+            self.connections += 1
+            conn.close()
+
+
+def loopback_urls(port: int) -> list[str]:
+    forms = ["127.0.0.1", "2130706433", "0x7f000001", "127.1", "[::ffff:127.0.0.1]", "localhost"]
+    return [f"{scheme}://{host}:{port}/data.jsonl" for host in forms for scheme in ("https", "http")]
+
+
+def test_no_dataset_url_reaches_the_cluster_inside(client, datasets):
+    inside = ConnectionCounter()
+    columns = {"dialog": "dialog"}
+    for url in loopback_urls(inside.port):
+        dataset = {"columns": columns, "content_url": url}
+        register = client.post("/datasets/create", json={"uuid": "inside", "dataset": dataset})
+        assert register.status_code == 400 and register.json()["error"]["param"] == "dataset.content_url", url
+        train = client.post("/post_training/supervised_fine_tune/", json=sft_request("inside", dataset))
+        assert train.status_code == 400 and "content_url" in train.json()["error"]["param"], url
+    assert inside.connections == 0
+    assert client.get("/datasets/get", params={"dataset_id": "inside"}).status_code == 404
+
+
+@pytest.mark.parametrize("name", ["../../jobs/data/secret_code", "/tmp/evil", "..", ".hidden", "a/b", "x" * 200])
+def test_output_names_that_are_paths_are_refused_and_nothing_is_written(client, cluster, name):
+    data_dir = Path(cluster.args["data_dir"])
+    before = set(data_dir.parent.rglob("*"))
+    body = {"prompts": [{"role": "user", "content": PROMPTS[0]}], "output_dataset_id": name, "run_as_job": True}
+    sdg = client.post("/synthetic_data_generation/generate", json=body)
+    assert sdg.status_code == 422 and sdg.json()["error"]["param"] == "output_dataset_id", sdg.text
+    assert set(data_dir.parent.rglob("*")) == before

@@ -1,0 +1,62 @@
+"""Who may call the platform: the checks `AccessMiddleware` asks before any route runs."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from llamaray.config import SecuritySettings
+from llamaray.security.access import AccessPolicy
+
+LOCAL = {"host": "127.0.0.1:8000"}
+
+
+def check(policy: AccessPolicy, path: str = "/v1/models", client: str = "127.0.0.1", **headers: str):
+    refusal = policy.check(path, client, {**LOCAL, **headers})
+    return refusal[0] if refusal else None
+
+
+def test_with_keys_every_route_but_health_needs_one():
+    policy = AccessPolicy(SecuritySettings(api_keys=["k1", "k2"]))
+    assert check(policy) == 401
+    assert check(policy, authorization="Bearer wrong") == 401
+    assert check(policy, authorization="k1") == 401  # not a bearer token
+    assert check(policy, authorization="Bearer k1") is None
+    assert check(policy, authorization="bearer k2", client="10.1.2.3", host="llamaray.internal") is None
+    assert check(policy, "/health") is None and check(policy, "/ready") is None
+    assert check(policy, "/openapi.json") is None  # the schema is no secret ...
+    assert check(AccessPolicy(SecuritySettings(api_keys=["k1"], docs=False)), "/openapi.json") == 401  # ... unless
+
+
+def test_keys_from_the_environment_and_a_file_that_rotates(tmp_path, monkeypatch):
+    keys = tmp_path / "keys"
+    policy = AccessPolicy(SecuritySettings(api_keys_file=str(keys)))
+    assert policy.keys() == frozenset()
+    monkeypatch.setenv("LLAMARAY_API_KEY", "env-a, env-b")
+    keys.write_text("# the team's keys\nfile-1\n")
+    assert policy.keys() == {"env-a", "env-b", "file-1"}
+    keys.write_text("file-2\n")
+    os.utime(keys, (1, 1))  # a new mtime, whatever the clock's resolution
+    assert policy.keys() == {"env-a", "env-b", "file-2"}
+    assert check(policy, authorization="Bearer file-1") == 401
+
+
+def test_without_keys_only_loopback_clients_and_names_and_own_origin():
+    policy = AccessPolicy(SecuritySettings())
+    assert check(policy) is None
+    assert check(policy, client="::1", host="[::1]:8000") is None
+    assert check(policy, host="localhost:8000") is None
+    assert check(policy, client="192.168.1.20") == 403  # bound wider without keys: refused
+    assert check(policy, host="evil.example:8000") == 400  # DNS rebinding
+    assert check(policy, origin="https://evil.example") == 403  # a cross-site form or fetch
+    assert check(policy, origin="http://127.0.0.1:8000") is None  # the platform's own /docs
+    assert check(AccessPolicy(SecuritySettings(allow_unauthenticated_remote=True)), client="10.0.0.2") is None
+
+
+@pytest.mark.parametrize("origin", ["https://app.example", "https://other.example"])
+def test_cors_origins_are_the_only_foreign_ones_allowed(origin):
+    policy = AccessPolicy(SecuritySettings(api_keys=["k"], cors_origins=["https://app.example"]))
+    allowed = check(policy, origin=origin, authorization="Bearer k") is None
+    assert allowed is (origin == "https://app.example")
+    assert policy.origin_allowed(origin, "127.0.0.1:8000") is allowed
