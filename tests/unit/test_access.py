@@ -60,3 +60,15 @@ def test_cors_origins_are_the_only_foreign_ones_allowed(origin):
     allowed = check(policy, origin=origin, authorization="Bearer k") is None
     assert allowed is (origin == "https://app.example")
     assert policy.origin_allowed(origin, "127.0.0.1:8000") is allowed
+
+
+def test_an_open_binding_without_keys_is_refused_unless_said_explicitly(monkeypatch):
+    monkeypatch.delenv("LLAMARAY_API_KEY", raising=False)
+    for host in ("127.0.0.1", "localhost", "::1", None):
+        AccessPolicy(SecuritySettings()).check_binding(host)
+    with pytest.raises(ValueError, match="without API keys"):
+        AccessPolicy(SecuritySettings()).check_binding("0.0.0.0")
+    AccessPolicy(SecuritySettings(api_keys=["k"])).check_binding("0.0.0.0")
+    AccessPolicy(SecuritySettings(allow_unauthenticated_remote=True)).check_binding("0.0.0.0")
+    monkeypatch.setenv("LLAMARAY_API_KEY", "from-env")
+    AccessPolicy(SecuritySettings()).check_binding("10.0.0.5")

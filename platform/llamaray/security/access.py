@@ -50,6 +50,16 @@ class AccessPolicy:
             self._file_keys = (mtime, frozenset(k.strip() for k in lines if k.strip() and not k.startswith("#")))
         return self._file_keys[1]
 
+    def check_binding(self, host: str | None) -> None:
+        """Refuses (ValueError) to serve on a non-loopback address without keys, unless the
+        config says so explicitly: the platform would otherwise be open to the network."""
+        if host is None or _is_loopback_name(host) or self.keys() or self.settings.allow_unauthenticated_remote:
+            return
+        raise ValueError(
+            f"the platform listens on {host} without API keys: set security.api_keys, LLAMARAY_API_KEY or "
+            "security.api_keys_file, or security.allow_unauthenticated_remote: true to serve it open anyway"
+        )
+
     def docs_served(self) -> bool:
         return self.settings.docs
 
@@ -98,6 +108,10 @@ def _hostname(host_header: str) -> str:
     if host_header.startswith("["):  # [::1]:8000
         return host_header[1:].split("]", 1)[0]
     return host_header.rsplit(":", 1)[0] if host_header.count(":") == 1 else host_header
+
+
+def _is_loopback_name(host: str) -> bool:
+    return host in LOOPBACK_NAMES or _is_loopback(host)
 
 
 def _is_loopback(client_host: str | None) -> bool:

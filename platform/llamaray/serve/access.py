@@ -59,6 +59,17 @@ class AccessMiddleware:
         await self.app(scope, receive, send)
 
 
+def serve_http_host() -> str | None:
+    """The address Serve's HTTP listens on (its config's `http_options.host`), or None if this
+    Ray cannot say."""
+    try:
+        from ray.serve.context import _get_global_client
+
+        return _get_global_client().http_config.host
+    except Exception:  # a private API: the per-request loopback check still holds without it
+        return None
+
+
 async def _answer(send, status: int, message: str, error_type: str, extra: list | None = None) -> None:
     body = json.dumps(error_body(message, error_type, None, status)).encode()
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()), *(extra or [])]

@@ -21,7 +21,7 @@ from llamaray.jobs.tracker import TrackerRecords, tracker_actor
 from llamaray.memory.embeddings import model_ids
 from llamaray.pipelines.service import DataJobsService, SyntheticDataGenerationService
 from llamaray.security.access import AccessPolicy
-from llamaray.serve.access import AccessMiddleware
+from llamaray.serve.access import AccessMiddleware, serve_http_host
 from llamaray.serve.clients import EmbeddingsClient, MemoryBanksClient, ServeEngineClient, ServePoolingClient
 from llamaray.serve.deployed import DeployedModels, PlatformModels, model_deployer
 from llamaray.serve.errors import install_error_handlers
@@ -118,6 +118,8 @@ class Gateway:
 
     def __init__(self, config: dict[str, Any], engines: dict[str, Any], memory: Any, embedder: Any) -> None:
         platform = PlatformConfig.model_validate(config)
+        access = AccessPolicy(platform.security)
+        access.check_binding(serve_http_host())  # before anything starts: refuse to serve open
         metrics = GatewayMetrics()
         store = MetadataStore(Path(platform.data_dir) / "metadata.db")
         tracker = tracker_actor(platform.model_dump())
@@ -146,7 +148,7 @@ class Gateway:
                 data_jobs=data_jobs,
                 agents=AgenticSystemService(registry, memory_banks, store, platform.agents, metrics=metrics),
                 metrics=metrics,
-                access=AccessPolicy(platform.security),
+                access=access,
             )
         )
 
