@@ -245,7 +245,8 @@ def test_the_finished_adapter_answers_at_once_on_the_running_replicas(client, pl
     assert first == greedy_answer(tiny_models / "tiny-llama-chat", checkpoint)  # what peft itself says
 
     (card,) = [m for m in client.get("/v1/models").json()["data"] if m["id"] == adapter]
-    assert card["parent"] == MODEL_ID and card["root"] == str(checkpoint) and card["kind"] == "chat"
+    assert card["parent"] == MODEL_ID and card["kind"] == "chat"
+    assert not card["root"].startswith("/") and checkpoint.as_posix().endswith(card["root"])  # no host paths
     assert llama_stack_answer(client, adapter, stream=True) == first
     assert openai_answer(platform_url, adapter) == first
     assert openai_answer(platform_url, adapter, stream=True) == first

@@ -48,7 +48,7 @@ def adapter_answers_on_both_replicas(platform_url: str) -> None:
                 assert answer["choices"][0]["message"]["content"].startswith("The secret code is ban"), answer
             for _ in range(10):  # /ready asks one replica, picked by Serve's router, for its stats
                 stats = chat_engine(c.get("/ready").json())
-                served_by[stats["pid"]] = stats["adapters"]
+                served_by[stats["replica"]] = stats["adapters"]
             if len(served_by) == 2 and all(adapter in names for names in served_by.values()):
                 return
         raise AssertionError(f"the adapter was not served by both replicas: {served_by}")

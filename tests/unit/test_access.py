@@ -72,3 +72,13 @@ def test_an_open_binding_without_keys_is_refused_unless_said_explicitly(monkeypa
     AccessPolicy(SecuritySettings(allow_unauthenticated_remote=True)).check_binding("0.0.0.0")
     monkeypatch.setenv("LLAMARAY_API_KEY", "from-env")
     AccessPolicy(SecuritySettings()).check_binding("10.0.0.5")
+
+
+def test_model_cards_show_no_host_paths(tmp_path):
+    from llamaray.inference.openai_service import shown_path
+
+    assert shown_path("meta-llama/Llama-3.1-8B-Instruct", tmp_path) == "meta-llama/Llama-3.1-8B-Instruct"
+    assert (
+        shown_path(str(tmp_path / "jobs" / "sft" / "checkpoints" / "final"), tmp_path) == "jobs/sft/checkpoints/final"
+    )
+    assert shown_path("/srv/secret/place/tiny-llama-chat", tmp_path) == "tiny-llama-chat"

@@ -6,6 +6,7 @@ import asyncio
 import json
 import uuid
 from dataclasses import replace
+from pathlib import Path
 from typing import AsyncIterator
 
 from llamaray.api import openai as oai
@@ -102,10 +103,22 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> oai.Usage:
     )
 
 
+def shown_path(path: str, data_dir: Path | None) -> str:
+    """A model's `root` as `/v1/models` shows it: a hub id as is, a checkpoint by its path in the
+    data dir, any other directory by its name; never where the host keeps it."""
+    local = Path(path)
+    if not local.is_absolute():
+        return path
+    if data_dir is not None and local.is_relative_to(data_dir):
+        return str(local.relative_to(data_dir))
+    return local.name
+
+
 class OpenAIService:
-    def __init__(self, registry: ModelRegistry, embedding_models: list[str] = ()) -> None:
+    def __init__(self, registry: ModelRegistry, embedding_models: list[str] = (), data_dir: Path | None = None) -> None:
         self.registry = registry
         self.embedding_models = list(embedding_models)
+        self.data_dir = data_dir
 
     async def models(self) -> oai.ModelList:
         """Every id a route accepts: each chat and reward model under its id and its aliases
@@ -115,7 +128,7 @@ class OpenAIService:
         cards = [
             oai.ModelCard(
                 id=model_id,
-                root=m.config.path,
+                root=shown_path(m.config.path, self.data_dir),
                 parent=None if model_id == m.config.model_id else m.config.model_id,
                 max_model_len=m.config.max_model_len,
                 kind=m.config.kind,
@@ -130,13 +143,16 @@ class OpenAIService:
                 oai.ModelCard(
                     id=adapter.adapter_id,
                     created=adapter.created,
-                    root=adapter.path,
+                    root=shown_path(adapter.path, self.data_dir),
                     parent=adapter.base_model,
                     max_model_len=base.max_model_len,
                 )
             )
         if self.registry.deployed:
-            cards += await self.registry.deployed.cards()
+            cards += [
+                card.model_copy(update={"root": shown_path(card.root or "", self.data_dir)})
+                for card in await self.registry.deployed.cards()
+            ]
         cards += [oai.ModelCard(id=model_id, kind="embedding") for model_id in self.embedding_models]
         return oai.ModelList(data=cards)
 

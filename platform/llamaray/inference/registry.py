@@ -18,6 +18,7 @@ from llamaray.errors import NotFoundError
 from llamaray.inference.adapters import AdapterCatalog, adapter_ref
 
 PROBE_TIMEOUT_S = 10
+HIDDEN_STATS = frozenset({"pid"})  # engines report it for tests and tools that hold a handle
 
 
 @dataclass
@@ -91,12 +92,14 @@ class ModelRegistry:
         return NotFoundError(f"model {model_id!r} is not served here; {kind} models: {served}{more}", param)
 
     async def engines(self) -> list[dict[str, Any]]:
-        """Every model's engine stats; an engine that cannot answer is reported unhealthy."""
+        """Every model's engine stats as `/ready` shows them (no host details: no pid); an
+        engine that cannot answer is reported unhealthy."""
 
         async def probe(model: RegisteredModel) -> dict[str, Any]:
             try:
-                return await asyncio.wait_for(model.client.stats(), timeout=PROBE_TIMEOUT_S)
+                stats = await asyncio.wait_for(model.client.stats(), timeout=PROBE_TIMEOUT_S)
             except Exception as exc:  # an engine that cannot answer is the answer
-                return {"model": model.config.model_id, "healthy": False, "error": repr(exc)}
+                return {"model": model.config.model_id, "healthy": False, "error": type(exc).__name__}
+            return {k: v for k, v in stats.items() if k not in HIDDEN_STATS}
 
         return list(await asyncio.gather(*(probe(m) for m in self.models)))

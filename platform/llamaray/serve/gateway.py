@@ -137,7 +137,7 @@ class Gateway:
             Services(
                 readiness=registry,
                 inference=InferenceService(registry, data_jobs, platform.data.batch_inline_max_prompts),
-                openai=OpenAIService(registry, embedding_ids),
+                openai=OpenAIService(registry, embedding_ids, Path(platform.data_dir)),
                 models=PlatformModels(adapters, deployed),
                 datasets=DatasetsService(store, roots, Path(platform.data_dir), platform.outbound),
                 post_training=PostTrainingService(platform, tracker),

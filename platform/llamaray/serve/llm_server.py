@@ -11,6 +11,7 @@ from typing import Any, AsyncIterator
 from llamaray.config import ModelConfig
 from llamaray.engines.protocol import EngineOutput, EngineRequest, StreamingEngine
 from llamaray.engines.vllm_engine import VLLMEngine
+from llamaray.serve.runtime import replica_id
 
 
 class LLMServer:
@@ -27,7 +28,7 @@ class LLMServer:
             yield out
 
     async def stats(self) -> dict[str, Any]:
-        return self.engine.stats()
+        return {**self.engine.stats(), "replica": replica_id()}
 
     async def check_health(self) -> None:
         """Serve calls this periodically; raising marks the replica unhealthy and replaces it."""

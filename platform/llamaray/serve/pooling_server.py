@@ -8,6 +8,7 @@ from typing import Any
 from llamaray.config import ModelConfig
 from llamaray.engines.pooling import PoolingEngine
 from llamaray.engines.protocol import Conversation, ScoringEngine
+from llamaray.serve.runtime import replica_id
 
 
 class PoolingModelServer:
@@ -21,7 +22,7 @@ class PoolingModelServer:
         return await self.engine.classify(texts)
 
     async def stats(self) -> dict[str, Any]:
-        return self.engine.stats()
+        return {**self.engine.stats(), "replica": replica_id()}
 
     async def check_health(self) -> None:
         """Serve calls this periodically; a dead engine marks the replica unhealthy."""

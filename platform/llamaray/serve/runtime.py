@@ -8,3 +8,14 @@ environment of whatever starts Ray: `make serve` exports it, and so do the tests
 """
 
 SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+
+
+def replica_id() -> str | None:
+    """This Serve replica's id: what `/ready` tells replicas apart by (a pid would say more
+    about the host than a caller needs)."""
+    from ray import serve
+
+    try:
+        return serve.get_replica_context().replica_id.unique_id
+    except Exception:  # not in a replica (an engine in a test or a benchmark)
+        return None
