@@ -16,6 +16,8 @@ import socket
 import time
 import urllib.parse
 
+import httpx
+
 from llamaray.config import OutboundSettings
 from llamaray.errors import InvalidRequestError
 
@@ -46,10 +48,7 @@ def resolve_pinned(url: urllib.parse.SplitResult, policy: OutboundSettings, para
     port = url.port or (443 if url.scheme == "https" else 80)
     if not host:
         raise InvalidRequestError("the URL names no host", param)
-    if host in policy.allow_hosts or f"{host}:{port}" in policy.allow_hosts:
-        allowed = True
-    else:
-        allowed = policy.allow_private
+    allowed = policy.allow_private or host in policy.allow_hosts or f"{host}:{port}" in policy.allow_hosts
     try:
         infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except (socket.gaierror, UnicodeError):
@@ -69,8 +68,6 @@ def resolve_pinned(url: urllib.parse.SplitResult, policy: OutboundSettings, para
 def fetch_public(url: str, policy: OutboundSettings, param: str) -> bytes:
     """The body at `url`, fetched under `policy`: public addresses only, `https` unless
     `allow_http`, every redirect checked again, at most `max_bytes` within `timeout_s`."""
-    import httpx
-
     deadline = time.monotonic() + policy.timeout_s
     for _ in range(policy.max_redirects + 1):
         parts = urllib.parse.urlsplit(url)
@@ -80,7 +77,7 @@ def fetch_public(url: str, policy: OutboundSettings, param: str) -> bytes:
         if parts.username or parts.password:
             raise InvalidRequestError("a URL with credentials in it is refused", param)
         address = resolve_pinned(parts, policy, param)
-        status, location, body = _get_pinned(parts, address, deadline, policy, param, httpx)
+        status, location, body = _get_pinned(parts, address, deadline, policy, param)
         if status in REDIRECTS and location:
             url = urllib.parse.urljoin(url, location)
             continue
@@ -90,7 +87,11 @@ def fetch_public(url: str, policy: OutboundSettings, param: str) -> bytes:
     raise InvalidRequestError(f"fetching {_shown(url)}: more than {policy.max_redirects} redirects", param)
 
 
-def _get_pinned(parts, address: str, deadline: float, policy: OutboundSettings, param: str, httpx):
+def _get_pinned(
+    parts: urllib.parse.SplitResult, address: str, deadline: float, policy: OutboundSettings, param: str
+) -> tuple[int, str | None, bytes]:
+    """One GET to the pinned `address`, the URL's name kept for `Host` and TLS (SNI and the
+    certificate check); a redirect's status and location come back unfollowed."""
     host = parts.hostname
     netloc = f"[{address}]" if ":" in address else address
     if parts.port:
