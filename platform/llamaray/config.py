@@ -246,6 +246,11 @@ class SecuritySettings(Settings):
     api_keys: list[str] = Field(default_factory=list)
     api_keys_env: str = "LLAMARAY_API_KEY"
     api_keys_file: str | None = None
+    # Each key sees and changes only the jobs, banks, datasets, agents and adapters it created;
+    # an admin key (also a valid key) sees and changes them all.
+    admin_api_keys: list[str] = Field(default_factory=list)
+    admin_api_keys_env: str = "LLAMARAY_ADMIN_API_KEY"
+    admin_api_keys_file: str | None = None
     # Without keys only loopback clients are served, unless this says otherwise explicitly.
     allow_unauthenticated_remote: bool = False
     # Host header names answered; default: loopback names without keys, any name with keys.

@@ -41,7 +41,7 @@ def platform_args(models_dir: Path, data_dir: Path, dataset_roots: list[Path] = 
         "dataset_roots": [str(root) for root in dataset_roots],
         "memory": {"max_document_bytes": 2_000_000, "chunk_size_tokens": 128, "chunk_overlap_tokens": 16},
         # No keys until test_security_http writes some here: keys rotate without a restart.
-        "security": {"api_keys_file": str(data_dir / "api-keys")},
+        "security": {"api_keys_file": str(data_dir / "api-keys"), "admin_api_keys_file": str(data_dir / "admin-keys")},
         # Small inline sizes, so that a few dozen prompts already take the Ray Data job path.
         "data": {
             "sdg_inline_max_generations": 16,

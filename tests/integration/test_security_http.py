@@ -3,28 +3,43 @@ Host and Origin checks, and requests that name URLs or file names on the running
 
 from __future__ import annotations
 
+import json
 import socket
 import threading
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
 from openai import AuthenticationError, OpenAI
 
 from .conftest import MODEL_ID, PROMPTS
+from .test_memory_banks_http import doc
 from .test_post_training_http import sft_request
 
 KEY = "sk-llamaray-test"
 
 
+OTHER = "sk-second"
+ADMIN = "sk-admin"
+
+
 @pytest.fixture
 def keys(cluster, platform_url):
-    """Keys in the platform's keys file for the length of a test (re-read on change)."""
-    path = Path(cluster.args["security"]["api_keys_file"])
-    path.write_text(f"{KEY}\nsk-second\n")
+    """Keys (and an admin key) in the platform's key files for the length of a test: the
+    gateway re-reads them when they change."""
+    security = cluster.args["security"]
+    files = Path(security["api_keys_file"]), Path(security["admin_api_keys_file"])
+    files[0].write_text(f"{KEY}\n{OTHER}\n")
+    files[1].write_text(f"{ADMIN}\n")
     try:
-        yield path
+        yield files
     finally:
-        path.unlink()
+        for path in files:
+            path.unlink()
+
+
+def as_key(key: str) -> dict:
+    return {"Authorization": f"Bearer {key}"}
 
 
 def operations(openapi: dict) -> list[tuple[str, str]]:
@@ -55,8 +70,45 @@ def test_every_operation_needs_a_key_once_there_are_keys(client, keys, platform_
     assert answer.choices[0].message.content is not None
     with pytest.raises(AuthenticationError):
         OpenAI(base_url=f"{platform_url}/v1", api_key="sk-wrong").models.list()
-    ok = client.get("/agentic_system/list", headers={"Authorization": "Bearer sk-second"})
-    assert ok.status_code == 200  # any of the keys
+    assert client.get("/agentic_system/list", headers=as_key(OTHER)).status_code == 200  # any of the keys
+    assert client.get("/agentic_system/list", headers=as_key(ADMIN)).status_code == 200  # an admin key too
+
+
+def test_a_key_sees_only_what_it_created_and_an_admin_key_everything(client, keys):
+    mine, theirs, admin = as_key(KEY), as_key(OTHER), as_key(ADMIN)
+    old_jobs = [job["job_uuid"] for job in client.get("/post_training/jobs", headers=admin).json()][:2]
+    bank = {"bank_uuid": "owned-bank", "bank_name": "mine", "documents": [doc("d1", "Owned text.")]}
+    assert client.post("/memory_banks/create", json=bank, headers=mine).status_code == 200
+    rows = "data:application/jsonl," + quote(json.dumps({"dialog": [{"role": "user", "content": "hi"}]}))
+    dataset = {"uuid": "owned-data", "dataset": {"columns": {"dialog": "dialog"}, "content_url": rows}}
+    assert client.post("/datasets/create", json=dataset, headers=mine).status_code == 200
+    agent = {"uuid": "owned-agent", "instructions": "Be brief.", "model": MODEL_ID, "memory_bank_uuids": ["owned-bank"]}
+    assert client.post("/agentic_system/create", json=agent, headers=mine).status_code == 200
+
+    query = {"bank_uuid": "owned-bank", "query": "text"}
+    for headers, seen in ((mine, True), (theirs, False), (admin, True)):
+        banks = [b["uuid"] for b in client.get("/memory_banks/get", headers=headers).json()]
+        assert ("owned-bank" in banks) is seen
+        assert client.post("/memory_bank/query", json=query, headers=headers).status_code == (200 if seen else 404)
+        got = client.get("/datasets/get", params={"dataset_id": "owned-data"}, headers=headers)
+        assert got.status_code == (200 if seen else 404)
+        agents = [a["uuid"] for a in client.get("/agentic_system/list", headers=headers).json()]
+        assert ("owned-agent" in agents) is seen
+        # jobs made before keys (the training tests') are nobody's: only an admin key sees them
+        for job_uuid in old_jobs:
+            status = client.get("/post_training/job/status", params={"job_uuid": job_uuid}, headers=headers)
+            assert status.status_code == (200 if headers is admin else 404), status.text
+        assert client.get("/post_training/jobs", headers=headers).json() == [] or headers is admin
+    missing = client.post("/memory_bank/query", json=query, headers=theirs).json()["error"]
+    assert missing["message"] == "memory bank 'owned-bank' does not exist"  # no more than that
+    # ... and another key cannot change what is not its own
+    assert client.delete("/memory_banks/drop", params={"bank_uuid": "owned-bank"}, headers=theirs).status_code == 404
+    assert client.delete("/datasets/delete", params={"dataset_id": "owned-data"}, headers=theirs).status_code == 404
+    deleted = client.delete("/agentic_system/delete", params={"agent_id": "owned-agent"}, headers=theirs)
+    assert deleted.status_code == 404
+    for job_uuid in old_jobs:
+        cancel = client.post("/post_training/job/cancel", params={"job_uuid": job_uuid}, headers=theirs)
+        assert cancel.status_code == 404
 
 
 def test_without_keys_a_rebinding_name_and_a_cross_site_request_are_refused(client):

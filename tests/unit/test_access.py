@@ -82,3 +82,30 @@ def test_model_cards_show_no_host_paths(tmp_path):
         shown_path(str(tmp_path / "jobs" / "sft" / "checkpoints" / "final"), tmp_path) == "jobs/sft/checkpoints/final"
     )
     assert shown_path("/srv/secret/place/tiny-llama-chat", tmp_path) == "tiny-llama-chat"
+
+
+def test_a_key_owns_what_it_creates_and_an_admin_key_sees_everything(tmp_path):
+    from llamaray.security.ownership import EVERYONE, Owners, acting_as, current, stop_acting
+    from llamaray.store.metadata import MetadataStore
+
+    policy = AccessPolicy(SecuritySettings(api_keys=["alice", "bob"], admin_api_keys=["root"]))
+    alice, bob, root = (policy.principal({"authorization": f"Bearer {k}"}) for k in ("alice", "bob", "root"))
+    assert alice.owner != bob.owner and not alice.admin and root.admin
+    assert "alice" not in alice.owner  # a fingerprint, never the key
+    assert AccessPolicy(SecuritySettings()).principal({}) == EVERYONE  # keyless: everyone
+
+    owners = Owners(MetadataStore(tmp_path / "metadata.db"))
+    token = acting_as(alice)
+    owners.claim("bank", "b1")
+    stop_acting(token)
+    owners.claim("bank", "old")  # outside a request: nobody's
+    assert current() == EVERYONE
+    for principal, seen in ((alice, {"b1"}), (bob, set()), (root, {"b1", "old"})):
+        token = acting_as(principal)
+        try:
+            assert set(owners.only_visible("bank", ["b1", "old"], str)) == seen
+            if "b1" not in seen:
+                with pytest.raises(LookupError):
+                    owners.check("bank", "b1", lambda: LookupError("bank 'b1' does not exist"))
+        finally:
+            stop_acting(token)

@@ -36,6 +36,7 @@ from llamaray.inference.reward_scoring import RewardScoringService
 from llamaray.inference.service import BatchJobs, InferenceService
 from llamaray.jobs.control import JobControl
 from llamaray.jobs.tracker import TrackerRecords
+from llamaray.memory.owned import OwnedMemoryBanks
 from llamaray.memory.service import MemoryService
 from llamaray.pipelines.service import DataJobsService, SyntheticDataGenerationService
 from llamaray.security.access import AccessPolicy
@@ -64,6 +65,7 @@ IMPLEMENTATIONS = [
     (PostTraining, PostTrainingService),
     (MemoryBanks, MemoryService),
     (MemoryBanks, MemoryBanksClient),
+    (MemoryBanks, OwnedMemoryBanks),
     (RewardScoring, RewardScoringService),
     (SyntheticDataGeneration, SyntheticDataGenerationService),
     (DataJobs, DataJobsService),

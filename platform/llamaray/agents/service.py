@@ -26,6 +26,7 @@ from llamaray.api.memory_banks import MemoryBanks
 from llamaray.config import AgentSettings
 from llamaray.errors import InvalidRequestError, NotFoundError
 from llamaray.inference.registry import ModelRegistry
+from llamaray.security.ownership import Owners
 from llamaray.store.metadata import MetadataStore
 
 AGENT_KIND = "agent"
@@ -53,6 +54,7 @@ class AgenticSystemService:
         self.settings = settings
         self.tools = tools or BuiltinTools(settings)
         self.shields = Shields(registry, settings)
+        self.owners = Owners(store)  # a key sees the agents it created (an admin key all)
         self.metrics = metrics
 
     async def create_agentic_system(self, request: AgenticSystemCreateRequest) -> AgenticSystemCreateResponse:
@@ -78,6 +80,7 @@ class AgenticSystemService:
         self.store.create(
             AGENT_KIND, request.uuid, {"agent": request.model_dump(mode="json"), "created": int(time.time())}
         )
+        self.owners.claim(AGENT_KIND, request.uuid)
         return AgenticSystemCreateResponse(agent_uuid=request.uuid)
 
     async def _build_shields(self, configs: list[ShieldConfig], param: str) -> list[Shield]:
@@ -103,10 +106,12 @@ class AgenticSystemService:
         )
 
     def _agent(self, agent_id: str, param: str) -> dict:
+        missing = NotFoundError(f"agent {agent_id!r} does not exist", param)
+        self.owners.check(AGENT_KIND, agent_id, lambda: missing)
         try:
             return self.store.get(AGENT_KIND, agent_id)
         except NotFoundError:
-            raise NotFoundError(f"agent {agent_id!r} does not exist", param) from None
+            raise missing from None
 
     def _turns(self, agent_id: str) -> list[AgenticSystemTurn]:
         return [AgenticSystemTurn.model_validate_json(line) for line in self.store.read_lines(TURN_KIND, agent_id)]
@@ -150,4 +155,5 @@ class AgenticSystemService:
         return AgenticSystemInfo(agent=record["agent"], created=record["created"], turns=self._turns(agent_id))
 
     async def list_agentic_systems(self) -> list[AgenticSystemCreateRequest]:
-        return [AgenticSystemCreateRequest.model_validate(r["agent"]) for _, r in self.store.list(AGENT_KIND)]
+        agents = self.owners.only_visible(AGENT_KIND, self.store.list(AGENT_KIND), lambda pair: pair[0])
+        return [AgenticSystemCreateRequest.model_validate(r["agent"]) for _, r in agents]

@@ -21,6 +21,7 @@ from llamaray.config import ModelConfig
 from llamaray.datasets.readers import path_inside
 from llamaray.engines.protocol import AdapterRef
 from llamaray.errors import ConflictError, InvalidRequestError, NotFoundError
+from llamaray.security.ownership import Owners
 from llamaray.store.metadata import MetadataStore
 
 KIND = "adapter"  # the store's records: registered adapters, and job adapters taken off the list
@@ -99,7 +100,10 @@ def _created(path: Path) -> int:
 
 
 class AdapterCatalog:
-    """Finds the adapter a request names; lists, registers and unregisters adapters (`Models`)."""
+    """Finds the adapter a request names; lists, registers and unregisters adapters (`Models`).
+
+    A key sees the adapters it registered and those of its own jobs, and the config's (the
+    ownership rules of `llamaray.security.ownership`); to it, any other does not exist."""
 
     def __init__(
         self, models: list[ModelConfig], jobs: JobRecords, store: MetadataStore, roots: list[Path], reserved: set[str]
@@ -116,6 +120,14 @@ class AdapterCatalog:
         self.configured = {a: (m, Path(path)) for m in models if m.kind == "chat" for a, path in m.adapters.items()}
         self.reserved = reserved | {i for m in models for i in m.ids} | set(self.configured)
         self._found: dict[str, tuple[float, Adapter]] = {}
+        self.owners = Owners(store)
+
+    def _visible(self, adapter: Adapter) -> bool:
+        if adapter.source == "config":
+            return True
+        if adapter.source == "job":
+            return self.owners.visible("job", adapter.job_uuid or "")
+        return self.owners.visible(KIND, adapter.adapter_id)
 
     async def find(self, model_id: str, param: str = "model") -> tuple[ModelConfig, Adapter] | None:
         """The adapter `model_id` names with its base model; None when it names none."""
@@ -127,6 +139,8 @@ class AdapterCatalog:
             if adapter is None:
                 return None
             self._found[model_id] = (time.monotonic(), adapter)
+        if not self._visible(adapter):
+            return None
         return self.chat[adapter.base_model], adapter
 
     async def _lookup(self, model_id: str, param: str) -> Adapter | None:
@@ -225,7 +239,7 @@ class AdapterCatalog:
                 continue
             if adapter is not None:
                 adapters.append(adapter)
-        return sorted(adapters, key=lambda a: (a.created, a.adapter_id))
+        return sorted(filter(self._visible, adapters), key=lambda a: (a.created, a.adapter_id))
 
     def _trained_on(self, path: Path) -> ModelConfig | None:
         try:
@@ -240,6 +254,8 @@ class AdapterCatalog:
         if adapter_id in self.reserved or self._parse_job_id(adapter_id):
             raise ConflictError(f"{adapter_id!r} already names a model served here", "adapter_id")
         if request.job_uuid is not None:
+            if not self.owners.visible("job", request.job_uuid):
+                raise NotFoundError(f"job {request.job_uuid!r} does not exist", "job_uuid")
             job = await self.jobs.record(request.job_uuid)
             checkpoint = _checkpoint(job, request.checkpoint_iters)
             if checkpoint is None:
@@ -266,6 +282,7 @@ class AdapterCatalog:
         if existing is not None and not existing.get("hidden"):
             raise ConflictError(f"adapter {adapter_id!r} is already registered", "adapter_id")
         self.store.put(KIND, adapter_id, adapter.model_dump())
+        self.owners.claim(KIND, adapter_id)
         self._found.pop(adapter_id, None)
         return adapter
 
@@ -292,6 +309,9 @@ class AdapterCatalog:
             raise ConflictError(
                 f"adapter {adapter_id!r} is served by the deployment config; edit it there", "adapter_id"
             )
+        known = await self._lookup(adapter_id, "adapter_id")
+        if known is not None and not self._visible(known):
+            raise NotFoundError(f"no adapter {adapter_id!r} is served", "adapter_id")
         record = self._record(adapter_id)
         if record is not None and not record.get("hidden"):
             self.store.delete(KIND, adapter_id)

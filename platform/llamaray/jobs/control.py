@@ -8,12 +8,15 @@ Ray Job exists, so it can be read (and cancelled) from the moment the route answ
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import Any, AsyncIterator, Sequence
 
 from llamaray.api.jobs import FINAL_STATUSES, JobStatus
-from llamaray.errors import EngineUnavailableError
+from llamaray.errors import EngineUnavailableError, NotFoundError
 from llamaray.jobs.ray_jobs import ENDED, RayJobs
 from llamaray.jobs.tracker import wait_final
+from llamaray.security.ownership import Owners
+from llamaray.store.metadata import MetadataStore
 
 CANCEL_GRACE_S = 15.0  # how long a driver gets to stop its workers before its Ray Job is stopped
 POLL_S = 0.5
@@ -23,6 +26,10 @@ class JobControl:
     def __init__(self, data_dir: str, tracker) -> None:
         self.tracker = tracker
         self.ray_jobs = RayJobs(data_dir)
+        self.owners = Owners(MetadataStore(Path(data_dir) / "metadata.db"))
+
+    def _check_owner(self, job_uuid: str) -> None:
+        self.owners.check("job", job_uuid, lambda: NotFoundError(f"job {job_uuid!r} does not exist", "job_uuid"))
 
     async def submit(
         self,
@@ -37,6 +44,7 @@ class JobControl:
         """Registers the job, then runs `python -m module kind --config` as its Ray Job; a job the
         Jobs API refused is recorded as failed and answered with a 503."""
         await self.tracker.create.remote(job_uuid, kind, what, job_uuid, list(warnings))
+        self.owners.claim("job", job_uuid)
         try:
             await self.ray_jobs.submit(job_uuid, module, kind, config, **options)
         except Exception as exc:
@@ -48,7 +56,8 @@ class JobControl:
     async def record(self, job_uuid: str) -> dict[str, Any]:
         """The tracker's record of a job, corrected when its Ray Job ended without saying so (a
         driver killed by the OS, one that died before it started, or `ray job stop --no-wait`
-        of a driver that could not answer)."""
+        of a driver that could not answer). Another key's job does not exist (a 404)."""
+        self._check_owner(job_uuid)
         record = await self.tracker.get.remote(job_uuid)
         if record["status"] not in FINAL_STATUSES:
             try:
@@ -62,13 +71,15 @@ class JobControl:
         return record
 
     async def metrics(self, job_uuid: str) -> list[dict[str, float]]:
+        self._check_owner(job_uuid)
         return await self.tracker.metrics.remote(job_uuid)
 
     async def logs(self, job_uuid: str, start: int = 0) -> list[str]:
+        self._check_owner(job_uuid)
         return await self.tracker.logs.remote(job_uuid, start)
 
     async def jobs(self) -> list[dict[str, Any]]:
-        return await self.tracker.jobs.remote()
+        return self.owners.only_visible("job", await self.tracker.jobs.remote(), lambda r: r["job_uuid"])
 
     async def follow_logs(self, job_uuid: str) -> AsyncIterator[list[str]]:
         """The log so far, then each new batch of lines, until the job has ended."""
@@ -95,6 +106,7 @@ class JobControl:
         """Flags the job: a job no driver has claimed is cancelled at once, and a running one's
         driver stops its work and records `cancelled`. A driver that has not done so within
         `CANCEL_GRACE_S` has its Ray Job stopped, and the job is recorded as cancelled."""
+        self._check_owner(job_uuid)
         if await self.tracker.request_cancel.remote(job_uuid) in FINAL_STATUSES:
             return
         if await wait_final(self.tracker, job_uuid, CANCEL_GRACE_S) not in FINAL_STATUSES:

@@ -19,6 +19,7 @@ import urllib.parse
 from pathlib import Path
 
 from llamaray.config import SecuritySettings
+from llamaray.security.ownership import EVERYONE, Principal
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 PUBLIC_PATHS = frozenset({"/health", "/ready"})
@@ -30,25 +31,43 @@ Refusal = tuple[int, str]
 class AccessPolicy:
     def __init__(self, settings: SecuritySettings) -> None:
         self.settings = settings
-        self._file_keys: tuple[float, frozenset[str]] = (-1.0, frozenset())
+        self._files: dict[Path, tuple[float, frozenset[str]]] = {}
 
     def keys(self) -> frozenset[str]:
+        """Every valid key, admin keys included."""
         s = self.settings
-        keys = set(s.api_keys)
-        keys.update(k.strip() for k in os.environ.get(s.api_keys_env, "").split(",") if k.strip())
+        keys = set(s.api_keys) | self.admin_keys()
+        keys.update(_env_keys(s.api_keys_env))
         if s.api_keys_file:
             keys |= self._keys_in_file(Path(s.api_keys_file))
         return frozenset(keys)
+
+    def admin_keys(self) -> frozenset[str]:
+        s = self.settings
+        keys = frozenset(s.admin_api_keys) | _env_keys(s.admin_api_keys_env)
+        return keys | self._keys_in_file(Path(s.admin_api_keys_file)) if s.admin_api_keys_file else keys
+
+    def principal(self, headers: dict[str, str]) -> Principal:
+        """Who a request that passed `check` acts as: everyone without keys, else its key."""
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        token = token.strip()
+        if not self.keys() or scheme.lower() != "bearer" or not token:
+            return EVERYONE
+        return Principal.of_key(token, admin=token in self.admin_keys())
 
     def _keys_in_file(self, path: Path) -> frozenset[str]:
         try:
             mtime = path.stat().st_mtime
         except FileNotFoundError:
             return frozenset()
-        if mtime != self._file_keys[0]:
+        known = self._files.get(path)
+        if known is None or known[0] != mtime:
             lines = path.read_text().splitlines()
-            self._file_keys = (mtime, frozenset(k.strip() for k in lines if k.strip() and not k.startswith("#")))
-        return self._file_keys[1]
+            known = self._files[path] = (
+                mtime,
+                frozenset(k.strip() for k in lines if k.strip() and not k.startswith("#")),
+            )
+        return known[1]
 
     def check_binding(self, host: str | None) -> None:
         """Refuses (ValueError) to serve on a non-loopback address without keys, unless the
@@ -94,6 +113,10 @@ class AccessPolicy:
         if origin in self.settings.cors_origins or "*" in self.settings.cors_origins:
             return True
         return urllib.parse.urlsplit(origin).netloc == host_header  # the platform's own pages (/docs)
+
+
+def _env_keys(variable: str) -> frozenset[str]:
+    return frozenset(k.strip() for k in os.environ.get(variable, "").split(",") if k.strip())
 
 
 def _has_key(authorization: str, keys: frozenset[str]) -> bool:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 
 from llamaray.security.access import DOCS_PATHS
+from llamaray.security.ownership import acting_as, stop_acting
 from llamaray.serve.errors import error_body
 from llamaray.serve.routers import deps
 from llamaray.serve.routers.deps import AccessControl
@@ -56,7 +57,11 @@ class AccessMiddleware:
             return
         if origin and policy.origin_allowed(origin, headers.get("host", "")):
             send = _with_cors(send, origin)
-        await self.app(scope, receive, send)
+        acting = acting_as(policy.principal(headers))  # what the services read ownership by
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            stop_acting(acting)
 
 
 def serve_http_host() -> str | None:

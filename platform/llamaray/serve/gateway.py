@@ -19,8 +19,10 @@ from llamaray.inference.reward_scoring import RewardScoringService
 from llamaray.inference.service import InferenceService
 from llamaray.jobs.tracker import TrackerRecords, tracker_actor
 from llamaray.memory.embeddings import model_ids
+from llamaray.memory.owned import OwnedMemoryBanks
 from llamaray.pipelines.service import DataJobsService, SyntheticDataGenerationService
 from llamaray.security.access import AccessPolicy
+from llamaray.security.ownership import Owners
 from llamaray.serve.access import AccessMiddleware, serve_http_host
 from llamaray.serve.clients import EmbeddingsClient, MemoryBanksClient, ServeEngineClient, ServePoolingClient
 from llamaray.serve.deployed import DeployedModels, PlatformModels, model_deployer
@@ -132,7 +134,7 @@ class Gateway:
             [RegisteredModel(m, _client(m, engines[m.model_id], metrics)) for m in platform.models], adapters, deployed
         )
         data_jobs = DataJobsService(platform, tracker, store, adapters)
-        memory_banks = MemoryBanksClient(memory)
+        memory_banks = OwnedMemoryBanks(MemoryBanksClient(memory), Owners(store))  # each key its own banks
         deps.install(
             Services(
                 readiness=registry,

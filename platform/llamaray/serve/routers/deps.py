@@ -23,6 +23,7 @@ from llamaray.api.openai import Embeddings, OpenAICompatible
 from llamaray.api.post_training import PostTraining
 from llamaray.api.reward_scoring import RewardScoring
 from llamaray.api.synthetic_data_generation import SyntheticDataGeneration
+from llamaray.security.ownership import Principal
 
 
 class Readiness(Protocol):
@@ -41,6 +42,10 @@ class AccessControl(Protocol):
     def origin_allowed(self, origin: str, host_header: str) -> bool: ...
 
     def docs_served(self) -> bool: ...
+
+    def principal(self, headers: dict[str, str]) -> Principal:
+        """Whom a request acts as, once `check` let it through."""
+        ...
 
 
 class RequestMetrics(Protocol):
