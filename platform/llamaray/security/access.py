@@ -49,9 +49,8 @@ class AccessPolicy:
 
     def principal(self, headers: dict[str, str]) -> Principal:
         """Who a request that passed `check` acts as: everyone without keys, else its key."""
-        scheme, _, token = headers.get("authorization", "").partition(" ")
-        token = token.strip()
-        if not self.keys() or scheme.lower() != "bearer" or not token:
+        token = _bearer(headers.get("authorization", ""))
+        if not token or not self.keys():
             return EVERYONE
         return Principal.of_key(token, admin=token in self.admin_keys())
 
@@ -119,12 +118,14 @@ def _env_keys(variable: str) -> frozenset[str]:
     return frozenset(k.strip() for k in os.environ.get(variable, "").split(",") if k.strip())
 
 
-def _has_key(authorization: str, keys: frozenset[str]) -> bool:
+def _bearer(authorization: str) -> str | None:
     scheme, _, token = authorization.partition(" ")
-    if scheme.lower() != "bearer" or not token:
-        return False
-    token = token.strip()
-    return any(hmac.compare_digest(token.encode(), key.encode()) for key in keys)
+    return token.strip() or None if scheme.lower() == "bearer" else None
+
+
+def _has_key(authorization: str, keys: frozenset[str]) -> bool:
+    token = _bearer(authorization)
+    return token is not None and any(hmac.compare_digest(token.encode(), key.encode()) for key in keys)
 
 
 def _hostname(host_header: str) -> str:
