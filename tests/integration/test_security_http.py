@@ -104,6 +104,8 @@ def test_a_key_sees_only_what_it_created_and_an_admin_key_everything(client, key
     # ... and another key cannot change what is not its own
     assert client.delete("/memory_banks/drop", params={"bank_uuid": "owned-bank"}, headers=theirs).status_code == 404
     assert client.delete("/datasets/delete", params={"dataset_id": "owned-data"}, headers=theirs).status_code == 404
+    sdg = {"dataset_id": "owned-data", "prompts": [], "prompt_column": "dialog"}  # nor read it in a job
+    assert client.post("/synthetic_data_generation/generate", json=sdg, headers=theirs).status_code == 404
     deleted = client.delete("/agentic_system/delete", params={"agent_id": "owned-agent"}, headers=theirs)
     assert deleted.status_code == 404
     for job_uuid in old_jobs:

@@ -14,6 +14,7 @@ from pydantic import ValidationError
 from llamaray.api.common import Message
 from llamaray.api.datasets import Dataset, DatasetColumnType
 from llamaray.errors import ConflictError, InvalidRequestError, NotFoundError
+from llamaray.security.ownership import Owners
 from llamaray.store.metadata import MetadataStore
 
 KIND = "dataset"
@@ -60,23 +61,33 @@ def register(store: MetadataStore, dataset_id: str, dataset: Dataset, num_rows: 
 
 
 def registered(store: MetadataStore, dataset_id: str, param: str = "dataset_id") -> Dataset:
+    """The dataset, if the request's key may see it (its own, or any for an admin key and the
+    platform's own work): wherever a request names a dataset, another key's does not exist."""
+    missing = NotFoundError(f"dataset {dataset_id!r} does not exist", param)
+    Owners(store).check(KIND, dataset_id, lambda: missing)
     try:
         record = store.get(KIND, dataset_id)
     except NotFoundError:
-        raise NotFoundError(f"dataset {dataset_id!r} does not exist", param) from None
+        raise missing from None
     return Dataset.model_validate(record["dataset"])
 
 
+def claim(store: MetadataStore, dataset_id: str) -> None:
+    """The dataset (or a job's output to come) is the request's key's."""
+    Owners(store).claim(KIND, dataset_id)
+
+
 def check_free(store: MetadataStore, dataset_id: str) -> None:
-    """A job's output name is not taken (a 409 naming `output_dataset_id` if it is)."""
+    """A job's output name is not taken, by anyone (a 409 naming `output_dataset_id` if it is)."""
     try:
-        registered(store, dataset_id)
+        store.get(KIND, dataset_id)
     except NotFoundError:
         return
     raise ConflictError(f"dataset {dataset_id!r} already exists; name another output_dataset_id", "output_dataset_id")
 
 
 def unregister(store: MetadataStore, dataset_id: str) -> None:
+    registered(store, dataset_id)  # another key's is not there to delete
     try:
         store.delete(KIND, dataset_id)
     except NotFoundError:

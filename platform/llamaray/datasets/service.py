@@ -15,12 +15,8 @@ from pathlib import Path
 from llamaray.api.datasets import CreateDatasetRequest, Dataset
 from llamaray.config import OutboundSettings
 from llamaray.datasets.readers import parse_payload, read_payload
-from llamaray.datasets.registry import check_columns, register, registered, unregister
-from llamaray.errors import NotFoundError
-from llamaray.security.ownership import Owners
+from llamaray.datasets.registry import check_columns, claim, register, registered, unregister
 from llamaray.store.metadata import MetadataStore
-
-KIND = "dataset"
 
 
 class DatasetsService:
@@ -29,12 +25,6 @@ class DatasetsService:
         self.roots = roots
         self.fetched_dir = data_dir / "datasets" / "fetched"
         self.outbound = outbound
-        self.owners = Owners(store)  # a key sees the datasets it registered (an admin key all)
-
-    def _check(self, dataset_id: str) -> None:
-        self.owners.check(
-            KIND, dataset_id, lambda: NotFoundError(f"dataset {dataset_id!r} does not exist", "dataset_id")
-        )
 
     async def create_dataset(self, request: CreateDatasetRequest) -> None:
         param = "dataset.content_url"
@@ -48,7 +38,7 @@ class DatasetsService:
             metadata = {**dataset.metadata, "fetched_from": url}
             dataset = dataset.model_copy(update={"content_url": copy.as_uri(), "metadata": metadata})
         register(self.store, request.uuid, dataset, len(rows))
-        self.owners.claim(KIND, request.uuid)
+        claim(self.store, request.uuid)  # the request's key's: another key sees no such dataset
 
     def _keep(self, payload: bytes, suffix: str) -> Path:
         self.fetched_dir.mkdir(parents=True, exist_ok=True)
@@ -60,9 +50,7 @@ class DatasetsService:
         return path
 
     async def get_dataset(self, dataset_id: str) -> Dataset:
-        self._check(dataset_id)
         return registered(self.store, dataset_id)
 
     async def delete_dataset(self, dataset_id: str) -> None:
-        self._check(dataset_id)
         unregister(self.store, dataset_id)

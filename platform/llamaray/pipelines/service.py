@@ -19,7 +19,7 @@ from llamaray.api.data_jobs import BatchJobRequest, DataJobKind, DataJobStatusRe
 from llamaray.api.synthetic_data_generation import SyntheticDataGenerationRequest, SyntheticDataGenerationResponse
 from llamaray.config import PlatformConfig
 from llamaray.datasets.readers import read_rows
-from llamaray.datasets.registry import check_free, registered
+from llamaray.datasets.registry import check_free, claim, registered
 from llamaray.errors import EngineUnavailableError, NotFoundError
 from llamaray.inference.adapters import AdapterCatalog
 from llamaray.inference.registry import ModelRegistry
@@ -50,6 +50,7 @@ class DataJobsService:
             update={"job_uuid": job_uuid, "output_dataset_id": request.output_dataset_id or job_uuid}
         )
         check_free(self.store, request.output_dataset_id)
+        claim(self.store, request.output_dataset_id)  # what the job registers is its submitter's
         await self.jobs.submit(
             job_uuid,
             kind.value,
