@@ -12,7 +12,7 @@ from urllib.parse import quote
 import pytest
 from openai import AuthenticationError, OpenAI
 
-from .conftest import MODEL_ID, PROMPTS
+from .conftest import MODEL_ID, PROMPTS, chat_engine
 from .test_memory_banks_http import doc
 from .test_post_training_http import sft_request
 
@@ -72,6 +72,10 @@ def test_every_operation_needs_a_key_once_there_are_keys(client, keys, platform_
         OpenAI(base_url=f"{platform_url}/v1", api_key="sk-wrong").models.list()
     assert client.get("/agentic_system/list", headers=as_key(OTHER)).status_code == 200  # any of the keys
     assert client.get("/agentic_system/list", headers=as_key(ADMIN)).status_code == 200  # an admin key too
+    # /ready answers without a key (probes), saying only what is healthy; an admin key sees more
+    public = client.get("/ready").json()["engines"]
+    assert public and all("adapters" not in e and "running_requests" not in e and "pid" not in e for e in public)
+    assert "adapters" in chat_engine(client.get("/ready", headers=as_key(ADMIN)).json())
 
 
 def test_a_key_sees_only_what_it_created_and_an_admin_key_everything(client, keys):

@@ -85,7 +85,7 @@ def test_model_cards_show_no_host_paths(tmp_path):
 
 
 def test_a_key_owns_what_it_creates_and_an_admin_key_sees_everything(tmp_path):
-    from llamaray.security.ownership import EVERYONE, Owners, acting_as, current, stop_acting
+    from llamaray.security.ownership import EVERYONE, NOBODY, Owners, acting_as, current, stop_acting
     from llamaray.store.metadata import MetadataStore
 
     policy = AccessPolicy(SecuritySettings(api_keys=["alice", "bob"], admin_api_keys=["root"]))
@@ -93,6 +93,7 @@ def test_a_key_owns_what_it_creates_and_an_admin_key_sees_everything(tmp_path):
     assert alice.owner != bob.owner and not alice.admin and root.admin
     assert "alice" not in alice.owner  # a fingerprint, never the key
     assert AccessPolicy(SecuritySettings()).principal({}) == EVERYONE  # keyless: everyone
+    assert policy.principal({}) == policy.principal({"authorization": "Bearer nope"}) == NOBODY
 
     owners = Owners(MetadataStore(tmp_path / "metadata.db"))
     token = acting_as(alice)

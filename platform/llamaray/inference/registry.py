@@ -16,9 +16,11 @@ from llamaray.config import ModelConfig
 from llamaray.engines.protocol import AdapterRef, EngineClient, EngineOutput, EngineRequest, ScoringClient
 from llamaray.errors import NotFoundError
 from llamaray.inference.adapters import AdapterCatalog, adapter_ref
+from llamaray.security.ownership import current
 
 PROBE_TIMEOUT_S = 10
 HIDDEN_STATS = frozenset({"pid"})  # engines report it for tests and tools that hold a handle
+ADMIN_STATS = frozenset({"adapters", "running_requests"})  # what keys do: an admin's (or keyless) to see
 
 
 @dataclass
@@ -100,6 +102,7 @@ class ModelRegistry:
                 stats = await asyncio.wait_for(model.client.stats(), timeout=PROBE_TIMEOUT_S)
             except Exception as exc:  # an engine that cannot answer is the answer
                 return {"model": model.config.model_id, "healthy": False, "error": type(exc).__name__}
-            return {k: v for k, v in stats.items() if k not in HIDDEN_STATS}
+            hidden = HIDDEN_STATS if current().admin else HIDDEN_STATS | ADMIN_STATS
+            return {k: v for k, v in stats.items() if k not in hidden}
 
         return list(await asyncio.gather(*(probe(m) for m in self.models)))

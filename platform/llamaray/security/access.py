@@ -19,7 +19,7 @@ import urllib.parse
 from pathlib import Path
 
 from llamaray.config import SecuritySettings
-from llamaray.security.ownership import EVERYONE, Principal
+from llamaray.security.ownership import EVERYONE, NOBODY, Principal
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 PUBLIC_PATHS = frozenset({"/health", "/ready"})
@@ -48,10 +48,14 @@ class AccessPolicy:
         return keys | self._keys_in_file(Path(s.admin_api_keys_file)) if s.admin_api_keys_file else keys
 
     def principal(self, headers: dict[str, str]) -> Principal:
-        """Who a request that passed `check` acts as: everyone without keys, else its key."""
-        token = _bearer(headers.get("authorization", ""))
-        if not token or not self.keys():
+        """Who a request that passed `check` acts as: everyone without keys, else its key (nobody
+        on a public route called without one)."""
+        keys = self.keys()
+        if not keys:
             return EVERYONE
+        token = _bearer(headers.get("authorization", ""))
+        if token is None or token not in keys:
+            return NOBODY
         return Principal.of_key(token, admin=token in self.admin_keys())
 
     def _keys_in_file(self, path: Path) -> frozenset[str]:

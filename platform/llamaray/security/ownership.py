@@ -32,7 +32,8 @@ class Principal:
         return cls("key-" + hashlib.sha256(key.encode()).hexdigest()[:16], admin)
 
 
-EVERYONE = Principal(None, admin=True)
+EVERYONE = Principal(None, admin=True)  # no keys, or the platform's own work
+NOBODY = Principal(None, admin=False)  # no valid key where keys exist (public routes only)
 _current: ContextVar[Principal] = ContextVar("llamaray_principal", default=EVERYONE)
 
 
