@@ -89,6 +89,9 @@ def test_a_key_sees_only_what_it_created_and_an_admin_key_everything(client, key
     agent = {"uuid": "owned-agent", "instructions": "Be brief.", "model": MODEL_ID, "memory_bank_uuids": ["owned-bank"]}
     assert client.post("/agentic_system/create", json=agent, headers=mine).status_code == 200
 
+    job = {"prompts": [{"role": "user", "content": PROMPTS[0]}], "max_tokens": 4, "run_as_job": True}
+    submitted = client.post("/synthetic_data_generation/generate", json={**job, "job_uuid": "owned-job"}, headers=mine)
+    assert submitted.status_code == 200, submitted.text
     query = {"bank_uuid": "owned-bank", "query": "text"}
     for headers, seen in ((mine, True), (theirs, False), (admin, True)):
         banks = [b["uuid"] for b in client.get("/memory_banks/get", headers=headers).json()]
@@ -98,6 +101,8 @@ def test_a_key_sees_only_what_it_created_and_an_admin_key_everything(client, key
         assert got.status_code == (200 if seen else 404)
         agents = [a["uuid"] for a in client.get("/agentic_system/list", headers=headers).json()]
         assert ("owned-agent" in agents) is seen
+        status = client.get("/data_jobs/status", params={"job_uuid": "owned-job"}, headers=headers)
+        assert status.status_code == (200 if seen else 404), status.text
         # jobs made before keys (the training tests') are nobody's: only an admin key sees them
         for job_uuid in old_jobs:
             status = client.get("/post_training/job/status", params={"job_uuid": job_uuid}, headers=headers)
@@ -115,6 +120,8 @@ def test_a_key_sees_only_what_it_created_and_an_admin_key_everything(client, key
     for job_uuid in old_jobs:
         cancel = client.post("/post_training/job/cancel", params={"job_uuid": job_uuid}, headers=theirs)
         assert cancel.status_code == 404
+    assert client.post("/data_jobs/cancel", params={"job_uuid": "owned-job"}, headers=theirs).status_code == 404
+    assert client.post("/data_jobs/cancel", params={"job_uuid": "owned-job"}, headers=mine).status_code == 200
 
 
 def test_without_keys_a_rebinding_name_and_a_cross_site_request_are_refused(client):
