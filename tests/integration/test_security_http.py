@@ -17,8 +17,6 @@ from .test_memory_banks_http import doc
 from .test_post_training_http import sft_request
 
 KEY = "sk-llamaray-test"
-
-
 OTHER = "sk-second"
 ADMIN = "sk-admin"
 
