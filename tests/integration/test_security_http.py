@@ -79,8 +79,9 @@ def test_every_operation_needs_a_key_once_there_are_keys(client, keys, platform_
 def test_a_key_sees_only_what_it_created_and_an_admin_key_everything(client, keys):
     mine, theirs, admin = as_key(KEY), as_key(OTHER), as_key(ADMIN)
     old_jobs = [job["job_uuid"] for job in client.get("/post_training/jobs", headers=admin).json()][:2]
-    bank = {"bank_uuid": "owned-bank", "bank_name": "mine", "documents": [doc("d1", "Owned text.")]}
-    assert client.post("/memory_banks/create", json=bank, headers=mine).status_code == 200
+    bank = {"bank_uuid": "owned-bank", "bank_name": "mine"}
+    created = client.post("/memory_banks/create", params=bank, json=[doc("d1", "Owned text.")], headers=mine)
+    assert created.status_code == 200, created.text
     rows = "data:application/jsonl," + quote(json.dumps({"dialog": [{"role": "user", "content": "hi"}]}))
     dataset = {"uuid": "owned-data", "dataset": {"columns": {"dialog": "dialog"}, "content_url": rows}}
     assert client.post("/datasets/create", json=dataset, headers=mine).status_code == 200
