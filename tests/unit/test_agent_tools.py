@@ -19,7 +19,7 @@ from llamaray.agents.sandbox import Sandbox
 from llamaray.agents.shields import CodeGuardShield, scan_python
 from llamaray.agents.tools import BuiltinTools
 from llamaray.api.common import Message, ToolCall
-from llamaray.config import AgentSettings, SandboxSettings, WebSearchSettings
+from llamaray.config import AgentSettings, OutboundSettings, SandboxSettings, WebSearchSettings
 
 SETTINGS = SandboxSettings(timeout_s=3, cpu_s=2, memory_mb=256, max_processes=8, max_output_bytes=10_000)
 
@@ -77,10 +77,19 @@ def test_math_evaluates_with_sympy_and_refuses_code():
 
 
 class Brave(BaseHTTPRequestHandler):
-    """Answers like api.search.brave.com's web search, checking its key header."""
+    """Answers like api.search.brave.com's web search, checking its key header; `/moved`
+    redirects to the search path."""
+
+    requests = 0
 
     def do_GET(self):  # noqa: N802
+        Brave.requests += 1
         url = urlparse(self.path)
+        if url.path.endswith("/moved"):
+            self.send_response(302)
+            self.send_header("Location", "/res/v1/web/search?" + url.query)
+            self.end_headers()
+            return
         if self.headers.get("X-Subscription-Token") != "test-key":
             self.send_response(401)
             self.end_headers()
@@ -116,12 +125,17 @@ def brave_url():
     server.shutdown()
 
 
-def tools(**web) -> BuiltinTools:
-    return BuiltinTools(AgentSettings(sandbox=SETTINGS, web_search=WebSearchSettings(**web)))
+def tools(outbound: OutboundSettings | None = None, **web) -> BuiltinTools:
+    settings = AgentSettings(sandbox=SETTINGS, web_search=WebSearchSettings(**web))
+    return BuiltinTools(settings, outbound or LOCAL_PROVIDER)
 
 
 def call(t: BuiltinTools, name: str, **arguments) -> str:
     return asyncio.run(t.run(ToolCall(tool_name=name, arguments=arguments))).content
+
+
+# The test's provider listens on loopback, which the outbound policy refuses unless allowed.
+LOCAL_PROVIDER = OutboundSettings(allow_http=True, allow_hosts=["127.0.0.1"])
 
 
 def test_web_search_speaks_brave(brave_url, monkeypatch):
@@ -130,6 +144,17 @@ def test_web_search_speaks_brave(brave_url, monkeypatch):
     assert found["top_k"][0] == {"title": "About llamas", "url": "https://example.org/a", "description": "First."}
     assert "HTTP 401" in call(tools(api_key="wrong", url=brave_url), "web_search", query="llamas")
     assert "no Brave Search API key" in call(tools(url=brave_url), "web_search", query="llamas")
+
+
+def test_web_search_goes_out_under_the_outbound_policy(brave_url, monkeypatch):
+    """A provider on a private address is refused unless the policy names it, and a redirect
+    (which would carry the key elsewhere) is not followed."""
+    monkeypatch.delenv("BRAVE_SEARCH_API_KEY", raising=False)
+    Brave.requests = 0
+    refused = call(tools(OutboundSettings(allow_http=True), api_key="test-key", url=brave_url), "web_search", query="x")
+    assert "loopback" in refused and Brave.requests == 0
+    redirected = call(tools(api_key="test-key", url=brave_url.replace("/search", "/moved")), "web_search", query="x")
+    assert "redirects" in redirected and Brave.requests == 1
 
 
 def test_tools_answer_errors_as_text():

@@ -16,7 +16,9 @@ import httpx
 from llamaray.agents.math_tool import MathError, evaluate
 from llamaray.agents.sandbox import Sandbox, SandboxResult, SandboxUnavailable
 from llamaray.api.common import BuiltinTool, ToolCall, ToolResponse
-from llamaray.config import AgentSettings, WebSearchSettings
+from llamaray.config import AgentSettings, OutboundSettings, WebSearchSettings
+from llamaray.errors import InvalidRequestError
+from llamaray.security.outbound import fetch_public
 
 BUILTINS = {tool.value for tool in BuiltinTool}
 
@@ -45,11 +47,24 @@ def shorten(text: str, limit: int) -> str:
 
 class BraveSearch:
     """Brave's web search API (`GET /res/v1/web/search?q=`, key in `X-Subscription-Token`);
-    its `web.results` become a short JSON list of title, url and description."""
+    its `web.results` become a short JSON list of title, url and description.
 
-    def __init__(self, settings: WebSearchSettings) -> None:
+    The call goes out under the platform's outbound policy like any fetch a request causes (the
+    query is the model's, so the request's): public addresses only unless `outbound` allows the
+    provider, no redirects (the key must not follow one), a byte cap and the tool's deadline."""
+
+    MAX_BYTES = 4 << 20
+
+    def __init__(self, settings: WebSearchSettings, outbound: OutboundSettings) -> None:
         self.settings = settings
         self.api_key = settings.api_key or os.environ.get(settings.api_key_env)
+        self.policy = outbound.model_copy(
+            update={
+                "timeout_s": settings.timeout_s,
+                "max_bytes": min(outbound.max_bytes, self.MAX_BYTES),
+                "max_redirects": 0,
+            }
+        )
 
     async def search(self, query: str) -> str:
         if not self.api_key:
@@ -58,16 +73,13 @@ class BraveSearch:
                 f"(set agents.web_search.api_key or the {self.settings.api_key_env} environment variable)"
             )
         headers = {"Accept": "application/json", "X-Subscription-Token": self.api_key}
-        params = {"q": query, "count": self.settings.count}
+        url = str(httpx.URL(self.settings.url, params={"q": query, "count": self.settings.count}))
         try:
-            async with httpx.AsyncClient(timeout=self.settings.timeout_s, follow_redirects=False) as client:
-                response = await client.get(self.settings.url, params=params, headers=headers)
-        except httpx.HTTPError as exc:
-            return f"error: the search provider could not be reached ({type(exc).__name__})"
-        if response.status_code != 200:
-            return f"error: the search provider answered HTTP {response.status_code}"
+            body = await asyncio.to_thread(fetch_public, url, self.policy, "web_search", headers)
+        except InvalidRequestError as exc:
+            return f"error: the search provider could not be asked: {exc.message}"
         try:
-            results = response.json().get("web", {}).get("results", [])
+            results = json.loads(body).get("web", {}).get("results", [])
         except (ValueError, AttributeError):
             return "error: the search provider's answer was not Brave's JSON"
         top = [
@@ -81,10 +93,10 @@ class BraveSearch:
 class BuiltinTools:
     """Runs the four built-in tools; `code_interpreter` in the sandbox."""
 
-    def __init__(self, settings: AgentSettings) -> None:
+    def __init__(self, settings: AgentSettings, outbound: OutboundSettings | None = None) -> None:
         self.settings = settings
         self.sandbox = Sandbox(settings.sandbox)
-        self.search = BraveSearch(settings.web_search)
+        self.search = BraveSearch(settings.web_search, outbound or OutboundSettings())
 
     async def run(self, call: ToolCall) -> ToolResponse:
         try:

@@ -65,10 +65,12 @@ def resolve_pinned(url: urllib.parse.SplitResult, policy: OutboundSettings, para
     return addresses[0]
 
 
-def fetch_public(url: str, policy: OutboundSettings, param: str) -> bytes:
+def fetch_public(url: str, policy: OutboundSettings, param: str, headers: dict[str, str] | None = None) -> bytes:
     """The body at `url`, fetched under `policy`: public addresses only, `https` unless
-    `allow_http`, every redirect checked again, at most `max_bytes` within `timeout_s`."""
+    `allow_http`, every redirect checked again, at most `max_bytes` within `timeout_s`.
+    `headers` (an API key, say) go to the first host only, never to where it redirects."""
     deadline = time.monotonic() + policy.timeout_s
+    first_host = urllib.parse.urlsplit(url).netloc
     for _ in range(policy.max_redirects + 1):
         parts = urllib.parse.urlsplit(url)
         if parts.scheme != "https" and not (parts.scheme == "http" and policy.allow_http):
@@ -77,7 +79,8 @@ def fetch_public(url: str, policy: OutboundSettings, param: str) -> bytes:
         if parts.username or parts.password:
             raise InvalidRequestError("a URL with credentials in it is refused", param)
         address = resolve_pinned(parts, policy, param)
-        status, location, body = _get_pinned(parts, address, deadline, policy, param)
+        extra = headers if parts.netloc == first_host else None
+        status, location, body = _get_pinned(parts, address, deadline, policy, param, extra)
         if status in REDIRECTS and location:
             url = urllib.parse.urljoin(url, location)
             continue
@@ -88,7 +91,12 @@ def fetch_public(url: str, policy: OutboundSettings, param: str) -> bytes:
 
 
 def _get_pinned(
-    parts: urllib.parse.SplitResult, address: str, deadline: float, policy: OutboundSettings, param: str
+    parts: urllib.parse.SplitResult,
+    address: str,
+    deadline: float,
+    policy: OutboundSettings,
+    param: str,
+    extra_headers: dict[str, str] | None = None,
 ) -> tuple[int, str | None, bytes]:
     """One GET to the pinned `address`, the URL's name kept for `Host` and TLS (SNI and the
     certificate check); a redirect's status and location come back unfollowed."""
@@ -97,7 +105,7 @@ def _get_pinned(
     if parts.port:
         netloc += f":{parts.port}"
     pinned = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
-    headers = {"Host": parts.netloc.rsplit("@", 1)[-1], "Accept-Encoding": "identity"}
+    headers = {**(extra_headers or {}), "Host": parts.netloc.rsplit("@", 1)[-1], "Accept-Encoding": "identity"}
     extensions = {"sni_hostname": host} if parts.scheme == "https" else {}
     shown = _shown(urllib.parse.urlunsplit(parts))
     remaining = deadline - time.monotonic()

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from ray import serve
 
 from llamaray.agents.service import AgenticSystemService
+from llamaray.agents.tools import BuiltinTools
 from llamaray.config import ModelConfig, PlatformConfig
 from llamaray.datasets.service import DatasetsService
 from llamaray.inference.adapters import AdapterCatalog
@@ -148,7 +149,14 @@ class Gateway:
                 reward_scoring=RewardScoringService(registry),
                 synthetic_data=SyntheticDataGenerationService(platform, registry, store, data_jobs),
                 data_jobs=data_jobs,
-                agents=AgenticSystemService(registry, memory_banks, store, platform.agents, metrics=metrics),
+                agents=AgenticSystemService(
+                    registry,
+                    memory_banks,
+                    store,
+                    platform.agents,
+                    tools=BuiltinTools(platform.agents, platform.outbound),
+                    metrics=metrics,
+                ),
                 metrics=metrics,
                 access=access,
             )
