@@ -11,6 +11,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
+import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 # What vLLM's CPU build needs on these machines (ENV.md): loopback only, a small KV cache,
@@ -299,3 +300,21 @@ class PlatformConfig(Settings):
             adapters = {name: str((base / p).resolve()) for name, p in model.adapters.items()}
             models.append(model.model_copy(update={"path": path, "adapters": adapters}))
         return self.model_copy(update={"data_dir": data_dir, "dataset_roots": roots, "models": models})
+
+
+APP_IMPORT_PATH = "llamaray.serve.app:build_app"
+
+
+def with_config_file(args: dict[str, Any]) -> dict[str, Any]:
+    """`args` with a `config_file` (a Serve config file, e.g. `deployments/gpu.yaml`) expanded:
+    the args of its llamaray application, then the other keys of `args` over them. A KubeRay
+    `RayService` and a job's `platform:` name the deployment config this way instead of copying it."""
+    if "config_file" not in args:
+        return args
+    rest = {key: value for key, value in args.items() if key != "config_file"}
+    path = Path(args["config_file"])
+    document = yaml.safe_load(path.read_text()) or {}
+    apps = [app for app in document.get("applications") or [] if app.get("import_path") == APP_IMPORT_PATH]
+    if len(apps) != 1:
+        raise ValueError(f"{path}: expected one application with import_path {APP_IMPORT_PATH}, found {len(apps)}")
+    return {**(apps[0].get("args") or {}), **rest}

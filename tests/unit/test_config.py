@@ -6,7 +6,8 @@ import pytest
 import yaml
 from pydantic import ValidationError
 
-from llamaray.config import ModelConfig, PlatformConfig
+from llamaray.config import ModelConfig, PlatformConfig, with_config_file
+from llamaray.jobs.driver import standalone_platform
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -94,3 +95,56 @@ def test_the_cluster_and_its_configs_are_locked_down():
         assert not security.allow_unauthenticated_remote
         if serve_config["http_options"]["host"] not in ("127.0.0.1", "localhost"):
             assert security.api_keys_env or security.api_keys_file
+
+
+def in_image(path: str) -> Path:
+    """A path of the KubeRay image (the checkout at /app, deployments/kuberay/Dockerfile) here."""
+    assert path.startswith("/app/"), path
+    return ROOT / path.removeprefix("/app/")
+
+
+@pytest.mark.parametrize("name,spec_key", [("rayservice.yaml", "rayClusterConfig"), ("rayjob.yaml", "rayClusterSpec")])
+def test_kuberay_manifests_run_ray_with_token_auth(name, spec_key):
+    """Every Ray node KubeRay starts runs with Ray's token auth (a Ray that has it), no service
+    exposes the dashboard beyond the cluster, and every container gets the platform's API key
+    from its secret."""
+    manifest = yaml.safe_load((ROOT / "deployments" / "kuberay" / name).read_text())
+    cluster = manifest["spec"][spec_key]
+    assert cluster["authOptions"]["mode"] == "token"
+    assert tuple(int(part) for part in cluster["rayVersion"].split(".")) >= (2, 52, 0)
+    groups = [cluster["headGroupSpec"], *cluster["workerGroupSpecs"]]
+    assert cluster["headGroupSpec"].get("serviceType", "ClusterIP") == "ClusterIP"
+    for group in groups:
+        assert "dashboard-host" not in group["rayStartParams"]
+        for container in group["template"]["spec"]["containers"]:
+            env = {e["name"]: e for e in container["env"]}
+            assert env["LLAMARAY_API_KEY"]["valueFrom"]["secretKeyRef"]["name"] == "llamaray-api-key"
+            assert "RAY_AUTH_MODE" not in env  # KubeRay sets it, with the token it generates
+
+
+def test_kuberay_manifests_name_the_shipped_deployment_config():
+    """The RayService serves gpu.yaml by reference (`config_file`), keys required; the RayJob's
+    entrypoint names files the image has."""
+    service = yaml.safe_load((ROOT / "deployments" / "kuberay" / "rayservice.yaml").read_text())
+    (app,) = yaml.safe_load(service["spec"]["serveConfigV2"])["applications"]
+    assert app["import_path"] == "llamaray.serve.app:build_app"
+    args = with_config_file({**app["args"], "config_file": str(in_image(app["args"]["config_file"]))})
+    assert args == app_args("gpu.yaml")
+    assert PlatformConfig.model_validate(args).security.api_keys_env == "LLAMARAY_API_KEY"
+    job = yaml.safe_load((ROOT / "deployments" / "kuberay" / "rayjob.yaml").read_text())
+    for word in job["spec"]["entrypoint"].split():
+        if word.startswith("/app/"):
+            assert in_image(word).is_file(), word
+
+
+def test_a_config_file_is_expanded_with_overrides_on_top(tmp_path):
+    args = with_config_file({"config_file": str(ROOT / "deployments" / "local.yaml"), "data_dir": str(tmp_path)})
+    assert args["data_dir"] == str(tmp_path) and args["models"] == app_args("local.yaml")["models"]
+    platform = standalone_platform({"request": {}}, str(ROOT / "deployments" / "gpu.yaml"))
+    assert platform["data_dir"] == "/mnt/llamaray"
+    with pytest.raises(SystemExit, match="--platform"):
+        standalone_platform({"request": {}})
+    bad = tmp_path / "other.yaml"
+    bad.write_text("applications: [{name: x, import_path: other:app}]")
+    with pytest.raises(ValueError, match="expected one application"):
+        with_config_file({"config_file": str(bad)})

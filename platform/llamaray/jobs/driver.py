@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 import yaml
 
-from llamaray.config import PlatformConfig
+from llamaray.config import PlatformConfig, with_config_file
 from llamaray.jobs import tracker as tracking
 
 RELATIVE = "file://./"
@@ -49,11 +49,19 @@ def submission_id() -> str | None:
     return config.get("metadata", {}).get("job_submission_id")
 
 
-def standalone_platform(raw: dict[str, Any]) -> dict[str, Any]:
-    """With no platform running, the job config's `platform:` says where records and weights are."""
-    if "platform" not in raw:
-        raise SystemExit("no llamaray platform runs on this cluster and the config has no `platform:` section")
-    return PlatformConfig.model_validate(raw["platform"]).resolved().model_dump()
+def standalone_platform(raw: dict[str, Any], deployment: str | None = None) -> dict[str, Any]:
+    """With no platform running, the job config's `platform:` (or the deployment config that
+    `--platform` names) says where records and weights are."""
+    if deployment:
+        args = with_config_file({"config_file": deployment, **(raw.get("platform") or {})})
+    elif "platform" in raw:
+        args = with_config_file(raw["platform"])
+    else:
+        raise SystemExit(
+            "no llamaray platform runs on this cluster: give the config a `platform:` section "
+            "or name a deployment config with --platform"
+        )
+    return PlatformConfig.model_validate(args).resolved().model_dump()
 
 
 @dataclass
@@ -79,6 +87,11 @@ def start_driver(
     parser.add_argument(
         "--config", required=True, help="YAML: `request:` (the HTTP request body), optional `platform:`"
     )
+    parser.add_argument(
+        "--platform",
+        help="a deployment config (e.g. deployments/gpu.yaml) that says where records and weights are, "
+        "when no platform runs on this cluster (a KubeRay RayJob's own cluster)",
+    )
     args = parser.parse_args(argv)
     raw = yaml.safe_load(Path(args.config).read_text()) or {}
 
@@ -86,7 +99,7 @@ def start_driver(
 
     context = ray.init(address=os.environ.get("RAY_ADDRESS", "auto"), log_to_driver=True)
     ray_job_id = submission_id() or ray.get_runtime_context().get_job_id()
-    tracker = tracking.find_tracker() or tracking.tracker_actor(standalone_platform(raw))
+    tracker = tracking.find_tracker() or tracking.tracker_actor(standalone_platform(raw, args.platform))
     platform = PlatformConfig.model_validate(ray.get(tracker.platform.remote()))
     fields = relative_urls_resolved(dict(raw.get("request") or {}), [Path.cwd(), Path(platform.data_dir).parent])
     fields.setdefault("job_uuid", f"{kind}-{ray_job_id}")

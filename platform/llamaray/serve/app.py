@@ -1,9 +1,10 @@
 """The Serve application builder that `serve run deployments/<name>.yaml` imports.
 
-`build_app(args)` takes the application's `args` from the Serve config file, validates them as
-a `PlatformConfig`, and binds one deployment per model (`LLMServer` for a chat model,
-`PoolingModelServer` for a reward model or a classifier; sharding, placement group and autoscaling from the
-config), the `EmbeddingServer` and the `MemoryServer` behind the `Gateway`.
+`build_app(args)` takes the application's `args` from the Serve config file (or from the file
+their `config_file` names, as a KubeRay `RayService` does), validates them as a `PlatformConfig`,
+and binds one deployment per model (`LLMServer` for a chat model, `PoolingModelServer` for a
+reward model or a classifier; sharding, placement group and autoscaling from the config), the
+`EmbeddingServer` and the `MemoryServer` behind the `Gateway`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
-from llamaray.config import PlatformConfig
+from llamaray.config import PlatformConfig, with_config_file
 from llamaray.serve.embedding_server import EmbeddingServer
 from llamaray.serve.engine_deployment import engine_deployment
 from llamaray.serve.gateway import Gateway
@@ -32,7 +33,7 @@ def check_model_paths(config: PlatformConfig) -> None:
 
 
 def build_app(args: dict[str, Any]) -> Application:
-    config = PlatformConfig.model_validate(args).resolved()
+    config = PlatformConfig.model_validate(with_config_file(args)).resolved()
     check_model_paths(config)
     engines = {model.model_id: engine_deployment(model, config.access_log) for model in config.models}
     memory = config.memory
