@@ -1,5 +1,7 @@
 """Tool calls parsed out of the published Llama 3.1 answer formats."""
 
+import time
+
 import pytest
 
 from llamaray.api.common import ToolCall
@@ -105,3 +107,35 @@ def test_stream_holds_back_python_tagged_builtin_call():
     shown, rest, calls = stream(["<|python_tag|>", "brave_search.call(", 'query="x")', "<|eom_id|>"])
     assert shown == ""
     assert calls == [ToolCall(tool_name="web_search", arguments={"query": "x"})]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "[" * 5000,  # a prefill the JSON parser would recurse on
+        '{"name": "f", "parameters": ' + "[" * 5000 + "]" * 5000 + "}",
+        "<function=f>" + "[" * 5000 + "</function>",
+        "brave_search.call(query=" + "(" * 5000,
+        "brave_search.call(query=" + "x) " * 20000,  # every `)` a candidate end, none a call
+        "<function=f>{} " * 20000,  # open tags never closed
+        "<|python_tag|>wolfram_alpha.call(query='" + ")" * 20000,
+    ],
+)
+def test_parser_is_linear_and_never_raises_on_hostile_output(text):
+    started = time.perf_counter()
+    parsed = parse_tool_calls(text)
+    assert time.perf_counter() - started < 1.0
+    assert isinstance(parsed.content, str)
+
+
+def test_stream_of_many_small_deltas_is_linear():
+    stream = ToolCallStream()
+    started = time.perf_counter()
+    shown = "".join(stream.feed("word ") for _ in range(50_000))
+    assert time.perf_counter() - started < 2.0
+    assert shown == "word " * 50_000 and stream.finish() == ("", [])
+
+
+def test_builtin_call_with_a_parenthesis_in_a_string_argument():
+    parsed = parse_tool_calls('brave_search.call(query="why (really)?")')
+    assert parsed.tool_calls[0].arguments == {"query": "why (really)?"}

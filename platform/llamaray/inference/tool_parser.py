@@ -8,14 +8,18 @@ call `NAME.call(query=...)`, then any other python-tagged text as code_interpret
 from __future__ import annotations
 
 import ast
+import io
 import json
 import re
+import tokenize
 from dataclasses import dataclass, field
 
 from llamaray.api.common import BuiltinTool, ToolCall
 from llamaray.inference.chat_format import MODEL_NAME_TO_BUILTIN, PYTHON_TAG
 
 FUNCTION_TAG = re.compile(r"<function=(?P<name>[^>]+)>(?P<args>.*?)</function>", re.DOTALL)
+MAX_CALL_NESTING = 32  # brackets in a built-in call's arguments; deeper is not a call
+FUNCTION_CLOSE = "</function>"
 BUILTIN_CALL = re.compile(r"^\s*(?P<name>[A-Za-z_][A-Za-z0-9_]*)\.call\(", re.DOTALL)
 # Special tokens a model may emit that are never part of an answer's text.
 SPECIAL_TOKEN = re.compile(
@@ -36,10 +40,14 @@ def strip_special_tokens(text: str) -> str:
 def parse_tool_calls(text: str) -> ParsedOutput:
     """Split model output into the text meant for the user and the tool calls it makes."""
     text = strip_special_tokens(text)
-    calls = [_function_tag_call(m) for m in FUNCTION_TAG.finditer(text)]
+    # Tags only up to the last close: an open tag after it would have the regex scan to the end
+    # once per open tag (quadratic in a long output).
+    tagged_end = text.rfind(FUNCTION_CLOSE)
+    tagged_end = tagged_end + len(FUNCTION_CLOSE) if tagged_end >= 0 else 0
+    calls = [_function_tag_call(m) for m in FUNCTION_TAG.finditer(text, 0, tagged_end)]
     calls = [c for c in calls if c is not None]
     if calls:
-        rest = FUNCTION_TAG.sub("", text).replace(PYTHON_TAG, "")
+        rest = (FUNCTION_TAG.sub("", text[:tagged_end]) + text[tagged_end:]).replace(PYTHON_TAG, "")
         return ParsedOutput(rest.strip(), calls)
 
     before, tagged, code = text.partition(PYTHON_TAG)
@@ -57,7 +65,7 @@ def parse_tool_calls(text: str) -> ParsedOutput:
 def _function_tag_call(match: re.Match[str]) -> ToolCall | None:
     try:
         arguments = json.loads(match.group("args"))
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return None
     if not isinstance(arguments, dict):
         return None
@@ -70,7 +78,7 @@ def _json_call(text: str) -> ToolCall | None:
         return None
     try:
         obj = json.loads(stripped)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         return None
     if not isinstance(obj, dict) or not isinstance(obj.get("name"), str):
         return None
@@ -81,20 +89,48 @@ def _json_call(text: str) -> ToolCall | None:
 
 
 def _builtin_call(text: str) -> ToolCall | None:
-    """`NAME.call(k=v, ...)`: the shortest prefix that parses as a call of literals wins."""
+    """`NAME.call(k=v, ...)`: the arguments up to the parenthesis that closes the call, found in
+    one pass of Python's tokenizer (so a `)` inside a string is not the end), then parsed once."""
     match = BUILTIN_CALL.match(text)
     if match is None:
         return None
     args_start = match.end()
-    for close in (i for i, ch in enumerate(text) if ch == ")" and i >= args_start):
-        try:
-            call = ast.parse(f"f({text[args_start:close]})", mode="eval").body
-            if not isinstance(call, ast.Call) or call.args:
+    close = _closing_paren(text[args_start:])
+    if close is None:
+        return None
+    try:
+        call = ast.parse(f"f({text[args_start : args_start + close]})", mode="eval").body
+        if not isinstance(call, ast.Call) or call.args:
+            return None
+        arguments = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords if kw.arg}
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    return ToolCall(tool_name=_builtin_name(match.group("name")), arguments=arguments)
+
+
+def _closing_paren(args: str) -> int | None:
+    """Where the call whose arguments `args` begins is closed, or None (never closed, or nested
+    deeper than any real call: the parser's recursion is never reached)."""
+    depth = 1
+    lines = io.StringIO(args).readline
+    offsets = [0]
+    for line in io.StringIO(args):
+        offsets.append(offsets[-1] + len(line))
+    try:
+        for token in tokenize.generate_tokens(lines):
+            if token.type != tokenize.OP:
                 continue
-            arguments = {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords if kw.arg}
-        except (SyntaxError, ValueError):
-            continue
-        return ToolCall(tool_name=_builtin_name(match.group("name")), arguments=arguments)
+            if token.string in "([{":
+                depth += 1
+                if depth > MAX_CALL_NESTING:
+                    return None
+            elif token.string in ")]}":
+                depth -= 1
+                if depth == 0:
+                    row, col = token.start
+                    return offsets[row - 1] + col
+    except (tokenize.TokenError, SyntaxError):  # an unclosed string or bracket at the end
+        return None
     return None
 
 

@@ -19,6 +19,8 @@ class ToolCallStream:
         self.text = ""
         self.sent = 0  # characters of `text` already shown
         self.in_tool_call = False
+        self.searched = 0  # `text` before this holds no marker: each delta is searched once
+        self.answer_started = False  # a character other than whitespace has come
 
     def feed(self, delta: str) -> str:
         """The part of the output that is safe to show now."""
@@ -45,13 +47,17 @@ class ToolCallStream:
         return parsed.content, parsed.tool_calls
 
     def _tool_start(self) -> int | None:
-        found = [i for i in (self.text.find(PYTHON_TAG), self.text.find(FUNCTION_OPEN)) if i >= 0]
-        if found:
-            return min(found)
-        stripped = self.text.lstrip()
-        if stripped.startswith("{"):
-            return len(self.text) - len(stripped)
-        return None
+        if not self.answer_started:
+            stripped = self.text.lstrip()
+            if stripped:
+                self.answer_started = True
+                if stripped.startswith("{"):
+                    return len(self.text) - len(stripped)
+        # A marker may straddle the previous delta's end: search from a marker's length before it.
+        start = max(0, self.searched - max(len(PYTHON_TAG), len(FUNCTION_OPEN)))
+        self.searched = len(self.text)
+        found = [i for i in (self.text.find(PYTHON_TAG, start), self.text.find(FUNCTION_OPEN, start)) if i >= 0]
+        return min(found) if found else None
 
     def _marker_prefix_at_end(self) -> int:
         """How many trailing characters may still grow into a marker."""
