@@ -98,14 +98,27 @@ def parse_payload(payload: bytes, suffix: str, param: str) -> list[dict[str, Any
                 raise InvalidRequestError('a JSON dataset is a list of rows (or {"data": [...]})', param)
             return _objects(rows, param)
         if suffix == ".csv":
-            return list(csv.DictReader(io.StringIO(payload.decode("utf-8"))))
+            return _parse_csv(payload, param)
         import pyarrow.parquet as pq
 
         return pq.read_table(io.BytesIO(payload)).to_pylist()
-    except (UnicodeDecodeError, json.JSONDecodeError, OSError, ValueError) as exc:
+    except (UnicodeDecodeError, json.JSONDecodeError, OSError, ValueError, csv.Error) as exc:
         if isinstance(exc, InvalidRequestError):
             raise
         raise InvalidRequestError(f"cannot parse the dataset as {suffix}: {exc}", param) from None
+    except RecursionError:
+        raise InvalidRequestError(f"cannot parse the dataset as {suffix}: nested too deeply", param) from None
+
+
+def _parse_csv(payload: bytes, param: str) -> list[dict[str, Any]]:
+    """Rows of a CSV file with a header; a row with more fields than the header is an error
+    (`csv.DictReader` would keep the extras under a `None` key)."""
+    rows = []
+    for number, row in enumerate(csv.DictReader(io.StringIO(payload.decode("utf-8"))), start=2):
+        if None in row:
+            raise InvalidRequestError(f"CSV line {number} has more fields than the header", param)
+        rows.append(row)
+    return rows
 
 
 def _parse_jsonl(payload: bytes, param: str) -> list[dict[str, Any]]:

@@ -70,9 +70,9 @@ def fetch_public(url: str, policy: OutboundSettings, param: str, headers: dict[s
     `allow_http`, every redirect checked again, at most `max_bytes` within `timeout_s`.
     `headers` (an API key, say) go to the first host only, never to where it redirects."""
     deadline = time.monotonic() + policy.timeout_s
-    first_host = urllib.parse.urlsplit(url).netloc
+    first_host = _split(url, param).netloc
     for _ in range(policy.max_redirects + 1):
-        parts = urllib.parse.urlsplit(url)
+        parts = _split(url, param)
         if parts.scheme != "https" and not (parts.scheme == "http" and policy.allow_http):
             allowed = "https" + (" or http" if policy.allow_http else "")
             raise InvalidRequestError(f"refused to fetch a {parts.scheme or 'schemeless'} URL; {allowed} only", param)
@@ -126,6 +126,19 @@ def _get_pinned(
         raise InvalidRequestError(f"fetching {shown} took longer than {policy.timeout_s:g} s", param) from None
     except httpx.HTTPError as exc:
         raise InvalidRequestError(f"cannot fetch {shown}: {type(exc).__name__}", param) from None
+
+
+def _split(url: str, param: str) -> urllib.parse.SplitResult:
+    """The URL's parts, or a 400: control characters and spaces (which HTTP would carry as they
+    are, or refuse), a malformed IPv6 host or port."""
+    if any(ord(ch) < 0x21 or ord(ch) == 0x7F for ch in url):
+        raise InvalidRequestError("a URL with spaces or control characters in it is refused", param)
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 (parsing the port is what raises)
+    except ValueError as exc:
+        raise InvalidRequestError(f"malformed URL: {exc}", param) from None
+    return parts
 
 
 def _shown(url: str) -> str:
