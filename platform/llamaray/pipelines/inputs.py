@@ -70,7 +70,7 @@ async def check_sdg(
 ) -> tuple[GenerationInputs, ModelConfig]:
     generator, adapter = await find_generator(platform, request.model, adapters)
     reward = find_model(platform, request.reward_scoring, "reward", "reward_scoring")
-    params = sdg_params(request)
+    params = sdg_params(request, reward)
     if request.dataset_id:
         _prompt_column(store, request.dataset_id, request.prompt_column, "prompt_column")
     return GenerationInputs(generator, params, chat_stop_tokens(params), chat=True, adapter=adapter), reward

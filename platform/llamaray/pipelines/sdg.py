@@ -16,19 +16,36 @@ from typing import Any
 from llamaray.api.common import Message, Role
 from llamaray.api.reward_scoring import KScoredPromptGenerations, ScoredMessage
 from llamaray.api.synthetic_data_generation import SyntheticDataGenerationRequest
+from llamaray.config import ModelConfig
 from llamaray.engines.protocol import EngineRequest, GenerationParams, SequenceDelta
+from llamaray.errors import InvalidRequestError
 from llamaray.inference.chat_format import chat_turns
 from llamaray.inference.sampling import generation_params
 from llamaray.inference.service import chat_engine_request, chat_response
 from llamaray.pipelines.filters import keep
 
 
-def sdg_params(request: SyntheticDataGenerationRequest) -> GenerationParams:
+def sdg_params(request: SyntheticDataGenerationRequest, scorer: ModelConfig) -> GenerationParams:
     """k sequences per prompt, seeded so that a run can be repeated; raises a 400 naming the
-    field for a bad sampling setting."""
+    field for a bad sampling setting.
+
+    Every generation must then fit the reward model's context with its prompt, or it could not
+    be scored after all the work of generating it: without `max_tokens` a generation gets half
+    that context (the draft's 0 would otherwise fill the generator's), and a `max_tokens` that
+    leaves the prompt no room is refused up front."""
     params = generation_params(request.sampling_params, request.max_tokens, False)
     params.n = request.num_generations
     params.seed = request.seed
+    context = scorer.max_model_len
+    if context:
+        if request.max_tokens >= context:
+            raise InvalidRequestError(
+                f"max_tokens {request.max_tokens} leaves no room for the prompt in the reward model's "
+                f"context ({scorer.model_id}: max_model_len {context}); ask for fewer than {context}",
+                "max_tokens",
+            )
+        if not request.max_tokens:
+            params.max_tokens = context // 2
     return params
 
 
