@@ -29,6 +29,7 @@ from llamaray.memory.index import MilvusIndex, collection_name
 from llamaray.store.metadata import MetadataStore
 
 BANK_KIND = "memory_bank"
+MIN_CHUNK_TOKENS, MAX_CHUNK_TOKENS = 16, 8192
 Embed = Callable[[list[str]], Awaitable[list[list[float]]]]
 
 
@@ -158,11 +159,16 @@ class MemoryService:
         size = asked.get("chunk_size_tokens") or self.settings.chunk_size_tokens
         overlap = asked.get("chunk_overlap_tokens")
         overlap = self.settings.chunk_overlap_tokens if overlap is None else overlap
-        if size < 16:
-            raise InvalidRequestError("chunk_size_tokens must be at least 16", "chunk_size_tokens")
-        if not 0 <= overlap < size:
+        if not MIN_CHUNK_TOKENS <= size <= MAX_CHUNK_TOKENS:
             raise InvalidRequestError(
-                "chunk_overlap_tokens must be from 0 to below chunk_size_tokens", "chunk_overlap_tokens"
+                f"chunk_size_tokens must be from {MIN_CHUNK_TOKENS} to {MAX_CHUNK_TOKENS}", "chunk_size_tokens"
+            )
+        # Overlap at most half a chunk: each chunk then moves on by at least half its size, so a
+        # document makes at most twice the chunks it would without overlap.
+        if not 0 <= overlap <= size // 2:
+            raise InvalidRequestError(
+                f"chunk_overlap_tokens must be from 0 to half of chunk_size_tokens ({size // 2})",
+                "chunk_overlap_tokens",
             )
         return {"chunk_size_tokens": size, "chunk_overlap_tokens": overlap}
 
@@ -185,6 +191,13 @@ class MemoryService:
                 )
             text = document_text(document.content, document.mime_type, param)
             chunks = chunk_text(text, self.tokenizer, sizes["chunk_size_tokens"], sizes["chunk_overlap_tokens"])
+            if len(chunks) > self.settings.max_chunks_per_document:
+                raise InvalidRequestError(
+                    f"document {document.uuid!r} makes {len(chunks)} chunks, more than "
+                    f"memory.max_chunks_per_document ({self.settings.max_chunks_per_document}); "
+                    "split it or use larger chunks",
+                    f"{param}.content",
+                )
             if not chunks:
                 raise InvalidRequestError(f"document {document.uuid!r} has no text to index", f"{param}.content")
             pieces += [(document, chunk.index, chunk.text) for chunk in chunks]
