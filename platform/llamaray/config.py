@@ -14,6 +14,8 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from llamaray.api.limits import LimitSettings
+
 # What vLLM's CPU build needs on these machines (ENV.md): loopback only, a small KV cache,
 # and the in-process executor.
 CPU_ENGINE_ENV = {
@@ -80,6 +82,9 @@ class ModelConfig(Settings):
     env: dict[str, str] = Field(default_factory=dict)
     num_cpus: float = Field(default=1, ge=0)
     max_ongoing_requests: int = Field(default=64, ge=1)
+    # Requests waiting for a replica beyond this are refused at once (503, retry), not queued
+    # without end while every replica is busy.
+    max_queued_requests: int = Field(default=1024, ge=1)
     # A stream sends what the engine made at most this often (the first token at once):
     # every message crosses two Ray hops, so fewer, fuller ones carry more tokens per second.
     stream_interval_ms: float = Field(default=30, ge=0)
@@ -131,6 +136,7 @@ class ModelConfig(Settings):
 class GatewayConfig(Settings):
     num_replicas: int = Field(default=1, ge=1)
     max_ongoing_requests: int = Field(default=256, ge=1)
+    max_queued_requests: int = Field(default=1024, ge=1)
     num_cpus: float = Field(default=0, ge=0)
 
 
@@ -156,13 +162,14 @@ class MemorySettings(Settings):
     chunk_size_tokens: int = Field(default=256, ge=16)  # the embedder's tokens; MiniLM reads 256
     chunk_overlap_tokens: int = Field(default=32, ge=0)
     max_document_bytes: int = Field(default=10_000_000, ge=1)
+    max_chunks_per_document: int = Field(default=20_000, ge=1)  # a 10 MB text in 256-token chunks: ~10k
     embedding_autoscaling_config: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
     memory_replicas: int = Field(default=1, ge=1)  # more only with a Milvus server
 
     @model_validator(mode="after")
     def _checks(self) -> "MemorySettings":
-        if self.chunk_overlap_tokens >= self.chunk_size_tokens:
-            raise ValueError("chunk_overlap_tokens must be below chunk_size_tokens")
+        if self.chunk_overlap_tokens > self.chunk_size_tokens // 2:
+            raise ValueError("chunk_overlap_tokens must be at most half of chunk_size_tokens")
         if self.memory_replicas > 1 and not self.milvus_uri:
             raise ValueError("Milvus Lite allows one process per file: memory_replicas > 1 needs milvus_uri")
         return self
@@ -273,6 +280,7 @@ class PlatformConfig(Settings):
     agents: AgentSettings = Field(default_factory=AgentSettings)
     outbound: OutboundSettings = Field(default_factory=OutboundSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
+    limits: LimitSettings = Field(default_factory=LimitSettings)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> "PlatformConfig":

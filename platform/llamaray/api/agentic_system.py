@@ -18,6 +18,7 @@ from llamaray.api.common import (
     ToolDefinition,
     ToolResponse,
 )
+from llamaray.api.limits import at_most
 from llamaray.api.memory_banks import MemoryBankDocument
 
 
@@ -84,7 +85,7 @@ class AgenticSystemCreateResponse(ApiModel):
 
 class AgenticSystemExecuteRequest(ApiModel):
     agent_uuid: str
-    messages: list[Message] = Field(min_length=1)
+    messages: Annotated[list[Message], at_most("max_messages", "messages")] = Field(min_length=1)
     # The server keeps each agent's turns too, so a client that sends none continues (API.md).
     turn_history: list[AgenticSystemTurn] | None = None
     stream: bool = False

@@ -13,6 +13,8 @@ from typing import Any, Union
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from typing_extensions import Annotated
 
+from llamaray.api.limits import INT32_MAX, at_most
+
 URL = Annotated[str, StringConstraints(pattern=r"^(https?://|file://|data:)")]
 # A name a request gives that becomes a file or directory name (a job's directory, a data job's
 # output file): a safe alphabet, so no name is a path (no '/', no leading '.').
@@ -93,7 +95,7 @@ class Message(ApiModel):
 
 class Dialog(ApiModel):
     message: Message
-    message_history: list[Message] | None = None
+    message_history: Annotated[list[Message], at_most("max_messages", "messages")] | None = None
 
     def messages(self) -> list[Message]:
         """The history first, then `message`: the order the model reads them in."""
@@ -110,7 +112,7 @@ class SamplingParams(ApiModel):
     temperature: float = Field(default=0.0, ge=0.0, le=10.0)
     strategy: SamplingStrategy = SamplingStrategy.greedy
     top_p: float = Field(default=0.95, gt=0.0, le=1.0)
-    top_k: int = Field(default=0, ge=0)
+    top_k: int = Field(default=0, ge=0, le=INT32_MAX)
 
 
 class PretrainedModel(str, Enum):

@@ -13,10 +13,12 @@ from enum import Enum
 from typing import Any, Literal, Protocol
 
 from pydantic import Field, model_validator
+from typing_extensions import Annotated
 
 from llamaray.api.common import ApiModel, Content, Dialog, ModelId, SafeName, SamplingParams, ToolDefinition
 from llamaray.api.inference import MaxTokens
 from llamaray.api.jobs import JobStatus, JobUUID
+from llamaray.api.limits import at_most
 
 OutputFormat = Literal["jsonl", "parquet"]
 
@@ -35,8 +37,10 @@ class BatchJobRequest(ApiModel):
 
     job_uuid: JobUUID | None = None
     model: ModelId
-    content_batch: list[Content] | None = Field(default=None, min_length=1)
-    batch_dialogs: list[Dialog] | None = Field(default=None, min_length=1)
+    content_batch: Annotated[list[Content], at_most("max_prompts", "prompts")] | None = Field(
+        default=None, min_length=1
+    )
+    batch_dialogs: Annotated[list[Dialog], at_most("max_prompts", "dialogs")] | None = Field(default=None, min_length=1)
     dataset_id: str | None = Field(default=None, min_length=1)
     column: str = "prompt"
     sampling_params: SamplingParams = Field(default_factory=SamplingParams)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any, AsyncIterator, Protocol, Union
 
 from pydantic import Field
+from typing_extensions import Annotated
 
 from llamaray.api.common import (
     ApiModel,
@@ -16,9 +17,10 @@ from llamaray.api.common import (
     ToolCall,
     ToolDefinition,
 )
+from llamaray.api.limits import INT32_MAX, at_most
 
 # `max_tokens = 0` is the draft's default and means "as many as the context leaves".
-MaxTokens = Field(default=0, ge=0)
+MaxTokens = Field(default=0, ge=0, le=INT32_MAX)
 
 
 class CompletionRequest(ApiModel):
@@ -69,7 +71,7 @@ class ChatCompletionResponseStreamChunk(ApiModel):
 
 class BatchCompletionRequest(ApiModel):
     model: ModelId
-    content_batch: list[Content] = Field(min_length=1)
+    content_batch: Annotated[list[Content], at_most("max_prompts", "prompts")] = Field(min_length=1)
     sampling_params: SamplingParams = Field(default_factory=SamplingParams)
     max_tokens: int = MaxTokens
     logprobs: bool = False
@@ -77,7 +79,7 @@ class BatchCompletionRequest(ApiModel):
 
 class BatchChatCompletionRequest(ApiModel):
     model: ModelId
-    batch_dialogs: list[Dialog] = Field(min_length=1)
+    batch_dialogs: Annotated[list[Dialog], at_most("max_prompts", "dialogs")] = Field(min_length=1)
     sampling_params: SamplingParams = Field(default_factory=SamplingParams)
     available_tools: list[ToolDefinition] = Field(default_factory=list)
     max_tokens: int = MaxTokens

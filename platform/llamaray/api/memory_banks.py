@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import base64
+import json
 from enum import Enum
 from typing import Any, Protocol
 
 from pydantic import Field, field_serializer, field_validator
+from typing_extensions import Annotated
 
 from llamaray.api.common import ApiModel, Content
+from llamaray.api.limits import at_most
 
 
 class MemoryBank(ApiModel):
     uuid: str
     name: str
+
+
+MAX_DOCUMENT_UUID_BYTES = 512
+MAX_METADATA_BYTES = 65_536  # Milvus' JSON field size limit
 
 
 class MemoryBankDocument(ApiModel):
@@ -34,9 +41,34 @@ class MemoryBankDocument(ApiModel):
                 raise ValueError("content must be base64 (standard alphabet, padded)") from None
         return value
 
+    @field_validator("uuid")
+    @classmethod
+    def _fits_milvus_id(cls, value: str) -> str:
+        # Milvus keeps at most 1024 bytes in a VARCHAR key; a chunk's id is the document's plus
+        # its version and index.
+        if len(value.encode("utf-8", "surrogatepass")) > MAX_DOCUMENT_UUID_BYTES:
+            raise ValueError(f"at most {MAX_DOCUMENT_UUID_BYTES} bytes (UTF-8) in a document uuid")
+        return value
+
+    @field_validator("metadata")
+    @classmethod
+    def _fits_milvus_json(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            size = len(json.dumps(value, ensure_ascii=False, allow_nan=False).encode("utf-8", "surrogatepass"))
+        except ValueError:
+            raise ValueError("NaN and Infinity are not JSON numbers") from None
+        if size > MAX_METADATA_BYTES:
+            raise ValueError(f"{size} bytes of JSON, more than the {MAX_METADATA_BYTES} a Milvus JSON field holds")
+        return value
+
     @field_serializer("content", when_used="json")
     def _to_base64(self, value: bytes) -> str:
         return base64.b64encode(value).decode()
+
+
+# The bodies of insert/update and of get/delete: at most `limits.max_documents` in one request.
+Documents = Annotated[list[MemoryBankDocument], at_most("max_documents", "documents")]
+DocumentIds = Annotated[list[str], at_most("max_documents", "document uuids")]
 
 
 class QueryMode(str, Enum):

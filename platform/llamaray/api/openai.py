@@ -11,7 +11,10 @@ from __future__ import annotations
 import time
 from typing import Any, AsyncIterator, Literal, Optional, Protocol, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from typing_extensions import Annotated
+
+from llamaray.api.limits import INT32_MAX, Seed, at_most, check_count
 
 
 class OpenAIModel(BaseModel):
@@ -62,17 +65,17 @@ class SamplingFields(OpenAIModel):
     temperature: float = Field(default=1.0, ge=0.0, le=2.0)
     top_p: float = Field(default=1.0, gt=0.0, le=1.0)
     n: int = Field(default=1, ge=1, le=16)
-    stop: Union[str, list[str], None] = None
+    stop: Union[str, Annotated[list[str], at_most("max_stop", "stop strings")], None] = None
     stream: bool = False
     stream_options: StreamOptions | None = None
-    seed: int | None = None
+    seed: Seed | None = None
     presence_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     frequency_penalty: float = Field(default=0.0, ge=-2.0, le=2.0)
     user: str | None = None
     # vLLM's extensions
-    top_k: int = Field(default=0, ge=-1)
+    top_k: int = Field(default=0, ge=-1, le=INT32_MAX)
     ignore_eos: bool = False
-    min_tokens: int = Field(default=0, ge=0)
+    min_tokens: int = Field(default=0, ge=0, le=INT32_MAX)
 
     def stop_list(self) -> list[str]:
         if self.stop is None:
@@ -81,9 +84,9 @@ class SamplingFields(OpenAIModel):
 
 
 class ChatCompletionRequest(SamplingFields):
-    messages: list[ChatMessage] = Field(min_length=1)
-    max_tokens: int | None = Field(default=None, ge=1)
-    max_completion_tokens: int | None = Field(default=None, ge=1)
+    messages: Annotated[list[ChatMessage], at_most("max_messages", "messages")] = Field(min_length=1)
+    max_tokens: int | None = Field(default=None, ge=1, le=INT32_MAX)
+    max_completion_tokens: int | None = Field(default=None, ge=1, le=INT32_MAX)
     logprobs: bool = False
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     tools: list[ToolSpec] | None = None
@@ -93,10 +96,16 @@ class ChatCompletionRequest(SamplingFields):
 
 
 class CompletionRequest(SamplingFields):
-    prompt: Union[str, list[str]]
-    max_tokens: int | None = Field(default=16, ge=1)
+    prompt: Union[str, Annotated[list[str], at_most("max_prompts", "prompts")]]
+    max_tokens: int | None = Field(default=16, ge=1, le=INT32_MAX)
     logprobs: int | None = Field(default=None, ge=0, le=20)
     echo: bool = False
+
+    @model_validator(mode="after")
+    def _completions_within_limits(self) -> "CompletionRequest":
+        prompts = 1 if isinstance(self.prompt, str) else len(self.prompt)
+        check_count(prompts * self.n, "max_prompts", "completions (prompts x n)")
+        return self
 
 
 class Usage(BaseModel):
@@ -218,7 +227,7 @@ class ModelList(BaseModel):
 
 class EmbeddingRequest(OpenAIModel):
     model: str
-    input: Union[str, list[str]]
+    input: Union[str, Annotated[list[str], at_most("max_prompts", "inputs")]]
     encoding_format: Literal["float", "base64"] = "float"  # the official client asks for base64
     dimensions: Optional[int] = None
     user: Optional[str] = None

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from typing import Protocol
 
-from pydantic import Field
+from pydantic import Field, model_validator
+from typing_extensions import Annotated
 
 from llamaray.api.common import ApiModel, Dialog, Message, ModelId
+from llamaray.api.limits import at_most, check_count
 
 
 class KPromptGenerations(ApiModel):
     dialog: Dialog
-    k_generations: list[Message] = Field(min_length=1)
+    k_generations: Annotated[list[Message], at_most("max_prompts", "generations")] = Field(min_length=1)
 
 
 class ScoredMessage(ApiModel):
@@ -25,8 +27,14 @@ class KScoredPromptGenerations(ApiModel):
 
 
 class RewardScoringRequest(ApiModel):
-    prompt_generations: list[KPromptGenerations] = Field(min_length=1)
+    prompt_generations: Annotated[list[KPromptGenerations], at_most("max_prompts", "prompts")] = Field(min_length=1)
     model: ModelId
+
+    @model_validator(mode="after")
+    def _generations_within_limits(self) -> "RewardScoringRequest":
+        count = sum(len(p.k_generations) for p in self.prompt_generations)
+        check_count(count, "max_prompts", "generations to score")
+        return self
 
 
 class RewardScoringResponse(ApiModel):

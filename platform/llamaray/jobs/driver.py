@@ -20,6 +20,7 @@ from typing import Any, Callable
 
 import yaml
 
+from llamaray.api.limits import use_limits
 from llamaray.config import PlatformConfig, with_config_file
 from llamaray.jobs import tracker as tracking
 
@@ -101,6 +102,7 @@ def start_driver(
     ray_job_id = submission_id() or ray.get_runtime_context().get_job_id()
     tracker = tracking.find_tracker() or tracking.tracker_actor(standalone_platform(raw, args.platform))
     platform = PlatformConfig.model_validate(ray.get(tracker.platform.remote()))
+    use_limits(platform.limits)  # the request is checked as the gateway checked it
     fields = relative_urls_resolved(dict(raw.get("request") or {}), [Path.cwd(), Path(platform.data_dir).parent])
     fields.setdefault("job_uuid", f"{kind}-{ray_job_id}")
     try:

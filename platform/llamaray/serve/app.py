@@ -21,6 +21,9 @@ from llamaray.serve.engine_deployment import engine_deployment
 from llamaray.serve.gateway import Gateway
 from llamaray.serve.memory_server import MemoryServer
 
+# Requests that may wait for the embedder or the memory server beyond the 64 each runs at once.
+SERVICE_QUEUE = 1024
+
 
 def check_model_paths(config: PlatformConfig) -> None:
     for model in config.models:
@@ -43,6 +46,7 @@ def build_app(args: dict[str, Any]) -> Application:
             name="EmbeddingServer",
             autoscaling_config=memory.embedding_autoscaling_config.model_dump(exclude_none=True),
             max_ongoing_requests=64,
+            max_queued_requests=SERVICE_QUEUE,
             ray_actor_options={"num_cpus": memory.embedding_num_cpus},
             logging_config={"enable_access_log": config.access_log},
         )
@@ -55,6 +59,7 @@ def build_app(args: dict[str, Any]) -> Application:
             name="MemoryServer",
             num_replicas=memory.memory_replicas,
             max_ongoing_requests=64,
+            max_queued_requests=SERVICE_QUEUE,
             ray_actor_options={"num_cpus": 0},
             logging_config={"enable_access_log": config.access_log},
         )
@@ -64,6 +69,7 @@ def build_app(args: dict[str, Any]) -> Application:
     return Gateway.options(
         num_replicas=gateway.num_replicas,
         max_ongoing_requests=gateway.max_ongoing_requests,
+        max_queued_requests=gateway.max_queued_requests,
         ray_actor_options={"num_cpus": gateway.num_cpus},
         logging_config={"enable_access_log": config.access_log},
     ).bind(config.model_dump(), engines, memory_server, embedder)

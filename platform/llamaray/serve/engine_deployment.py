@@ -38,6 +38,7 @@ def llm_deployment_options(model: ModelConfig, access_log: bool = False) -> dict
     options: dict[str, Any] = {
         "name": deployment_name(model),
         "max_ongoing_requests": model.max_ongoing_requests,
+        "max_queued_requests": model.max_queued_requests,
         "autoscaling_config": model.autoscaling_config.model_dump(exclude_none=True),
         "health_check_period_s": 10,
         "health_check_timeout_s": 30,

@@ -11,6 +11,7 @@ from ray import serve
 
 from llamaray.agents.service import AgenticSystemService
 from llamaray.agents.tools import BuiltinTools
+from llamaray.api.limits import use_limits
 from llamaray.config import ModelConfig, PlatformConfig
 from llamaray.datasets.service import DatasetsService
 from llamaray.inference.adapters import AdapterCatalog
@@ -29,6 +30,7 @@ from llamaray.serve.clients import EmbeddingsClient, MemoryBanksClient, ServeEng
 from llamaray.serve.deployed import DeployedModels, PlatformModels, model_deployer
 from llamaray.serve.errors import install_error_handlers
 from llamaray.serve.metrics import GatewayMetrics
+from llamaray.serve.request_guard import RequestGuard
 from llamaray.serve.routers import (
     agentic_system,
     datasets,
@@ -106,6 +108,7 @@ def create_app() -> FastAPI:
     for module in routers:
         app.include_router(module.router)
 
+    app.add_middleware(RequestGuard)  # after the door: a body is read only for a caller let in
     app.add_middleware(AccessMiddleware)
     app.add_middleware(MetricsMiddleware)  # outermost: refusals are counted too
     return app
@@ -121,6 +124,7 @@ class Gateway:
 
     def __init__(self, config: dict[str, Any], engines: dict[str, Any], memory: Any, embedder: Any) -> None:
         platform = PlatformConfig.model_validate(config)
+        use_limits(platform.limits)  # what the API types check requests against, in this replica
         access = AccessPolicy(platform.security)
         access.check_binding(serve_http_host())  # before anything starts: refuse to serve open
         metrics = GatewayMetrics()

@@ -5,7 +5,14 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Body, Depends
 
-from llamaray.api.memory_banks import MemoryBank, MemoryBankDocument, QueryMemoryBankRequest, QueryMemoryBankResponse
+from llamaray.api.memory_banks import (
+    DocumentIds,
+    Documents,
+    MemoryBank,
+    MemoryBankDocument,
+    QueryMemoryBankRequest,
+    QueryMemoryBankResponse,
+)
 from llamaray.serve.routers.deps import Services, services
 
 router = APIRouter(tags=["memory_banks"])
@@ -15,7 +22,7 @@ router = APIRouter(tags=["memory_banks"])
 async def create_memory_bank(
     bank_uuid: str,
     bank_name: str,
-    documents: list[MemoryBankDocument] = Body(default_factory=list),
+    documents: Documents = Body(default_factory=list),
     chunk_size_tokens: int | None = None,
     chunk_overlap_tokens: int | None = None,
     s: Services = Depends(services),
@@ -40,26 +47,22 @@ async def remove_memory_bank(bank_uuid: str, s: Services = Depends(services)):
 
 
 @router.post("/memory_bank/insert", response_model=None)
-async def insert_documents(
-    bank_uuid: str, documents: list[MemoryBankDocument], s: Services = Depends(services)
-) -> None:
+async def insert_documents(bank_uuid: str, documents: Documents, s: Services = Depends(services)) -> None:
     await s.memory.post_insert_memory_documents(bank_uuid, documents)
 
 
 @router.post("/memory_bank/update", response_model=None)
-async def update_documents(
-    bank_uuid: str, documents: list[MemoryBankDocument], s: Services = Depends(services)
-) -> None:
+async def update_documents(bank_uuid: str, documents: Documents, s: Services = Depends(services)) -> None:
     await s.memory.post_update_memory_documents(bank_uuid, documents)
 
 
 @router.post("/memory_bank/get", response_model=list[MemoryBankDocument])
-async def get_documents(bank_uuid: str, document_uuids: list[str], s: Services = Depends(services)):
+async def get_documents(bank_uuid: str, document_uuids: DocumentIds, s: Services = Depends(services)):
     return await s.memory.post_get_memory_documents(bank_uuid, document_uuids)
 
 
 @router.post("/memory_bank/delete", response_model=None)
-async def delete_documents(bank_uuid: str, document_uuids: list[str], s: Services = Depends(services)) -> None:
+async def delete_documents(bank_uuid: str, document_uuids: DocumentIds, s: Services = Depends(services)) -> None:
     await s.memory.remove_memory_documents(bank_uuid, document_uuids)
 
 
