@@ -220,7 +220,13 @@ def ray_cluster(cluster) -> LocalCluster:
 
 
 @pytest.fixture(scope="session")
-def platform_url(cluster) -> str:
+def platform_url(request) -> str:
+    """The platform under test; `LLAMARAY_TEST_PLATFORM_URL` names one already running (started
+    with `platform_args`), to rerun a test file against it while developing."""
+    running = os.environ.get("LLAMARAY_TEST_PLATFORM_URL")
+    if running:
+        return running
+    cluster = request.getfixturevalue("cluster")
     cluster.serve()
     return cluster.url
 

@@ -238,3 +238,45 @@ def test_chunk_sizes_per_bank(client):
         "/memory_banks/create", params={**params, "bank_uuid": "bad-chunks", "chunk_overlap_tokens": 32}, json=[]
     )
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "chunk_overlap_tokens"
+
+
+ODD_IDS = ["résumé", 'say "hi"\\', "line\nbreak\ttab", "東京🚀", "nul\x00byte", "\u2028sep"]
+
+
+def test_ids_and_metadata_of_any_alphabet_are_deleted_updated_and_filtered_for_real(client):
+    """Every chunk of a document goes with it, whatever its id is made of; an update leaves only
+    the new text; a metadata filter matches exactly (Milvus' filter, not JSON, escapes them)."""
+    bank = {"bank_uuid": "alphabets", "bank_name": "a"}
+    docs = [doc(uuid, f"Document {i} tells about the lighthouse keeper.", tag=uuid) for i, uuid in enumerate(ODD_IDS)]
+    assert client.post("/memory_banks/create", params=bank, json=docs).status_code == 200
+
+    def ids() -> set[str]:
+        return {c["document_uuid"] for c in query(client, "alphabets", "lighthouse keeper", top_k=50)}
+
+    assert ids() == set(ODD_IDS)
+    for uuid in ODD_IDS:
+        assert [c["document_uuid"] for c in query(client, "alphabets", "keeper", filter={"tag": uuid})] == [uuid]
+    updated = client.post(
+        "/memory_bank/update",
+        params={"bank_uuid": "alphabets"},
+        json=[doc(uuid, "Now about tulips.") for uuid in ODD_IDS[:3]],
+    )
+    assert updated.status_code == 200, updated.text
+    chunks = query(client, "alphabets", "lighthouse keeper", top_k=50)
+    assert {c["document_uuid"] for c in chunks if "lighthouse" in c["text"]} == set(ODD_IDS[3:])
+    assert client.post("/memory_bank/delete", params={"bank_uuid": "alphabets"}, json=ODD_IDS).status_code == 200
+    assert ids() == set()
+
+
+def test_limits_are_4xx_naming_the_field(client):
+    bank = {"bank_uuid": "limits", "bank_name": "l"}
+    too_long = client.post("/memory_banks/create", params=bank, json=[doc("é" * 300, "x")])
+    assert too_long.status_code == 422 and too_long.json()["error"]["param"] == "0.uuid"
+    metadata = client.post("/memory_banks/create", params=bank, json=[doc("m", "x", blob="y" * 70_000)])
+    assert metadata.status_code == 422 and metadata.json()["error"]["param"] == "0.metadata"
+    overlap = client.post("/memory_banks/create", params={**bank, "chunk_size_tokens": 64, "chunk_overlap_tokens": 63})
+    assert overlap.status_code == 400 and overlap.json()["error"]["param"] == "chunk_overlap_tokens"
+    many = client.post("/memory_bank/get", params={"bank_uuid": "topics"}, json=[str(i) for i in range(1025)])
+    assert many.status_code == 422 and "limits.max_documents" in many.json()["error"]["message"]
+    top_k = client.post("/memory_bank/query", json={"bank_uuid": "topics", "query": "x", "top_k": 10**6})
+    assert top_k.status_code == 422 and top_k.json()["error"]["param"] == "top_k"

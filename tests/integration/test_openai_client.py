@@ -152,3 +152,24 @@ def test_errors_map_to_the_clients_exceptions(oai):
         oai.chat.completions.create(model=MODEL_ID, messages=MESSAGES, temperature=5)
     with pytest.raises(openai.BadRequestError):  # refused by vLLM's own checks, still a 400
         oai.chat.completions.create(model=MODEL_ID, messages=MESSAGES, temperature=0, n=2)
+
+
+def test_a_developer_message_is_the_system_prompt(oai):
+    """OpenAI's newer models take their instructions as `developer`; it was a 500 once."""
+    answer = oai.chat.completions.create(
+        model=MODEL_ID, messages=[{"role": "developer", "content": "Be brief."}, MESSAGES[1]], max_tokens=2
+    )
+    assert answer.choices[0].finish_reason in ("length", "stop")
+    with pytest.raises(openai.BadRequestError) as bad:  # arguments that are JSON, but not an object
+        oai.chat.completions.create(
+            model=MODEL_ID,
+            messages=[
+                *MESSAGES,
+                {
+                    "role": "assistant",
+                    "tool_calls": [{"id": "c1", "type": "function", "function": {"name": "f", "arguments": "[1]"}}],
+                },
+            ],
+            max_tokens=2,
+        )
+    assert bad.value.body["param"] == "messages[2].tool_calls"

@@ -52,12 +52,13 @@ def to_llama_messages(messages: list[oai.ChatMessage]) -> list[Message]:
         for call in message.tool_calls or []:
             try:
                 arguments = json.loads(call.function.arguments or "{}")
-            except json.JSONDecodeError:
-                raise InvalidRequestError(
-                    "tool call arguments must be a JSON object", f"messages[{i}].tool_calls"
-                ) from None
+            except (json.JSONDecodeError, RecursionError):
+                arguments = None
+            if not isinstance(arguments, dict):
+                raise InvalidRequestError("tool call arguments must be a JSON object", f"messages[{i}].tool_calls")
             calls.append(ToolCall(tool_name=call.function.name, arguments=arguments))
-        role = {"developer": Role.system, "tool": Role.tool}.get(message.role, Role(message.role))
+        # OpenAI's `developer` is the system prompt of its newer models.
+        role = Role.system if message.role == "developer" else Role(message.role)
         converted.append(Message(role=role, content=_message_text(message), tool_calls=calls))
     return converted
 
