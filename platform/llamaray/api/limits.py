@@ -27,6 +27,14 @@ class LimitSettings(BaseModel):
     max_prompts: int = Field(default=4096, ge=1)  # prompts x `n` (or x generations) in one request
     max_documents: int = Field(default=1024, ge=1)  # in one memory bank insert or update
     max_stop: int = Field(default=16, ge=1)  # stop strings in one request
+    # A post-training job: its Ray Train workers and what each asks for, its length and size.
+    max_workers: int = Field(default=64, ge=1)
+    max_cpus_per_worker: float = Field(default=256, gt=0)
+    max_gpus_per_worker: float = Field(default=8, ge=0)
+    max_epochs: int = Field(default=1000, ge=1)
+    max_iters: int = Field(default=10_000_000, ge=1)
+    max_batch_size: int = Field(default=4096, ge=1)
+    max_lora_rank: int = Field(default=1024, ge=1)
 
 
 _limits = LimitSettings()
@@ -58,6 +66,18 @@ def at_most(setting: str, what: str = "items") -> AfterValidator:
     def check(value: Any) -> Any:
         if isinstance(value, Sized) and not isinstance(value, (str, bytes)):
             check_count(len(value), setting, what)
+        return value
+
+    return AfterValidator(check)
+
+
+def not_above(setting: str) -> AfterValidator:
+    """A validator for a number that may be at most `limits.<setting>`."""
+
+    def check(value: Any) -> Any:
+        limit = getattr(_limits, setting)
+        if value is not None and value > limit:
+            raise ValueError(f"{value} is more than limits.{setting} ({limit}) allows")
         return value
 
     return AfterValidator(check)

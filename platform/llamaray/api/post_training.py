@@ -7,10 +7,12 @@ from enum import Enum
 from typing import Any, AsyncIterator, Protocol, Union
 
 from pydantic import Field
+from typing_extensions import Annotated
 
 from llamaray.api.common import URL, ApiModel, ModelId
 from llamaray.api.datasets import Dataset
 from llamaray.api.jobs import JobStatus, JobUUID
+from llamaray.api.limits import not_above
 
 
 class OptimizerType(str, Enum):
@@ -27,10 +29,10 @@ class OptimizerConfig(ApiModel):
 
 
 class TrainingConfig(ApiModel):
-    n_epochs: int = Field(ge=1)
-    batch_size: int = Field(ge=1)
+    n_epochs: Annotated[int, not_above("max_epochs")] = Field(ge=1)
+    batch_size: Annotated[int, not_above("max_batch_size")] = Field(ge=1)
     shuffle: bool
-    n_iters: int = Field(ge=0)
+    n_iters: Annotated[int, not_above("max_iters")] = Field(ge=0)
     enable_activation_checkpointing: bool
     memory_efficient_fsdp_wrap: bool
     fsdp_cpu_offload: bool
@@ -47,8 +49,8 @@ class LoraFinetuningConfig(ApiModel):
     lora_attn_modules: list[str]
     apply_lora_to_mlp: bool
     apply_lora_to_output: bool
-    rank: int = Field(ge=1)
-    alpha: int = Field(ge=1)
+    rank: Annotated[int, not_above("max_lora_rank")] = Field(ge=1)
+    alpha: int = Field(ge=1, le=1 << 20)
 
 
 class QLoraFinetuningConfig(LoraFinetuningConfig):
@@ -87,9 +89,9 @@ class TrainingResources(ApiModel):
     """An extension of the draft: the Ray Train workers a job gets; unset fields take the
     deployment config's `training` defaults."""
 
-    num_workers: int | None = Field(default=None, ge=1)
-    cpus_per_worker: float | None = Field(default=None, gt=0)
-    gpus_per_worker: float | None = Field(default=None, ge=0)
+    num_workers: Annotated[int, not_above("max_workers")] | None = Field(default=None, ge=1)
+    cpus_per_worker: Annotated[float, not_above("max_cpus_per_worker")] | None = Field(default=None, gt=0)
+    gpus_per_worker: Annotated[float, not_above("max_gpus_per_worker")] | None = Field(default=None, ge=0)
 
 
 class PostTrainingSFTRequest(ApiModel):
