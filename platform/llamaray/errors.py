@@ -34,6 +34,20 @@ class NotFoundError(LlamarayError):
     error_type = "not_found_error"
 
 
+class TooManyRequestsError(LlamarayError):
+    """The platform takes no more of this now; `retry_after_s` says when to ask again."""
+
+    status_code = 429
+    error_type = "rate_limit_error"
+
+    def __init__(self, message: str, param: str | None = None, retry_after_s: int = 30) -> None:
+        super().__init__(message, param)
+        self.retry_after_s = retry_after_s
+
+    def __reduce__(self):
+        return (type(self), (self.message, self.param, self.retry_after_s))
+
+
 class ConflictError(LlamarayError):
     status_code = 409
     error_type = "conflict_error"

@@ -39,7 +39,9 @@ def platform_args(models_dir: Path, data_dir: Path, dataset_roots: list[Path] = 
     return {
         "data_dir": str(data_dir),
         "dataset_roots": [str(root) for root in dataset_roots],
-        "memory": {"max_document_bytes": 2_000_000, "chunk_size_tokens": 128, "chunk_overlap_tokens": 16},
+        "memory": {"max_document_bytes": 12_000_000, "chunk_size_tokens": 128, "chunk_overlap_tokens": 16},
+        # A test server on 127.0.0.2 stands for a slow public host (test_busy_gateway_http).
+        "outbound": {"allow_http": True, "allow_hosts": ["127.0.0.2"], "timeout_s": 20},
         # No keys until test_security_http writes some here: keys rotate without a restart.
         "security": {"api_keys_file": str(data_dir / "api-keys"), "admin_api_keys_file": str(data_dir / "admin-keys")},
         # Small inline sizes, so that a few dozen prompts already take the Ray Data job path.

@@ -202,7 +202,7 @@ def test_html_pdf_json_and_markdown_documents(client):
         (doc("x", "hello", "image/png"), 400, "documents[1].mime_type"),
         (doc("x", b"\xff\xfe\x00bad", "text/plain"), 400, "documents[1].content"),
         (doc("x", b"%PDF-1.4 broken", "application/pdf"), 400, "documents[1].content"),
-        (doc("x", "x" * 2_000_001), 400, "documents[1].content"),
+        (doc("x", "x" * 12_000_001), 400, "documents[1].content"),
     ],
 )
 def test_bad_documents_are_refused_and_nothing_is_written(client, document, status, param):

@@ -27,6 +27,9 @@ class LimitSettings(BaseModel):
     max_prompts: int = Field(default=4096, ge=1)  # prompts x `n` (or x generations) in one request
     max_documents: int = Field(default=1024, ge=1)  # in one memory bank insert or update
     max_stop: int = Field(default=16, ge=1)  # stop strings in one request
+    # Jobs of both families scheduled or running at once; one more is a 429 with Retry-After.
+    # Drivers beyond what the cluster can run wait in Ray Jobs' own queue (PENDING) meanwhile.
+    max_active_jobs: int = Field(default=16, ge=1)
     # A post-training job: its Ray Train workers and what each asks for, its length and size.
     max_workers: int = Field(default=64, ge=1)
     max_cpus_per_worker: float = Field(default=256, gt=0)

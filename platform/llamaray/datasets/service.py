@@ -29,16 +29,19 @@ class DatasetsService:
     async def create_dataset(self, request: CreateDatasetRequest) -> None:
         param = "dataset.content_url"
         url = request.dataset.content_url
+        # Fetching, parsing and SQLite all run off the gateway's event loop (health checks share it).
         payload, suffix = await asyncio.to_thread(read_payload, url, self.roots, param, self.outbound)
-        rows = parse_payload(payload, suffix, param)
+        rows = await asyncio.to_thread(parse_payload, payload, suffix, param)
         check_columns(request.dataset, rows)
         dataset = request.dataset
         if url.startswith(("https://", "http://")):
             copy = await asyncio.to_thread(self._keep, payload, suffix)
             metadata = {**dataset.metadata, "fetched_from": url}
             dataset = dataset.model_copy(update={"content_url": copy.as_uri(), "metadata": metadata})
-        register(self.store, request.uuid, dataset, len(rows))
-        claim(self.store, request.uuid)  # the request's key's: another key sees no such dataset
+        await asyncio.to_thread(register, self.store, request.uuid, dataset, len(rows))
+        # The request's key's: another key sees no such dataset. `claim` reads the caller from a
+        # context variable, which `to_thread` carries over.
+        await asyncio.to_thread(claim, self.store, request.uuid)
 
     def _keep(self, payload: bytes, suffix: str) -> Path:
         self.fetched_dir.mkdir(parents=True, exist_ok=True)
@@ -50,7 +53,7 @@ class DatasetsService:
         return path
 
     async def get_dataset(self, dataset_id: str) -> Dataset:
-        return registered(self.store, dataset_id)
+        return await asyncio.to_thread(registered, self.store, dataset_id)
 
     async def delete_dataset(self, dataset_id: str) -> None:
-        unregister(self.store, dataset_id)
+        await asyncio.to_thread(unregister, self.store, dataset_id)

@@ -12,7 +12,8 @@ from pathlib import Path
 from typing import Any, AsyncIterator, Sequence
 
 from llamaray.api.jobs import FINAL_STATUSES, JobStatus
-from llamaray.errors import EngineUnavailableError, NotFoundError
+from llamaray.api.limits import current_limits
+from llamaray.errors import EngineUnavailableError, NotFoundError, TooManyRequestsError
 from llamaray.jobs.ray_jobs import ENDED, RayJobs
 from llamaray.jobs.tracker import wait_final
 from llamaray.security.ownership import Owners
@@ -42,7 +43,10 @@ class JobControl:
         **options: Any,
     ) -> None:
         """Registers the job, then runs `python -m module kind --config` as its Ray Job; a job the
-        Jobs API refused is recorded as failed and answered with a 503."""
+        Jobs API refused is recorded as failed and answered with a 503. Beyond
+        `limits.max_active_jobs` jobs scheduled or running, a 429 (checked before each submit,
+        so two at the same moment may both pass: a bound, not an exact count)."""
+        await self._admit()
         await self.tracker.create.remote(job_uuid, kind, what, job_uuid, list(warnings))
         self.owners.claim("job", job_uuid)
         try:
@@ -53,11 +57,28 @@ class JobControl:
             )
             raise EngineUnavailableError(f"could not submit the Ray job: {exc}") from None
 
+    async def _admit(self) -> None:
+        limit = current_limits().max_active_jobs
+        active = [r for r in await self.tracker.jobs.remote() if r["status"] not in FINAL_STATUSES]
+        if len(active) < limit:
+            return
+        # A driver that died without reporting still looks active: ask Ray before refusing.
+        ended = await asyncio.gather(*(self._reconciled(r["job_uuid"]) for r in active))
+        if sum(r["status"] not in FINAL_STATUSES for r in ended) >= limit:
+            raise TooManyRequestsError(
+                f"{limit} jobs are scheduled or running (limits.max_active_jobs); submit again when one has ended",
+                "job_uuid",
+                retry_after_s=30,
+            )
+
     async def record(self, job_uuid: str) -> dict[str, Any]:
         """The tracker's record of a job, corrected when its Ray Job ended without saying so (a
         driver killed by the OS, one that died before it started, or `ray job stop --no-wait`
         of a driver that could not answer). Another key's job does not exist (a 404)."""
         self._check_owner(job_uuid)
+        return await self._reconciled(job_uuid)
+
+    async def _reconciled(self, job_uuid: str) -> dict[str, Any]:
         record = await self.tracker.get.remote(job_uuid)
         if record["status"] not in FINAL_STATUSES:
             try:

@@ -62,40 +62,43 @@ class MemoryService:
         sizes = self._chunking(chunking or {})
         async with self._lock:
             try:
-                self.store.get(BANK_KIND, bank_uuid)
+                await asyncio.to_thread(self.store.get, BANK_KIND, bank_uuid)
                 raise ConflictError(f"memory bank {bank_uuid!r} already exists", "bank_uuid")
             except NotFoundError:
                 pass
             rows = await self._rows(documents, version=1, sizes=sizes)
             name = collection_name(bank_uuid)
             dimension = len(rows[0]["vector"]) if rows else len((await self.embed(["dimension"]))[0])
-            self.index.create(name, dimension)
+            await asyncio.to_thread(self.index.create, name, dimension)
             try:
                 await asyncio.to_thread(self.index.insert, name, rows)
-                self.store.create(
-                    BANK_KIND, bank_uuid, {"name": bank_name, "collection": name, "version": 1, "chunking": sizes}
-                )
+                record = {"name": bank_name, "collection": name, "version": 1, "chunking": sizes}
+                await asyncio.to_thread(self.store.create, BANK_KIND, bank_uuid, record)
             except Exception:
-                self.index.drop(name)
+                await asyncio.to_thread(self.index.drop, name)
                 raise
-            self._store_documents(bank_uuid, documents)
+            await asyncio.to_thread(self._store_documents, bank_uuid, documents)
 
     async def get_memory_banks(self) -> list[MemoryBank]:
-        return [MemoryBank(uuid=key, name=record["name"]) for key, record in self.store.list(BANK_KIND)]
+        banks = await asyncio.to_thread(self.store.list, BANK_KIND)
+        return [MemoryBank(uuid=key, name=record["name"]) for key, record in banks]
 
     async def remove_memory_bank(self, bank_uuid: str) -> str:
         async with self._lock:
-            bank = self._bank(bank_uuid)
-            self.index.drop(bank["collection"])
-            for key, _ in self.store.list(document_kind(bank_uuid)):
-                self.store.delete(document_kind(bank_uuid), key)
-            self.store.delete(BANK_KIND, bank_uuid)
+            bank = await self._bank(bank_uuid)
+            await asyncio.to_thread(self.index.drop, bank["collection"])
+            await asyncio.to_thread(self._forget_bank, bank_uuid)
         return bank_uuid
+
+    def _forget_bank(self, bank_uuid: str) -> None:
+        for key, _ in self.store.list(document_kind(bank_uuid)):
+            self.store.delete(document_kind(bank_uuid), key)
+        self.store.delete(BANK_KIND, bank_uuid)
 
     async def post_insert_memory_documents(self, bank_uuid: str, documents: list[MemoryBankDocument]) -> None:
         async with self._lock:
-            bank = self._bank(bank_uuid)
-            existing = {key for key, _ in self.store.list(document_kind(bank_uuid))}
+            bank = await self._bank(bank_uuid)
+            existing = {key for key, _ in await asyncio.to_thread(self.store.list, document_kind(bank_uuid))}
             for i, document in enumerate(documents):
                 if document.uuid in existing:
                     raise ConflictError(
@@ -106,13 +109,13 @@ class MemoryService:
 
     async def post_update_memory_documents(self, bank_uuid: str, documents: list[MemoryBankDocument]) -> None:
         async with self._lock:
-            bank = self._bank(bank_uuid)
-            self._known(bank_uuid, [d.uuid for d in documents], "documents[{i}].uuid")
+            bank = await self._bank(bank_uuid)
+            await self._known(bank_uuid, [d.uuid for d in documents], "documents[{i}].uuid")
             await self._write(bank_uuid, bank, documents, replace=True)
 
     async def post_get_memory_documents(self, bank_uuid: str, document_uuids: list[str]) -> list[MemoryBankDocument]:
-        self._bank(bank_uuid)
-        records = self._known(bank_uuid, document_uuids, "document_uuids[{i}]")
+        await self._bank(bank_uuid)
+        records = await self._known(bank_uuid, document_uuids, "document_uuids[{i}]")
         return [
             MemoryBankDocument(
                 uuid=uuid, content=base64.b64decode(r["content"]), metadata=r["metadata"], mime_type=r["mime_type"]
@@ -122,14 +125,14 @@ class MemoryService:
 
     async def remove_memory_documents(self, bank_uuid: str, document_uuids: list[str]) -> None:
         async with self._lock:
-            bank = self._bank(bank_uuid)
-            self._known(bank_uuid, document_uuids, "document_uuids[{i}]")
-            self.index.delete_documents(bank["collection"], document_uuids)
+            bank = await self._bank(bank_uuid)
+            await self._known(bank_uuid, document_uuids, "document_uuids[{i}]")
+            await asyncio.to_thread(self.index.delete_documents, bank["collection"], document_uuids)
             for uuid in document_uuids:
-                self.store.delete(document_kind(bank_uuid), uuid)
+                await asyncio.to_thread(self.store.delete, document_kind(bank_uuid), uuid)
 
     async def query_memory_bank(self, request: QueryMemoryBankRequest) -> QueryMemoryBankResponse:
-        bank = self._bank(request.bank_uuid)
+        bank = await self._bank(request.bank_uuid)
         text = content_text(request.query)
         if not text.strip():
             raise InvalidRequestError("the query is empty", "query")
@@ -148,12 +151,12 @@ class MemoryService:
         try:
             await asyncio.to_thread(self.index.insert, name, rows)
         except Exception:  # undo this write's chunks; the documents' earlier chunks stay
-            self.index.delete_documents(name, [d.uuid for d in documents], f"== {version}")
+            await asyncio.to_thread(self.index.delete_documents, name, [d.uuid for d in documents], f"== {version}")
             raise
         if replace:  # the new version is in: the old chunks of these documents go
-            self.index.delete_documents(name, [d.uuid for d in documents], f"!= {version}")
-        self.store.put(BANK_KIND, bank_uuid, {**bank, "version": version})
-        self._store_documents(bank_uuid, documents)
+            await asyncio.to_thread(self.index.delete_documents, name, [d.uuid for d in documents], f"!= {version}")
+        await asyncio.to_thread(self.store.put, BANK_KIND, bank_uuid, {**bank, "version": version})
+        await asyncio.to_thread(self._store_documents, bank_uuid, documents)
 
     def _chunking(self, asked: dict[str, int]) -> dict[str, int]:
         size = asked.get("chunk_size_tokens") or self.settings.chunk_size_tokens
@@ -175,7 +178,26 @@ class MemoryService:
     async def _rows(
         self, documents: list[MemoryBankDocument], version: int, sizes: dict[str, int]
     ) -> list[dict[str, Any]]:
-        """Every document checked, chunked and embedded, or an error naming the bad one."""
+        """Every document checked, chunked and embedded, or an error naming the bad one. The
+        extraction (a PDF) and the tokenising run off the replica's event loop."""
+        pieces = await asyncio.to_thread(self._pieces, documents, sizes)
+        vectors = await self.embed([text for _, _, text in pieces]) if pieces else []
+        return [
+            {
+                "id": f"{document.uuid}#{version}#{index}",
+                "document_uuid": document.uuid,
+                "version": version,
+                "chunk_index": index,
+                "text": text,
+                "metadata": document.metadata,
+                "vector": vector,
+            }
+            for (document, index, text), vector in zip(pieces, vectors)
+        ]
+
+    def _pieces(
+        self, documents: list[MemoryBankDocument], sizes: dict[str, int]
+    ) -> list[tuple[MemoryBankDocument, int, str]]:
         seen: set[str] = set()
         pieces: list[tuple[MemoryBankDocument, int, str]] = []
         for i, document in enumerate(documents):
@@ -201,19 +223,7 @@ class MemoryService:
             if not chunks:
                 raise InvalidRequestError(f"document {document.uuid!r} has no text to index", f"{param}.content")
             pieces += [(document, chunk.index, chunk.text) for chunk in chunks]
-        vectors = await self.embed([text for _, _, text in pieces]) if pieces else []
-        return [
-            {
-                "id": f"{document.uuid}#{version}#{index}",
-                "document_uuid": document.uuid,
-                "version": version,
-                "chunk_index": index,
-                "text": text,
-                "metadata": document.metadata,
-                "vector": vector,
-            }
-            for (document, index, text), vector in zip(pieces, vectors)
-        ]
+        return pieces
 
     def _store_documents(self, bank_uuid: str, documents: list[MemoryBankDocument]) -> None:
         for document in documents:
@@ -225,17 +235,17 @@ class MemoryService:
             }
             self.store.put(document_kind(bank_uuid), document.uuid, record)
 
-    def _bank(self, bank_uuid: str) -> dict[str, Any]:
+    async def _bank(self, bank_uuid: str) -> dict[str, Any]:
         try:
-            return self.store.get(BANK_KIND, bank_uuid)
+            return await asyncio.to_thread(self.store.get, BANK_KIND, bank_uuid)
         except NotFoundError:
             raise NotFoundError(f"memory bank {bank_uuid!r} does not exist", "bank_uuid") from None
 
-    def _known(self, bank_uuid: str, document_uuids: list[str], param: str) -> list[dict[str, Any]]:
+    async def _known(self, bank_uuid: str, document_uuids: list[str], param: str) -> list[dict[str, Any]]:
         records = []
         for i, uuid in enumerate(document_uuids):
             try:
-                records.append(self.store.get(document_kind(bank_uuid), uuid))
+                records.append(await asyncio.to_thread(self.store.get, document_kind(bank_uuid), uuid))
             except NotFoundError:
                 raise NotFoundError(f"document {uuid!r} is not in bank {bank_uuid!r}", param.format(i=i)) from None
         return records

@@ -41,8 +41,11 @@ def install_error_handlers(app: FastAPI) -> None:
         cause = _cause(exc)
         if not isinstance(cause, LlamarayError):
             cause = exc
+        retry_after = getattr(cause, "retry_after_s", None)
         return JSONResponse(
-            error_body(cause.message, cause.error_type, cause.param, cause.status_code), cause.status_code
+            error_body(cause.message, cause.error_type, cause.param, cause.status_code),
+            cause.status_code,
+            headers={"Retry-After": str(retry_after)} if retry_after else None,
         )
 
     @app.exception_handler(HTTPException)

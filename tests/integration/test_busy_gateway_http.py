@@ -1,0 +1,104 @@
+"""Slow work never freezes the gateway: `/health` answers at once while a dataset URL drips one
+byte at a time, a 10 MB PDF is extracted and a long prompt is prefilled, all at the same time."""
+
+from __future__ import annotations
+
+import base64
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import httpx
+import pytest
+
+from tests.integration.conftest import MODEL_ID
+
+DRIP_S = 12  # how long the slow host takes to send its dataset
+
+
+class Drip(BaseHTTPRequestHandler):
+    """A host that sends a JSONL dataset one byte every tenth of a second."""
+
+    def do_GET(self):  # noqa: N802
+        body = b'{"text": "' + b"a" * (DRIP_S * 10) + b'"}\n'
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        for byte in body:
+            self.wfile.write(bytes([byte]))
+            self.wfile.flush()
+            time.sleep(0.1)
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture()
+def slow_host():
+    server = ThreadingHTTPServer(("127.0.0.2", 0), Drip)  # the test config allows 127.0.0.2 (outbound)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.2:{server.server_port}/rows.jsonl"
+    server.shutdown()
+
+
+def drawing_pdf(megabytes: int) -> bytes:
+    """A one-page PDF whose content stream is `megabytes` of line drawing: slow to extract, and
+    without a word of text in it."""
+    stream = b"0 0 m 100 100 l S\n" * (megabytes * (1 << 20) // 18)
+    objects = [
+        b"<< /Type /Catalog /Pages 2 0 R >>",
+        b"<< /Type /Pages /Kids [3 0 R] /Count 1 >>",
+        b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>",
+        b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream),
+    ]
+    out, offsets = bytearray(b"%PDF-1.4\n"), []
+    for number, body in enumerate(objects, start=1):
+        offsets.append(len(out))
+        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
+    xref = len(out)
+    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
+    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
+    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
+    return bytes(out)
+
+
+def test_health_stays_fast_while_slow_work_is_in_flight(platform_url, slow_host):
+    pdf = base64.b64encode(drawing_pdf(10)).decode()
+    document = {"uuid": "drawing", "content": pdf, "mime_type": "application/pdf"}
+    long_prompt = "word " * 1800  # about 1,800 tokens of the 2,048 the tiny model reads
+
+    with httpx.Client(base_url=platform_url, timeout=180) as client, ThreadPoolExecutor(3) as pool:
+        started = time.monotonic()
+        slow = [
+            pool.submit(
+                client.post,
+                "/datasets/create",
+                json={"uuid": "dripped", "dataset": {"columns": {"text": "text"}, "content_url": slow_host}},
+            ),
+            pool.submit(
+                client.post, "/memory_banks/create", params={"bank_uuid": "pdf", "bank_name": "p"}, json=[document]
+            ),
+            pool.submit(
+                client.post,
+                "/inference/completion",
+                json={"model": MODEL_ID, "content": long_prompt, "max_tokens": 1},
+            ),
+        ]
+        latencies = []
+        while not all(f.done() for f in slow) and time.monotonic() - started < 150:
+            asked = time.monotonic()
+            assert client.get("/health").status_code == 200
+            latencies.append(time.monotonic() - asked)
+            time.sleep(0.2)
+        answers = [f.result() for f in slow]
+    assert answers[0].status_code == 200, answers[0].text  # the dataset arrived, slowly
+    assert time.monotonic() - started >= DRIP_S
+    assert answers[1].status_code == 400 and "no text" in answers[1].json()["error"]["message"]
+    assert answers[2].status_code == 200, answers[2].text
+    latencies.sort()
+    print(
+        f"\n/health while busy: {len(latencies)} asks, median {latencies[len(latencies) // 2] * 1000:.0f} ms, "
+        f"max {latencies[-1] * 1000:.0f} ms"
+    )
+    assert latencies[-1] < 2.5, latencies[-5:]
