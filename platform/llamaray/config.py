@@ -181,6 +181,9 @@ class DataSettings(Settings):
 
     sdg_inline_max_generations: int = Field(default=64, ge=0)  # prompts x k answered inline
     batch_inline_max_prompts: int = Field(default=64, ge=0)  # the batch routes' inline size
+    # A batch route above the inline size waits for its job this long, then cancels it (504);
+    # a client that leaves cancels it at once. Below Serve's request_timeout_s.
+    batch_route_timeout_s: float = Field(default=600, gt=0)
     generator_replicas: int = Field(default=1, ge=1)  # actors that each hold a vLLM engine
     generator_num_cpus: float = Field(default=1, ge=0)
     generator_num_gpus: float = Field(default=0, ge=0)  # per shard (tensor x pipeline parallel)

@@ -48,6 +48,13 @@ class TooManyRequestsError(LlamarayError):
         return (type(self), (self.message, self.param, self.retry_after_s))
 
 
+class DeadlineExceededError(LlamarayError):
+    """Work the request waited on did not end in time (and was stopped)."""
+
+    status_code = 504
+    error_type = "timeout_error"
+
+
 class ConflictError(LlamarayError):
     status_code = 409
     error_type = "conflict_error"

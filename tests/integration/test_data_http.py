@@ -239,3 +239,26 @@ def test_a_failing_batch_fails_the_job_and_registers_nothing(client, cluster, tm
     assert status["status"] == "failed" and "tokens" in status["error"], status
     assert client.get("/datasets/get", params={"dataset_id": "batch-cli-bad"}).status_code == 404
     assert not list(Path(cluster.args["data_dir"], "datasets").glob("batch-cli-bad*"))
+
+
+def test_a_batch_route_whose_client_leaves_cancels_its_job(client, cluster):
+    """Nobody will read the answer: the job the route waits on is cancelled, not left running."""
+    import time
+
+    from ray.job_submission import JobSubmissionClient
+
+    ray_jobs = JobSubmissionClient(cluster.dashboard_url)
+    before = {job.submission_id for job in ray_jobs.list_jobs()}
+    body = {"model": MODEL_ID, "content_batch": [f"prompt {i}" for i in range(40)], "max_tokens": 64}
+    with pytest.raises(httpx.ReadTimeout):
+        client.post("/inference/batch_completion", json=body, timeout=3)
+    (job,) = [j for j in ray_jobs.list_jobs() if j.submission_id not in before and j.submission_id.startswith("batch-")]
+    deadline = time.monotonic() + 60
+    while (status := client.get("/data_jobs/status", params={"job_uuid": job.submission_id}).json())["status"] not in (
+        "cancelled",
+        "completed",
+        "failed",
+    ):
+        assert time.monotonic() < deadline, status
+        time.sleep(0.5)
+    assert status["status"] == "cancelled", status

@@ -148,3 +148,16 @@ def test_a_config_file_is_expanded_with_overrides_on_top(tmp_path):
     bad.write_text("applications: [{name: x, import_path: other:app}]")
     with pytest.raises(ValueError, match="expected one application"):
         with_config_file({"config_file": str(bad)})
+
+
+def test_every_place_that_starts_ray_sets_the_serve_environment():
+    """Serve reads these when Ray starts: `make serve`, the cluster launcher and KubeRay must set
+    what the tests run with (a 10 MB document crossed a 4 MiB gRPC limit once)."""
+    from llamaray.serve.runtime import SERVE_ENV
+
+    texts = {name: (ROOT / name).read_text() for name in ("Makefile", "cluster.yaml", "README.md")}
+    service = (ROOT / "deployments" / "kuberay" / "rayservice.yaml").read_text()
+    for name, value in SERVE_ENV.items():
+        for where, text in texts.items():
+            assert f"{name}={value}" in text, (where, name)
+        assert f"- name: {name}" in service and f'value: "{value}"' in service, name

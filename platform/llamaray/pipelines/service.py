@@ -20,7 +20,7 @@ from llamaray.api.synthetic_data_generation import SyntheticDataGenerationReques
 from llamaray.config import PlatformConfig
 from llamaray.datasets.readers import read_rows
 from llamaray.datasets.registry import check_free, claim, registered
-from llamaray.errors import EngineUnavailableError, NotFoundError
+from llamaray.errors import DeadlineExceededError, EngineUnavailableError, NotFoundError
 from llamaray.inference.adapters import AdapterCatalog
 from llamaray.inference.registry import ModelRegistry
 from llamaray.jobs.control import JobControl
@@ -41,6 +41,7 @@ class DataJobsService:
         self.store = store
         self.adapters = adapters
         self.jobs = JobControl(platform.data_dir, tracker)
+        self._leaving: set[asyncio.Task] = set()  # cancels of jobs whose client left, held till done
 
     async def submit(
         self, kind: DataJobKind, request: SyntheticDataGenerationRequest | BatchJobRequest, what: str
@@ -90,7 +91,19 @@ class DataJobsService:
         """Runs a batch job to its end and answers its responses in the request's order."""
         await inputs.check_batch(request, self.platform, self.store, self.adapters)  # a 4xx now, not a failed job
         job_uuid = await self.submit(DataJobKind.batch, request, "batch route")
-        record = await self.jobs.wait(job_uuid)
+        deadline = self.platform.data.batch_route_timeout_s
+        try:
+            record = await asyncio.wait_for(self.jobs.wait(job_uuid), deadline)
+        except asyncio.TimeoutError:
+            await self.jobs.cancel(job_uuid)
+            raise DeadlineExceededError(
+                f"batch job {job_uuid} took longer than data.batch_route_timeout_s ({deadline:g} s) and was "
+                "cancelled; submit large batches as jobs (/inference/batch_completion with a dataset, or jobs/batch.py)"
+            ) from None
+        except asyncio.CancelledError:  # the client left: nobody will read the answer
+            self._leaving.add(task := asyncio.get_running_loop().create_task(self.jobs.cancel(job_uuid)))
+            task.add_done_callback(self._leaving.discard)
+            raise
         if record["status"] != "completed":
             raise EngineUnavailableError(f"batch job {job_uuid} {record['status']}: {record['error']}")
         dataset = registered(self.store, record["output_dataset_id"])

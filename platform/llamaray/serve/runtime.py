@@ -5,9 +5,18 @@ take HTTP directly (no proxy hop), handles talk gRPC, and user code shares the r
 event loop. On the 2-core machines it lifted /v1 throughput from 0.59 to 0.74 of vLLM's own
 server (benchmarks/serving.py). Ray reads it when its processes start, so it must be in the
 environment of whatever starts Ray: `make serve` exports it, and so do the tests and benchmarks.
+
+Its gRPC handles take at most 4 MiB per message into a replica by default: a memory bank insert
+of one 10 MB document (`memory.max_document_bytes`) failed between the gateway and the memory
+server. `RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH` lifts that above the largest body the gateway
+accepts (`limits.max_body_bytes`, 32 MiB).
 """
 
-SERVE_ENV = {"RAY_SERVE_THROUGHPUT_OPTIMIZED": "1"}
+GRPC_MESSAGE_BYTES = 128 << 20
+SERVE_ENV = {
+    "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH": str(GRPC_MESSAGE_BYTES),
+}
 
 
 def replica_id() -> str | None:
