@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import threading
 import time
+import uuid
 from concurrent.futures import ThreadPoolExecutor
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -64,9 +65,10 @@ def drawing_pdf(megabytes: int) -> bytes:
 
 
 def test_health_stays_fast_while_slow_work_is_in_flight(platform_url, slow_host):
+    run = uuid.uuid4().hex[:8]  # names of this run's dataset and bank
     pdf = base64.b64encode(drawing_pdf(10)).decode()
     document = {"uuid": "drawing", "content": pdf, "mime_type": "application/pdf"}
-    long_prompt = "word " * 1800  # about 1,800 tokens of the 2,048 the tiny model reads
+    long_prompt = "word " * 900  # about 1,800 tokens of the 2,048 the tiny model reads
 
     with httpx.Client(base_url=platform_url, timeout=180) as client, ThreadPoolExecutor(3) as pool:
         started = time.monotonic()
@@ -74,10 +76,13 @@ def test_health_stays_fast_while_slow_work_is_in_flight(platform_url, slow_host)
             pool.submit(
                 client.post,
                 "/datasets/create",
-                json={"uuid": "dripped", "dataset": {"columns": {"text": "text"}, "content_url": slow_host}},
+                json={"uuid": f"dripped-{run}", "dataset": {"columns": {"text": "text"}, "content_url": slow_host}},
             ),
             pool.submit(
-                client.post, "/memory_banks/create", params={"bank_uuid": "pdf", "bank_name": "p"}, json=[document]
+                client.post,
+                "/memory_banks/create",
+                params={"bank_uuid": f"pdf-{run}", "bank_name": "p"},
+                json=[document],
             ),
             pool.submit(
                 client.post,

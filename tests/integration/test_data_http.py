@@ -262,3 +262,14 @@ def test_a_batch_route_whose_client_leaves_cancels_its_job(client, cluster):
         assert time.monotonic() < deadline, status
         time.sleep(0.5)
     assert status["status"] == "cancelled", status
+
+
+def test_a_batch_route_whose_job_fails_on_a_prompt_answers_400(client):
+    """The prompt, not the platform, was wrong: the route says so, as its inline path does."""
+    prompts = [f"prompt {i}" for i in range(20)]
+    prompts[17] = "word " * 1500
+    response = client.post(
+        "/inference/batch_completion", json={"model": MODEL_ID, "content_batch": prompts, "max_tokens": 2}, timeout=300
+    )
+    assert response.status_code == 400, response.text
+    assert "tokens" in response.json()["error"]["message"] and response.json()["error"]["param"]

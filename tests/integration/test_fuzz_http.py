@@ -42,9 +42,14 @@ def document(uuid: str, text: str) -> dict:
 
 
 @pytest.fixture(scope="module")
-def fuzz_ids(client: httpx.Client) -> dict[str, str]:
+def fuzz_ids(platform_url: str) -> dict[str, str]:
     """The resources the fuzzed requests name, made once; a data job cancelled at once gives a
     job id, which the training and job routes then find taken (409) instead of starting work."""
+    with httpx.Client(base_url=platform_url, timeout=120) as client:
+        return _make_fuzz_ids(client)
+
+
+def _make_fuzz_ids(client: httpx.Client) -> dict[str, str]:
     created = client.post(
         "/memory_banks/create", params={"bank_uuid": BANK, "bank_name": "fuzz"}, json=[document(DOC, "un CV")]
     )

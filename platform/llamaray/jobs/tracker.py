@@ -128,13 +128,17 @@ class JobTracker:
             self._store.put(KIND, job_uuid, record)
         self.log(job_uuid, [f"checkpoint at step {iters}: {path}"])
 
-    def finish(self, job_uuid: str, status: str, error: str | None = None) -> bool:
-        """Ends a job once: the first final status wins (a cancel racing a crash stays cancelled)."""
+    def finish(
+        self, job_uuid: str, status: str, error: str | None = None, request_error_param: str | None = None
+    ) -> bool:
+        """Ends a job once: the first final status wins (a cancel racing a crash stays cancelled).
+        `request_error_param` marks a failure caused by the request (a prompt too long for the
+        model), naming the field, so that a route waiting on the job answers a 400, not a 503."""
         with self._lock:
             record = self.get(job_uuid)
             if record["status"] in FINAL_STATUSES:
                 return False
-            record.update(status=status, completed_at=now(), error=error)
+            record.update(status=status, completed_at=now(), error=error, request_error_param=request_error_param)
             self._store.put(KIND, job_uuid, record)
         self.log(job_uuid, [f"{status}" + (f": {error.strip().splitlines()[-1]}" if error else "")])
         return True

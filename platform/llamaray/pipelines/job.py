@@ -82,7 +82,9 @@ def run(kind: str, request, platform: PlatformConfig, tracker) -> int:
         stopped = isinstance(exc, (Stopped, KeyboardInterrupt))
         status = JobStatus.cancelled if stopped else JobStatus.failed
         reason = None if stopped else _reason(exc)
-        ray.get(tracker.finish.remote(job_uuid, status.value, reason))
+        ours = _our_error(exc)
+        param = (ours.param or "request") if ours is not None and ours.status_code < 500 else None
+        ray.get(tracker.finish.remote(job_uuid, status.value, reason, param))
         if reason:
             print(traceback.format_exc(), file=sys.stderr)
         return 0 if stopped else 1
@@ -218,18 +220,26 @@ def _what(request) -> str:
     return "completion" if request.content_batch is not None else "chat_completion"
 
 
-def _reason(exc: BaseException) -> str:
-    """The cause a user can act on. A batch that raised reaches the driver wrapped (Ray Data's
-    `UserCodeException` inside a `RayTaskError`): our own error is found in the chain, or else
-    the original exception's line in the remote traceback."""
+def _our_error(exc: BaseException) -> LlamarayError | None:
+    """The platform's own error in the chain of causes, if one is there."""
     seen: list[BaseException] = []
     current: BaseException | None = exc
     while current is not None and current not in seen:
         if isinstance(current, LlamarayError):
-            return f"{current.param}: {current.message}" if current.param else current.message
+            return current
         seen.append(current)
         cause = getattr(current, "cause", None)
         current = cause if isinstance(cause, BaseException) else (current.__cause__ or current.__context__)
+    return None
+
+
+def _reason(exc: BaseException) -> str:
+    """The cause a user can act on. A batch that raised reaches the driver wrapped (Ray Data's
+    `UserCodeException` inside a `RayTaskError`): our own error is found in the chain, or else
+    the original exception's line in the remote traceback."""
+    ours = _our_error(exc)
+    if ours is not None:
+        return f"{ours.param}: {ours.message}" if ours.param else ours.message
     wrappers = ("RayTaskError", "UserCodeException", "ray.exceptions", "ray.data.exceptions")
     lines = [line.strip() for line in str(exc).splitlines()]
     raised = [line for line in lines if re.match(r"^[\w.]+(Error|Exception): ", line) and not line.startswith(wrappers)]

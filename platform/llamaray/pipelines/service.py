@@ -20,7 +20,7 @@ from llamaray.api.synthetic_data_generation import SyntheticDataGenerationReques
 from llamaray.config import PlatformConfig
 from llamaray.datasets.readers import read_rows
 from llamaray.datasets.registry import check_free, claim, registered
-from llamaray.errors import DeadlineExceededError, EngineUnavailableError, NotFoundError
+from llamaray.errors import DeadlineExceededError, EngineUnavailableError, InvalidRequestError, NotFoundError
 from llamaray.inference.adapters import AdapterCatalog
 from llamaray.inference.registry import ModelRegistry
 from llamaray.jobs.control import JobControl
@@ -104,6 +104,8 @@ class DataJobsService:
             self._leaving.add(task := asyncio.get_running_loop().create_task(self.jobs.cancel(job_uuid)))
             task.add_done_callback(self._leaving.discard)
             raise
+        if record["status"] == "failed" and record.get("request_error_param"):  # the request's fault
+            raise InvalidRequestError(f"batch job {job_uuid} failed: {record['error']}", record["request_error_param"])
         if record["status"] != "completed":
             raise EngineUnavailableError(f"batch job {job_uuid} {record['status']}: {record['error']}")
         dataset = registered(self.store, record["output_dataset_id"])
