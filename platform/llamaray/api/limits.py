@@ -30,6 +30,7 @@ class LimitSettings(BaseModel):
     # Jobs of both families scheduled or running at once; one more is a 429 with Retry-After.
     # Drivers beyond what the cluster can run wait in Ray Jobs' own queue (PENDING) meanwhile.
     max_active_jobs: int = Field(default=16, ge=1)
+    max_log_followers: int = Field(default=32, ge=1)  # streams of one job's log, per gateway replica
     # A post-training job: its Ray Train workers and what each asks for, its length and size.
     max_workers: int = Field(default=64, ge=1)
     max_cpus_per_worker: float = Field(default=256, gt=0)

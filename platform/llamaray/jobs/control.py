@@ -14,6 +14,7 @@ from typing import Any, AsyncIterator, Sequence
 from llamaray.api.jobs import FINAL_STATUSES, JobStatus
 from llamaray.api.limits import current_limits
 from llamaray.errors import EngineUnavailableError, NotFoundError, TooManyRequestsError
+from llamaray.jobs.log_feed import LogFeeds
 from llamaray.jobs.ray_jobs import ENDED, RayJobs
 from llamaray.jobs.tracker import wait_final
 from llamaray.security.ownership import Owners
@@ -28,6 +29,7 @@ class JobControl:
         self.tracker = tracker
         self.ray_jobs = RayJobs(data_dir)
         self.owners = Owners(MetadataStore(Path(data_dir) / "metadata.db"))
+        self.log_feeds = LogFeeds(POLL_S)
 
     def _check_owner(self, job_uuid: str) -> None:
         self.owners.check("job", job_uuid, lambda: NotFoundError(f"job {job_uuid!r} does not exist", "job_uuid"))
@@ -103,17 +105,15 @@ class JobControl:
         return self.owners.only_visible("job", await self.tracker.jobs.remote(), lambda r: r["job_uuid"])
 
     async def follow_logs(self, job_uuid: str) -> AsyncIterator[list[str]]:
-        """The log so far, then each new batch of lines, until the job has ended."""
-        read = 0
-        while True:
-            ended = (await self.record(job_uuid))["status"] in FINAL_STATUSES
-            lines = await self.logs(job_uuid, read)
-            if lines:
-                read += len(lines)
-                yield lines
-            if ended:
-                return
-            await asyncio.sleep(POLL_S)
+        """The log so far, then each new batch of lines, until the job has ended; one poller per
+        job for all its followers here (`LogFeeds`)."""
+        self._check_owner(job_uuid)
+
+        async def poll(start: int) -> tuple[list[str], bool]:
+            ended = (await self._reconciled(job_uuid))["status"] in FINAL_STATUSES
+            return await self.tracker.logs.remote(job_uuid, start), ended
+
+        return self.log_feeds.follow(job_uuid, poll)
 
     async def wait(self, job_uuid: str) -> dict[str, Any]:
         """The job's record once it has ended."""

@@ -64,12 +64,12 @@ class PostTrainingService:
 
     async def follow_training_job_logs(self, job_uuid: str) -> AsyncIterator[PostTrainingJobLogStream]:
         """The log so far, then each new batch of lines, until the job has ended."""
-        await self.jobs.record(job_uuid)  # a 404 before the stream starts
-        return self._follow(job_uuid)
+        await self.jobs.record(job_uuid)  # a 404 (or a 429) before the stream starts
+        return self._follow(job_uuid, await self.jobs.follow_logs(job_uuid))
 
-    async def _follow(self, job_uuid: str) -> AsyncIterator[PostTrainingJobLogStream]:
-        async for lines in self.jobs.follow_logs(job_uuid):
-            yield PostTrainingJobLogStream(job_uuid=job_uuid, log_lines=lines)
+    async def _follow(self, job_uuid: str, lines: AsyncIterator[list[str]]) -> AsyncIterator[PostTrainingJobLogStream]:
+        async for batch in lines:
+            yield PostTrainingJobLogStream(job_uuid=job_uuid, log_lines=batch)
 
     async def cancel_training_job(self, job_uuid: str) -> None:
         await self.jobs.cancel(job_uuid)
