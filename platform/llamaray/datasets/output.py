@@ -1,14 +1,16 @@
 """A data job's output: written beside its final name, registered only when the job succeeded.
 
-Rows go to `<data_dir>/datasets/<id>.<format>.partial` as they come out of the pipeline; the
-file is renamed and the dataset registered in one step at the end, and removed on any failure,
-so a failed or stopped job never leaves a dataset (or half of one) that training could read.
+Rows go to `<data_dir>/datasets/<id>.<format>.<writer>.partial` as they come out of the
+pipeline (a file of this writer's own: two jobs naming one output never share it); the file is
+linked to its final name and the dataset registered at the end, and removed on any failure, so a
+failed or stopped job never leaves a dataset (or half of one) that training could read.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ class DatasetOutput:
         self.path = root / f"{dataset_id}.{output_format}"
         if self.path.resolve().parent != root:  # the API's alphabet already keeps ids to names
             raise InvalidRequestError(f"{dataset_id!r} is not a dataset name", "output_dataset_id")
-        self.partial = self.path.with_name(self.path.name + ".partial")
+        self.partial = self.path.with_name(f"{self.path.name}.{uuid.uuid4().hex[:12]}.partial")
         self.partial.parent.mkdir(parents=True, exist_ok=True)
         self.num_rows = 0
         self._jsonl = self.partial.open("w") if output_format == "jsonl" else None
@@ -49,9 +51,18 @@ class DatasetOutput:
             import pyarrow.parquet as pq
 
             pq.write_table(pa.Table.from_pylist(self._rows), self.partial)
-        os.replace(self.partial, self.path)
+        try:  # the final name, only if no other job's output has it
+            os.link(self.partial, self.path)
+            self.partial.unlink()
+        except FileExistsError:  # left by a job that died before registering it: not a dataset
+            check_free(store, self.dataset_id)
+            os.replace(self.partial, self.path)
         dataset = Dataset(columns=columns, content_url=self.path.resolve().as_uri(), metadata=metadata)
-        register(store, self.dataset_id, dataset, self.num_rows, "output_dataset_id")
+        try:
+            register(store, self.dataset_id, dataset, self.num_rows, "output_dataset_id")
+        except BaseException:
+            self.path.unlink(missing_ok=True)
+            raise
         return dataset
 
     def discard(self) -> None:

@@ -10,12 +10,13 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import urllib.parse
 from pathlib import Path
 
 from llamaray.api.datasets import CreateDatasetRequest, Dataset
 from llamaray.config import OutboundSettings
 from llamaray.datasets.readers import parse_payload, read_payload
-from llamaray.datasets.registry import check_columns, claim, register, registered, unregister
+from llamaray.datasets.registry import KIND, check_columns, claim, register, registered, unregister
 from llamaray.store.metadata import MetadataStore
 
 
@@ -23,7 +24,8 @@ class DatasetsService:
     def __init__(self, store: MetadataStore, roots: list[Path], data_dir: Path, outbound: OutboundSettings) -> None:
         self.store = store
         self.roots = roots
-        self.fetched_dir = data_dir / "datasets" / "fetched"
+        self.owned_dir = data_dir / "datasets"  # files the platform wrote: job outputs, fetched copies
+        self.fetched_dir = self.owned_dir / "fetched"
         self.outbound = outbound
 
     async def create_dataset(self, request: CreateDatasetRequest) -> None:
@@ -56,4 +58,18 @@ class DatasetsService:
         return await asyncio.to_thread(registered, self.store, dataset_id)
 
     async def delete_dataset(self, dataset_id: str) -> None:
-        await asyncio.to_thread(unregister, self.store, dataset_id)
+        """Unregisters the dataset and removes the file the platform wrote for it (a job's output,
+        a fetched copy no other dataset names); a file the user named stays theirs."""
+        await asyncio.to_thread(self._delete, dataset_id)
+
+    def _delete(self, dataset_id: str) -> None:
+        url = registered(self.store, dataset_id).content_url
+        unregister(self.store, dataset_id)
+        if not url.startswith("file://"):
+            return
+        path = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path)).resolve()
+        if not path.is_relative_to(self.owned_dir.resolve()):
+            return
+        if any(record["dataset"]["content_url"] == url for _, record in self.store.list(KIND)):
+            return  # the same fetched bytes, registered under another id too
+        path.unlink(missing_ok=True)
