@@ -85,6 +85,10 @@ class MilvusIndex:
             s, index = schema(False)
             self.client.create_collection(name, schema=s, index_params=index)
 
+    def collections(self) -> list[str]:
+        """The collections of memory banks in this Milvus (`bank_...`), whoever made them."""
+        return [name for name in self.client.list_collections() if name.startswith("bank_")]
+
     def drop(self, name: str) -> None:
         self._loaded.discard(name)
         if self.client.has_collection(name):
@@ -97,6 +101,8 @@ class MilvusIndex:
 
     def delete_documents(self, name: str, document_uuids: list[str], versions: str = "") -> None:
         """Deletes the documents' chunks; `versions` narrows it (`== 7`: one write, `!= 7`: all others)."""
+        if not document_uuids:
+            return
         expression = f"document_uuid in [{', '.join(map(quote, document_uuids))}]"
         if versions:
             expression += f" and version {versions}"

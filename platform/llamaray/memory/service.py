@@ -4,6 +4,14 @@ Banks and documents (their bytes, metadata and type) are kept in the metadata st
 holds the chunks. A write is checked whole first (every document decodes, is within size, is
 new or known as the route needs), then embedded, then written: a bad document or a failed
 embedding leaves nothing behind, and a failed index write is undone before the error returns.
+
+A write crosses two stores, so it is all-or-nothing after a crash at any point too: the bank's
+record first notes the write it is about to make (`pending`: its version, reserved for good, and
+its documents), then the chunks go into Milvus, then one SQLite transaction commits the bank's
+version with the documents' records; what is left to clean after the commit (an update's old
+chunks, a delete's chunks) is noted in the same transaction (`cleanup`). `recover()`, run when
+the memory server starts, rolls back a pending write's chunks, finishes any cleanup and drops
+the collections of banks that were never created or were dropped.
 """
 
 from __future__ import annotations
@@ -69,15 +77,16 @@ class MemoryService:
             rows = await self._rows(documents, version=1, sizes=sizes)
             name = collection_name(bank_uuid)
             dimension = len(rows[0]["vector"]) if rows else len((await self.embed(["dimension"]))[0])
+            await asyncio.to_thread(self.index.drop, name)  # a create that crashed before its commit
             await asyncio.to_thread(self.index.create, name, dimension)
             try:
                 await asyncio.to_thread(self.index.insert, name, rows)
-                record = {"name": bank_name, "collection": name, "version": 1, "chunking": sizes}
-                await asyncio.to_thread(self.store.create, BANK_KIND, bank_uuid, record)
+                bank = {"name": bank_name, "collection": name, "version": 1, "next_version": 2, "chunking": sizes}
+                commit = [(BANK_KIND, bank_uuid, bank), *self._document_records(bank_uuid, documents, 1)]
+                await asyncio.to_thread(self.store.write_many, commit)  # the bank exists from here
             except Exception:
                 await asyncio.to_thread(self.index.drop, name)
                 raise
-            await asyncio.to_thread(self._store_documents, bank_uuid, documents)
 
     async def get_memory_banks(self) -> list[MemoryBank]:
         banks = await asyncio.to_thread(self.store.list, BANK_KIND)
@@ -86,14 +95,13 @@ class MemoryService:
     async def remove_memory_bank(self, bank_uuid: str) -> str:
         async with self._lock:
             bank = await self._bank(bank_uuid)
-            await asyncio.to_thread(self.index.drop, bank["collection"])
-            await asyncio.to_thread(self._forget_bank, bank_uuid)
+            await asyncio.to_thread(self._forget_bank, bank_uuid)  # gone for everyone from here
+            await asyncio.to_thread(self.index.drop, bank["collection"])  # or at recovery
         return bank_uuid
 
     def _forget_bank(self, bank_uuid: str) -> None:
-        for key, _ in self.store.list(document_kind(bank_uuid)):
-            self.store.delete(document_kind(bank_uuid), key)
-        self.store.delete(BANK_KIND, bank_uuid)
+        documents = [(document_kind(bank_uuid), key) for key, _ in self.store.list(document_kind(bank_uuid))]
+        self.store.write_many(deletes=[*documents, (BANK_KIND, bank_uuid)])
 
     async def post_insert_memory_documents(self, bank_uuid: str, documents: list[MemoryBankDocument]) -> None:
         async with self._lock:
@@ -127,9 +135,11 @@ class MemoryService:
         async with self._lock:
             bank = await self._bank(bank_uuid)
             await self._known(bank_uuid, document_uuids, "document_uuids[{i}]")
-            await asyncio.to_thread(self.index.delete_documents, bank["collection"], document_uuids)
-            for uuid in document_uuids:
-                await asyncio.to_thread(self.store.delete, document_kind(bank_uuid), uuid)
+            cleanup = {"documents": list(document_uuids), "except_version": None}
+            commit = [(BANK_KIND, bank_uuid, {**bank, "cleanup": cleanup})]
+            deletes = [(document_kind(bank_uuid), uuid) for uuid in document_uuids]
+            await asyncio.to_thread(self.store.write_many, commit, deletes)  # gone from here
+            await self._clean(bank_uuid, {**bank, "cleanup": cleanup})
 
     async def query_memory_bank(self, request: QueryMemoryBankRequest) -> QueryMemoryBankResponse:
         bank = await self._bank(request.bank_uuid)
@@ -145,18 +155,54 @@ class MemoryService:
     async def _write(
         self, bank_uuid: str, bank: dict[str, Any], documents: list[MemoryBankDocument], replace: bool = False
     ) -> None:
-        version = bank["version"] + 1
+        version = bank.get("next_version", bank["version"] + 1)  # never one a crashed write used
+        uuids = [d.uuid for d in documents]
         rows = await self._rows(documents, version, bank.get("chunking") or self._chunking({}))
         name = bank["collection"]
+        bank = {**bank, "next_version": version + 1}
+        pending = {**bank, "pending": {"version": version, "documents": uuids}}
+        await asyncio.to_thread(self.store.put, BANK_KIND, bank_uuid, pending)
         try:
             await asyncio.to_thread(self.index.insert, name, rows)
         except Exception:  # undo this write's chunks; the documents' earlier chunks stay
-            await asyncio.to_thread(self.index.delete_documents, name, [d.uuid for d in documents], f"== {version}")
+            await asyncio.to_thread(self.index.delete_documents, name, uuids, f"== {version}")
+            await asyncio.to_thread(self.store.put, BANK_KIND, bank_uuid, bank)
             raise
-        if replace:  # the new version is in: the old chunks of these documents go
-            await asyncio.to_thread(self.index.delete_documents, name, [d.uuid for d in documents], f"!= {version}")
-        await asyncio.to_thread(self.store.put, BANK_KIND, bank_uuid, {**bank, "version": version})
-        await asyncio.to_thread(self._store_documents, bank_uuid, documents)
+        # An update's old chunks go once the new ones are committed.
+        cleanup = {"documents": uuids, "except_version": version} if replace else None
+        committed = {**bank, "version": version, "cleanup": cleanup}
+        commit = [(BANK_KIND, bank_uuid, committed), *self._document_records(bank_uuid, documents, version)]
+        await asyncio.to_thread(self.store.write_many, commit)
+        await self._clean(bank_uuid, committed)
+
+    async def _clean(self, bank_uuid: str, bank: dict[str, Any]) -> None:
+        await asyncio.to_thread(self._clean_now, bank_uuid, bank)
+
+    def _clean_now(self, bank_uuid: str, bank: dict[str, Any]) -> None:
+        """The chunks a committed write left to delete, then the note of them."""
+        cleanup = bank.get("cleanup")
+        if cleanup:
+            keep = cleanup.get("except_version")
+            versions = f"!= {keep}" if keep is not None else ""
+            self.index.delete_documents(bank["collection"], cleanup["documents"], versions)
+        self.store.put(BANK_KIND, bank_uuid, {**bank, "cleanup": None})
+
+    def recover(self) -> None:
+        """After a crash: each bank's pending write rolled back, its cleanup finished, and the
+        collections no bank owns dropped. Run before the server takes requests (one writer)."""
+        owned = set()
+        for bank_uuid, bank in self.store.list(BANK_KIND):
+            owned.add(bank["collection"])
+            pending = bank.get("pending")
+            if pending:
+                self.index.delete_documents(bank["collection"], pending["documents"], f"== {pending['version']}")
+                bank = {**bank, "pending": None}
+                self.store.put(BANK_KIND, bank_uuid, bank)
+            if bank.get("cleanup"):
+                self._clean_now(bank_uuid, bank)
+        for name in self.index.collections():
+            if name not in owned:
+                self.index.drop(name)
 
     def _chunking(self, asked: dict[str, int]) -> dict[str, int]:
         size = asked.get("chunk_size_tokens") or self.settings.chunk_size_tokens
@@ -225,15 +271,23 @@ class MemoryService:
             pieces += [(document, chunk.index, chunk.text) for chunk in chunks]
         return pieces
 
-    def _store_documents(self, bank_uuid: str, documents: list[MemoryBankDocument]) -> None:
-        for document in documents:
-            record = {
-                "content": base64.b64encode(document.content).decode(),
-                "metadata": document.metadata,
-                "mime_type": document.mime_type,
-                "stored_at": time.time(),
-            }
-            self.store.put(document_kind(bank_uuid), document.uuid, record)
+    def _document_records(
+        self, bank_uuid: str, documents: list[MemoryBankDocument], version: int
+    ) -> list[tuple[str, str, dict[str, Any]]]:
+        return [
+            (
+                document_kind(bank_uuid),
+                document.uuid,
+                {
+                    "content": base64.b64encode(document.content).decode(),
+                    "metadata": document.metadata,
+                    "mime_type": document.mime_type,
+                    "version": version,
+                    "stored_at": time.time(),
+                },
+            )
+            for document in documents
+        ]
 
     async def _bank(self, bank_uuid: str) -> dict[str, Any]:
         try:

@@ -39,5 +39,7 @@ class MemoryServer:
             embed,
             memory,
         )
+        if memory.memory_replicas == 1:  # the only writer: what a crash left half done is ours to finish
+            self.service.recover()
         for name in protocol_methods(MemoryBanks):  # Serve finds a handle's method by name here
             setattr(self, name, getattr(self.service, name))

@@ -74,6 +74,18 @@ class MetadataStore:
                 (kind, key, json.dumps(value), now, now),
             )
 
+    def write_many(self, puts: list[tuple[str, str, dict[str, Any]]] = (), deletes: list[tuple[str, str]] = ()) -> None:
+        """Several records written and deleted in one transaction: all of them, or none after a
+        crash (a memory bank's commit: its version and its documents together)."""
+        now = time.time()
+        with self._connect() as db:
+            db.executemany(
+                "INSERT INTO records (kind, key, value, created_at, updated_at) VALUES (?, ?, ?, ?, ?) "
+                "ON CONFLICT (kind, key) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                [(kind, key, json.dumps(value), now, now) for kind, key, value in puts],
+            )
+            db.executemany("DELETE FROM records WHERE kind = ? AND key = ?", list(deletes))
+
     def get(self, kind: str, key: str) -> dict[str, Any]:
         with self._connect() as db:
             row = db.execute("SELECT value FROM records WHERE kind = ? AND key = ?", (kind, key)).fetchone()
