@@ -93,14 +93,17 @@ class RequestGuard:
                 return
         body = chunks[0] if len(chunks) == 1 else b"".join(chunks)
         # A large body is scanned (and, if suspect, parsed) off the event loop: about 1 ms a MB.
-        large = len(body) > INLINE_SCAN_BYTES
-        if await asyncio.to_thread(_suspect, body) if large else _suspect(body):
-            field = await asyncio.to_thread(_bad_field_name, body) if large else _bad_field_name(body)
-            if field is not None:
-                message = f"{field}: not text (a lone UTF-16 surrogate) or not a JSON number (NaN, Infinity)"
-                await _answer(send, 422, message, field)
-                return
+        field = await asyncio.to_thread(_bad_field, body) if len(body) > INLINE_SCAN_BYTES else _bad_field(body)
+        if field is not None:
+            message = f"{field}: not text (a lone UTF-16 surrogate) or not a JSON number (NaN, Infinity)"
+            await _answer(send, 422, message, field)
+            return
         await self.app(scope, _replay(body, receive), send)
+
+
+def _bad_field(body: bytes) -> str | None:
+    """The field of `body` that is not text or not a JSON number, if a quick scan suspects one."""
+    return _bad_field_name(body) if _suspect(body) else None
 
 
 def _bad_field_name(body: bytes) -> str | None:
