@@ -82,9 +82,7 @@ def run(kind: str, request, platform: PlatformConfig, tracker) -> int:
         stopped = isinstance(exc, (Stopped, KeyboardInterrupt))
         status = JobStatus.cancelled if stopped else JobStatus.failed
         reason = None if stopped else _reason(exc)
-        ours = _our_error(exc)
-        param = (ours.param or "request") if ours is not None and ours.status_code < 500 else None
-        ray.get(tracker.finish.remote(job_uuid, status.value, reason, param))
+        ray.get(tracker.finish.remote(job_uuid, status.value, reason, None if stopped else _request_error_param(exc)))
         if reason:
             print(traceback.format_exc(), file=sys.stderr)
         return 0 if stopped else 1
@@ -231,6 +229,20 @@ def _our_error(exc: BaseException) -> LlamarayError | None:
         cause = getattr(current, "cause", None)
         current = cause if isinstance(cause, BaseException) else (current.__cause__ or current.__context__)
     return None
+
+
+# A request's own error, as the remote traceback of a batch names it once Ray Data has wrapped
+# it (the exception object itself does not survive the trip).
+REQUEST_ERROR_LINE = re.compile(r"^\s*(?:llamaray\.errors\.)?(?:InvalidRequestError|NotFoundError): ", re.MULTILINE)
+
+
+def _request_error_param(exc: BaseException) -> str | None:
+    """The field to name when the request, not the platform, made the job fail ("request" when
+    only the traceback says so); None for any other failure."""
+    ours = _our_error(exc)
+    if ours is not None:
+        return (ours.param or "request") if ours.status_code < 500 else None
+    return "request" if REQUEST_ERROR_LINE.search(str(exc)) else None
 
 
 def _reason(exc: BaseException) -> str:

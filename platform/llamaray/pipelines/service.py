@@ -105,7 +105,10 @@ class DataJobsService:
             task.add_done_callback(self._leaving.discard)
             raise
         if record["status"] == "failed" and record.get("request_error_param"):  # the request's fault
-            raise InvalidRequestError(f"batch job {job_uuid} failed: {record['error']}", record["request_error_param"])
+            param = record["request_error_param"]
+            if param == "request":  # the job could not tell which: the prompts it was given
+                param = next(f for f in ("content_batch", "batch_dialogs", "dataset_id") if getattr(request, f))
+            raise InvalidRequestError(f"batch job {job_uuid} failed: {record['error']}", param)
         if record["status"] != "completed":
             raise EngineUnavailableError(f"batch job {job_uuid} {record['status']}: {record['error']}")
         dataset = registered(self.store, record["output_dataset_id"])
