@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.integration.conftest import MODEL_ID
+from tests.integration.test_memory_banks_http import pdf_file
 
 DRIP_S = 12  # how long the slow host takes to send its dataset
 
@@ -53,15 +54,7 @@ def drawing_pdf(megabytes: int) -> bytes:
         b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] /Contents 4 0 R >>",
         b"<< /Length %d >>\nstream\n%s\nendstream" % (len(stream), stream),
     ]
-    out, offsets = bytearray(b"%PDF-1.4\n"), []
-    for number, body in enumerate(objects, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(objects) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (len(objects) + 1, xref)
-    return bytes(out)
+    return pdf_file(objects)
 
 
 def test_health_stays_fast_while_slow_work_is_in_flight(platform_url, slow_host):
