@@ -88,4 +88,3 @@ def not_above(setting: str) -> AfterValidator:
 
 
 Seed = Annotated[int, Field(ge=INT64_MIN, le=INT64_MAX)]
-TokenCount = Annotated[int, Field(ge=0, le=INT32_MAX)]  # max_tokens, min_tokens, top_k and the like
