@@ -62,8 +62,9 @@ def test_health_stays_fast_while_slow_work_is_in_flight(platform_url, slow_host)
     pdf = base64.b64encode(drawing_pdf(10)).decode()
     document = {"uuid": "drawing", "content": pdf, "mime_type": "application/pdf"}
     long_prompt = "word " * 900  # about 1,800 tokens of the 2,048 the tiny model reads
+    huge_prompt = "word " * 200_000  # 1 MB: tokenised (off the replica's loop), then refused as too long
 
-    with httpx.Client(base_url=platform_url, timeout=180) as client, ThreadPoolExecutor(3) as pool:
+    with httpx.Client(base_url=platform_url, timeout=180) as client, ThreadPoolExecutor(4) as pool:
         started = time.monotonic()
         slow = [
             pool.submit(
@@ -82,21 +83,33 @@ def test_health_stays_fast_while_slow_work_is_in_flight(platform_url, slow_host)
                 "/inference/completion",
                 json={"model": MODEL_ID, "content": long_prompt, "max_tokens": 1},
             ),
+            pool.submit(
+                client.post,
+                "/inference/completion",
+                json={"model": MODEL_ID, "content": huge_prompt, "max_tokens": 1},
+            ),
         ]
-        latencies = []
+        latencies, ready = [], []
         while not all(f.done() for f in slow) and time.monotonic() - started < 150:
             asked = time.monotonic()
             assert client.get("/health").status_code == 200
             latencies.append(time.monotonic() - asked)
+            asked = time.monotonic()
+            client.get("/ready")  # reaches each engine replica's loop: a prefill being tokenised there
+            ready.append(time.monotonic() - asked)
             time.sleep(0.2)
         answers = [f.result() for f in slow]
     assert answers[0].status_code == 200, answers[0].text  # the dataset arrived, slowly
     assert time.monotonic() - started >= DRIP_S
     assert answers[1].status_code == 400 and "no text" in answers[1].json()["error"]["message"]
     assert answers[2].status_code == 200, answers[2].text
+    assert answers[3].status_code == 400 and answers[3].json()["error"]["param"] == "content", answers[3].text
     latencies.sort()
+    ready.sort()
     print(
         f"\n/health while busy: {len(latencies)} asks, median {latencies[len(latencies) // 2] * 1000:.0f} ms, "
-        f"max {latencies[-1] * 1000:.0f} ms"
+        f"max {latencies[-1] * 1000:.0f} ms; /ready median {ready[len(ready) // 2] * 1000:.0f} ms, "
+        f"max {ready[-1] * 1000:.0f} ms"
     )
     assert latencies[-1] < 2.5, latencies[-5:]
+    assert ready[-1] < 2.5, ready[-5:]  # the engine replicas answer too: a 1 MB prompt is tokenised off their loop

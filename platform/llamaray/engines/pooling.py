@@ -20,7 +20,7 @@ import uuid
 from typing import Any, Protocol
 
 from llamaray.config import ModelConfig
-from llamaray.engines.protocol import Conversation
+from llamaray.engines.protocol import LONG_TEXT_CHARS, Conversation
 from llamaray.engines.vllm_args import set_engine_environment, vllm_engine_args
 from llamaray.errors import InvalidRequestError
 
@@ -70,13 +70,20 @@ class PoolingEngine:
         return ids
 
     async def score(self, conversations: list[Conversation]) -> list[float]:
-        return [row[0] for row in await self.backend.logits([self.encode(c) for c in conversations])]
+        if sum(len(turn["content"]) for c in conversations for turn in c) > LONG_TEXT_CHARS:
+            ids = await asyncio.to_thread(lambda: [self.encode(c) for c in conversations])
+        else:
+            ids = [self.encode(c) for c in conversations]
+        return [row[0] for row in await self.backend.logits(ids)]
 
     async def classify(self, texts: list[str]) -> list[dict[str, float]]:
         """Each text's probability per label. A text longer than the model reads is cut into
         windows and each label takes its highest probability over them, as Meta advises for
         Prompt Guard: an injection anywhere in a long document is still found."""
-        windows = [self._windows(text) for text in texts]
+        if sum(len(text) for text in texts) > LONG_TEXT_CHARS:
+            windows = await asyncio.to_thread(lambda: [self._windows(text) for text in texts])
+        else:
+            windows = [self._windows(text) for text in texts]
         rows = await self.backend.logits([ids for text_windows in windows for ids in text_windows])
         answers, start = [], 0
         for text_windows in windows:

@@ -14,6 +14,11 @@ from typing import Any, AsyncIterator, Protocol
 
 Conversation = list[dict[str, str]]  # chat-template turns [{"role": ..., "content": ...}]
 
+# A text longer than this is tokenised in a thread: a 100k-character prefill takes tens of
+# milliseconds, which on a replica's event loop would stall every stream it serves and its health
+# check (the tokenizers release the GIL). Shorter ones cost less than the hop to a thread.
+LONG_TEXT_CHARS = 16_384
+
 
 @dataclass
 class GenerationParams:

@@ -13,7 +13,7 @@ import time
 from typing import Any, AsyncIterator
 
 from llamaray.config import ModelConfig
-from llamaray.engines.protocol import EngineOutput, EngineRequest, SequenceDelta
+from llamaray.engines.protocol import LONG_TEXT_CHARS, EngineOutput, EngineRequest, SequenceDelta
 from llamaray.engines.vllm_args import vllm_engine_args
 from llamaray.engines.vllm_requests import lora_request, sampling_params, sequence_delta, tokens_prompt
 from llamaray.errors import EngineUnavailableError, InvalidRequestError
@@ -50,7 +50,10 @@ class VLLMEngine:
         """
         from vllm.exceptions import VLLMClientError
 
-        prompt, prompt_tokens = tokens_prompt(self.tokenizer, request)
+        if len(request.prompt) > LONG_TEXT_CHARS:
+            prompt, prompt_tokens = await asyncio.to_thread(tokens_prompt, self.tokenizer, request)
+        else:
+            prompt, prompt_tokens = tokens_prompt(self.tokenizer, request)
         sampling = sampling_params(request, prompt_tokens, self.max_model_len, self.tokenizer)
         if self.engine.errored:
             raise EngineUnavailableError(f"the engine of {self.model.model_id} is down; its replica is being replaced")
