@@ -31,6 +31,9 @@ endif
 	# The code interpreter's sandbox: bubblewrap, from Debian (prlimit is in util-linux).
 	command -v bwrap >/dev/null || $(SUDO) apt-get install -y -q bubblewrap \
 		|| { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q bubblewrap; }
+	# PostgreSQL, for the metadata store's tests on a real server (a cluster's metadata_url).
+	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || $(SUDO) apt-get install -y -q postgresql \
+		|| { $(SUDO) apt-get update -q && $(SUDO) apt-get install -y -q postgresql; }
 	$(BIN)/python -c "import vllm, ray, transformers, torch; print('installed: vllm', vllm.__version__, '| ray', ray.__version__, '| torch', torch.__version__)"
 	touch $(STAMP)
 

@@ -169,6 +169,7 @@ def main() -> None:
         import ray
 
         from llamaray.jobs.tracker import tracker_actor
+        from llamaray.store.metadata import MetadataStore
         from llamaray.training.service import PostTrainingService
 
         ray.init(
@@ -179,7 +180,8 @@ def main() -> None:
             log_to_driver=False,
         )
         tracker = tracker_actor(platform.model_dump())
-        service = PostTrainingService(platform, tracker)
+        store = MetadataStore.of_platform(platform.data_dir, platform.metadata_url)
+        service = PostTrainingService(platform, tracker, store)
         for workers in (1, 2):
             results[f"Ray Train, {workers} worker{'s' * (workers > 1)}"] = bench_job(
                 platform, service, tracker, dataset, args, workers

@@ -18,3 +18,12 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords or "/gpu/" in str(item.fspath):
             item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def postgres_url() -> str:
+    """One real PostgreSQL server for the session; each test takes a fresh database on it."""
+    from tests.servers import postgres_server
+
+    with postgres_server() as url:
+        yield url

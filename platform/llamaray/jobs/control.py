@@ -8,7 +8,6 @@ Ray Job exists, so it can be read (and cancelled) from the moment the route answ
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 from typing import Any, AsyncIterator, Sequence
 
 from llamaray.api.jobs import FINAL_STATUSES, JobStatus
@@ -25,10 +24,10 @@ POLL_S = 0.5
 
 
 class JobControl:
-    def __init__(self, data_dir: str, tracker) -> None:
+    def __init__(self, data_dir: str, tracker, store: MetadataStore) -> None:
         self.tracker = tracker
         self.ray_jobs = RayJobs(data_dir)
-        self.owners = Owners(MetadataStore(Path(data_dir) / "metadata.db"))
+        self.owners = Owners(store)
         self.log_feeds = LogFeeds(POLL_S)
 
     def _check_owner(self, job_uuid: str) -> None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import re
+from pathlib import Path
 from typing import Any
 
 from llamaray.errors import InvalidRequestError
+from llamaray.store.local_disk import require_local_disk
 
 TEXT_MAX = 65535
 KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -35,6 +37,8 @@ class MilvusIndex:
     def __init__(self, uri: str, token: str | None = None) -> None:
         from pymilvus import MilvusClient
 
+        if "://" not in uri:  # Milvus Lite: a file, which only a local disk keeps safe
+            require_local_disk(Path(uri).parent, "Milvus Lite's database")
         self.client = MilvusClient(uri=uri, token=token or "")
         self.full_text = True  # BM25; probed when the first collection is made
         self._loaded: set[str] = set()

@@ -29,7 +29,7 @@ from llamaray.datasets.output import DatasetOutput
 from llamaray.errors import LlamarayError
 from llamaray.inference.adapters import AdapterCatalog
 from llamaray.inference.service import chat_response, completion_response
-from llamaray.jobs.driver import Stopped, start_driver
+from llamaray.jobs.driver import Stopped, driver_exit, start_driver
 from llamaray.jobs.tracker import TrackerRecords
 from llamaray.pipelines import inputs, pipeline
 from llamaray.pipelines.sdg import Statistics
@@ -56,14 +56,14 @@ def main(kind: Literal["sdg", "batch"], argv: list[str] | None = None) -> int:
     started = start_driver(kind, argv, REQUESTS[kind], _what)
     if isinstance(started, int):
         return started
-    return run(kind, started.request, started.platform, started.tracker)
+    return driver_exit(started, run(kind, started.request, started.platform, started.tracker))
 
 
 def run(kind: str, request, platform: PlatformConfig, tracker) -> int:
     import ray
 
     job_uuid = request.job_uuid
-    store = MetadataStore(Path(platform.data_dir) / "metadata.db")
+    store = MetadataStore.of_platform(platform.data_dir, platform.metadata_url)
     output = None
     try:
         dataset_id = request.output_dataset_id or job_uuid

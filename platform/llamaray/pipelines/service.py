@@ -40,7 +40,7 @@ class DataJobsService:
         self.platform = platform
         self.store = store
         self.adapters = adapters
-        self.jobs = JobControl(platform.data_dir, tracker)
+        self.jobs = JobControl(platform.data_dir, tracker, store)
         self._leaving: set[asyncio.Task] = set()  # cancels of jobs whose client left, held till done
 
     async def submit(

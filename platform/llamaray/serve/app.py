@@ -63,7 +63,7 @@ def build_app(args: dict[str, Any]) -> Application:
             ray_actor_options={"num_cpus": 0},
             logging_config={"enable_access_log": config.access_log},
         )
-        .bind(config.data_dir, memory.model_dump(), embedder)
+        .bind(config.data_dir, config.metadata_url, memory.model_dump(), embedder)
     )
     gateway = config.gateway
     return Gateway.options(

@@ -68,7 +68,7 @@ class ModelDeployer:
 
         self.platform = PlatformConfig.model_validate(platform)
         self.chat = {m.model_id: m for m in self.platform.models if m.kind == "chat"}
-        self.store = MetadataStore(Path(self.platform.data_dir) / "metadata.db")
+        self.store = MetadataStore.of_platform(self.platform.data_dir, self.platform.metadata_url)
         self.tracker = tracker_actor(platform)
         self.lock = threading.Lock()
         self._mark_down()

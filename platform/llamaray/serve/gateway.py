@@ -128,7 +128,7 @@ class Gateway:
         access = AccessPolicy(platform.security)
         access.check_binding(serve_http_host())  # before anything starts: refuse to serve open
         metrics = GatewayMetrics()
-        store = MetadataStore(Path(platform.data_dir) / "metadata.db")
+        store = MetadataStore.of_platform(platform.data_dir, platform.metadata_url)
         tracker = tracker_actor(platform.model_dump())
         tracker.configure.remote(platform.model_dump())  # a tracker from an earlier platform takes this one's
         embedding_ids = model_ids(platform.memory.embedding_model)
@@ -147,7 +147,7 @@ class Gateway:
                 openai=OpenAIService(registry, embedding_ids, Path(platform.data_dir)),
                 models=PlatformModels(adapters, deployed),
                 datasets=DatasetsService(store, roots, Path(platform.data_dir), platform.outbound),
-                post_training=PostTrainingService(platform, tracker),
+                post_training=PostTrainingService(platform, tracker, store),
                 memory=memory_banks,
                 embeddings=EmbeddingsClient(embedder, platform.memory.embedding_model),
                 reward_scoring=RewardScoringService(registry),

@@ -20,7 +20,7 @@ from llamaray.store.metadata import MetadataStore
 
 
 class MemoryServer:
-    def __init__(self, data_dir: str, settings: dict[str, Any], embedder) -> None:
+    def __init__(self, data_dir: str, metadata_url: str | None, settings: dict[str, Any], embedder) -> None:
         from transformers import AutoTokenizer
 
         from llamaray.memory.embeddings import model_path
@@ -33,7 +33,7 @@ class MemoryServer:
             return await self.embedder.embed.remote(texts)
 
         self.service = MemoryService(
-            MetadataStore(Path(data_dir) / "metadata.db"),
+            MetadataStore.of_platform(data_dir, metadata_url),
             MilvusIndex(uri, memory.milvus_token),
             AutoTokenizer.from_pretrained(model_path(memory.embedding_model)),
             embed,
