@@ -151,6 +151,23 @@ class TrainingSettings(Settings):
     seed: int = 42
 
 
+class RetentionSettings(Settings):
+    """How long what jobs leave behind is kept (`llamaray.jobs.retention`). An ended job past its
+    time goes whole: its record, log, metrics and owner, its directory under the data dir (config,
+    checkpoints, trainer state) and Ray Train's run directory."""
+
+    ended_job_days: float | None = Field(default=30, gt=0)  # after the job ended; None: kept
+    max_ended_jobs: int | None = Field(default=1000, ge=0)  # beyond this many ended jobs, the oldest go
+    # A completed training job's adapter may be served (`/v1/models` lists it): kept however old.
+    keep_completed_training_jobs: bool = True
+    # Per training job, the latest N checkpoints (Ray Train's `num_to_keep`); None: all of them.
+    checkpoints_to_keep: int | None = Field(default=None, ge=1)
+    # A data job's output dataset goes with the job (record and file); by default it stays,
+    # registered, until `/datasets/delete`, which removes the file the job wrote.
+    delete_output_datasets: bool = False
+    interval_s: float = Field(default=3600, gt=0)  # how often the tracker looks (and when a job ends)
+
+
 class MemorySettings(Settings):
     """Memory banks: where Milvus is, which model embeds, how documents are cut."""
 
@@ -272,6 +289,9 @@ class SecuritySettings(Settings):
 
 class PlatformConfig(Settings):
     data_dir: str = ".llamaray"
+    # The metadata store: None, SQLite in the data dir (one node); a `postgresql://` URL for a
+    # cluster, where gateways and drivers on several nodes write at once (SQLite on NFS is unsafe).
+    metadata_url: str | None = Field(default=None, pattern=r"^postgres(ql)?://")
     # Directories whose files a dataset's file:// URL may name; the data dir is always one.
     dataset_roots: list[str] = Field(default_factory=list)
     access_log: bool = False  # Serve's per-request log line; it costs throughput on small cores
@@ -284,6 +304,7 @@ class PlatformConfig(Settings):
     outbound: OutboundSettings = Field(default_factory=OutboundSettings)
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
 
     @model_validator(mode="after")
     def _unique_ids(self) -> "PlatformConfig":

@@ -14,7 +14,7 @@ from llamaray.api.synthetic_data_generation import FilteringFunction
 from llamaray.pipelines.filters import keep
 
 from .conftest import MODEL_ID, PROMPTS, REWARD_MODEL_ID, ray_job_submit
-from .test_post_training_http import sft_request, wait_until_final
+from .test_post_training_http import ray_job_status, sft_request, wait_until_final
 
 
 def user(text: str) -> dict:
@@ -195,6 +195,7 @@ def test_cancelling_an_sdg_job_stops_it_and_registers_nothing(client, cluster):
     assert status["status"] == "cancelled" and status["output_dataset_id"] is None, status
     assert client.get("/datasets/get", params={"dataset_id": "sdg-cancelled"}).status_code == 404
     assert not list(Path(cluster.args["data_dir"], "datasets").glob("sdg-cancelled*"))
+    assert ray_job_status(cluster, "sdg-cancelled") == "STOPPED"  # Ray and the platform agree
     assert client.post("/data_jobs/cancel", params={"job_uuid": "no-such-job"}).status_code == 404
 
 
@@ -273,3 +274,46 @@ def test_a_batch_route_whose_job_fails_on_a_prompt_answers_400(client):
     )
     assert response.status_code == 400, response.text
     assert "tokens" in response.json()["error"]["message"] and response.json()["error"]["param"]
+
+
+def test_jobs_beyond_the_running_limit_queue_and_beyond_the_active_limit_get_429(client, cluster):
+    """`limits.max_running_jobs` (4) running: a real job waits, `scheduled`, its log saying its
+    place; at `limits.max_active_jobs` (16) the next submit is a 429 with Retry-After; when the
+    running ones end, the queued job runs to completion. The jobs holding the slots are records
+    made through the tracker actor, standing for jobs running elsewhere on the cluster."""
+    import time
+
+    import ray
+
+    from llamaray.jobs.tracker import NAME, NAMESPACE
+
+    tracker = ray.get_actor(NAME, namespace=NAMESPACE)
+    holders = [f"slot-holder-{i}" for i in range(16 - 1)]
+    for i, job in enumerate(holders):
+        ray.get(tracker.create.remote(job, "batch", "placeholder", f"elsewhere-{job}", []))
+        if i < 4:
+            assert ray.get(tracker.take_slot.remote(job, 4)) == 0
+            ray.get(tracker.start.remote(job, {}))
+    try:
+        prompts = [user(f"{PROMPTS[i % 4]} ({i})") for i in range(20)]
+        generate(client, prompts=prompts, num_generations=1, job_uuid="sdg-queued", run_as_job=True)
+        deadline = time.monotonic() + 120
+        while not any("place 1 in the queue" in line for line in job_logs(client, "sdg-queued")):
+            assert time.monotonic() < deadline, job_logs(client, "sdg-queued")
+            time.sleep(0.5)
+        assert client.get("/data_jobs/status", params={"job_uuid": "sdg-queued"}).json()["status"] == "scheduled"
+
+        body = {"prompts": prompts, "num_generations": 1, "max_tokens": 8, "run_as_job": True, "job_uuid": "sdg-429"}
+        refused = client.post("/synthetic_data_generation/generate", json=body)
+        assert refused.status_code == 429 and int(refused.headers["Retry-After"]) > 0, refused.text
+        assert "limits.max_active_jobs" in refused.json()["error"]["message"]
+        assert client.get("/data_jobs/status", params={"job_uuid": "sdg-429"}).status_code == 404
+    finally:
+        for job in holders:
+            ray.get(tracker.finish.remote(job, "cancelled"))
+    status = wait_for_data_job(client, "sdg-queued", timeout_s=300)
+    assert status["status"] == "completed", status
+
+
+def job_logs(client: httpx.Client, job_uuid: str) -> list[str]:
+    return client.get("/data_jobs/logs", params={"job_uuid": job_uuid}).json()

@@ -408,7 +408,7 @@ def test_dpo_job_grows_the_chosen_over_rejected_margin(client, datasets, tiny_mo
     assert llama_stack_answer(client, adapter) == greedy_answer(tiny_models / "tiny-llama-chat", checkpoint)
 
 
-def test_cancel_stops_the_job_and_frees_its_workers(client, datasets):
+def test_cancel_stops_the_job_and_frees_its_workers(client, datasets, cluster):
     import ray
 
     def free_cpus() -> float:
@@ -425,6 +425,19 @@ def test_cancel_stops_the_job_and_frees_its_workers(client, datasets):
     while free_cpus() < idle and time.monotonic() - started < 20:
         time.sleep(0.25)
     assert free_cpus() >= idle, f"workers still hold CPUs {time.monotonic() - started:.1f} s after the cancel"
+    assert ray_job_status(cluster, "sft-cancel") == "STOPPED"  # what the dashboard's Jobs tab shows
+
+
+def ray_job_status(cluster, ray_job_id: str, timeout_s: float = 60) -> str:
+    """Ray's own status of a job, once it has ended."""
+    from ray.job_submission import JobSubmissionClient
+
+    ray_jobs = JobSubmissionClient(cluster.dashboard_url)
+    deadline = time.monotonic() + timeout_s
+    while (status := str(ray_jobs.get_job_status(ray_job_id))) not in ("SUCCEEDED", "FAILED", "STOPPED"):
+        assert time.monotonic() < deadline, status
+        time.sleep(0.5)
+    return status
 
 
 def test_a_crash_inside_training_fails_the_job_with_its_traceback(client, datasets, tiny_models, dataset_dir):

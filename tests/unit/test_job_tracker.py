@@ -92,3 +92,31 @@ def test_a_store_from_before_the_shared_job_kinds_is_migrated_on_open(platform, 
     assert [r["job_uuid"] for r in tracker.jobs()] == ["old"]
     assert tracker.logs("old") == ["trained"] and tracker.metrics("old") == [{"loss": 1.5}]
     assert old.list("training_job") == []
+
+
+def test_a_retried_create_is_done_already_and_a_foreign_one_conflicts(platform):
+    """The actor restarted before it answered: the caller's retry must not leave the job stuck."""
+    tracker = JobTracker(platform)
+    tracker.create("j1", "sft", "lora", "ray-1", [])
+    tracker.create("j1", "sft", "lora", "ray-1", [])
+    assert tracker.get("j1")["status"] == "scheduled" and tracker.claim("j1", "ray-1")
+    with pytest.raises(ConflictError):
+        tracker.create("j1", "sft", "lora", "ray-2", [])
+
+
+def test_jobs_beyond_the_running_limit_wait_their_turn_in_order(platform):
+    tracker = JobTracker(platform)
+    for job in ("a", "b", "c", "d"):
+        tracker.create(job, "sdg", "f", job, [])
+    assert tracker.take_slot("a", 2) == 0 and tracker.take_slot("b", 2) == 0
+    tracker.start("a", {})
+    assert tracker.take_slot("d", 2) == 1  # d asked first: it is next
+    assert tracker.take_slot("c", 2) == 2
+    assert tracker.take_slot("d", 2) == 1  # asking again keeps its place
+    tracker.finish("a", "completed")
+    assert tracker.take_slot("c", 2) == 1  # d is still before it
+    assert tracker.take_slot("d", 2) == 0
+    assert tracker.take_slot("c", 2) == 1
+    tracker.request_cancel("b")  # scheduled with a slot, never started: cancelled at once
+    assert tracker.take_slot("c", 2) == 0
+    assert tracker.take_slot("a", 2) == 0  # an ended job is not held back (its driver learns it ended)

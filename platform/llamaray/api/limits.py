@@ -27,8 +27,10 @@ class LimitSettings(BaseModel):
     max_prompts: int = Field(default=4096, ge=1)  # prompts x `n` (or x generations) in one request
     max_documents: int = Field(default=1024, ge=1)  # in one memory bank insert or update
     max_stop: int = Field(default=16, ge=1)  # stop strings in one request
-    # Jobs of both families scheduled or running at once; one more is a 429 with Retry-After.
-    # Drivers beyond what the cluster can run wait in Ray Jobs' own queue (PENDING) meanwhile.
+    # Jobs of both families running at once; more wait their turn, `scheduled`, in the order
+    # their drivers started (a queue of max_active_jobs - max_running_jobs at most).
+    max_running_jobs: int = Field(default=4, ge=1)
+    # Jobs scheduled or running at once; one more is a 429 with Retry-After.
     max_active_jobs: int = Field(default=16, ge=1)
     max_log_followers: int = Field(default=32, ge=1)  # streams of one job's log, per gateway replica
     # A post-training job: its Ray Train workers and what each asks for, its length and size.

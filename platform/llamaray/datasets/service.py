@@ -10,13 +10,12 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
-import urllib.parse
 from pathlib import Path
 
 from llamaray.api.datasets import CreateDatasetRequest, Dataset
 from llamaray.config import OutboundSettings
 from llamaray.datasets.readers import parse_payload, read_payload
-from llamaray.datasets.registry import KIND, check_columns, claim, register, registered, unregister
+from llamaray.datasets.registry import check_columns, claim, delete_dataset, register, registered
 from llamaray.store.metadata import MetadataStore
 
 
@@ -63,13 +62,4 @@ class DatasetsService:
         await asyncio.to_thread(self._delete, dataset_id)
 
     def _delete(self, dataset_id: str) -> None:
-        url = registered(self.store, dataset_id).content_url
-        unregister(self.store, dataset_id)
-        if not url.startswith("file://"):
-            return
-        path = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path)).resolve()
-        if not path.is_relative_to(self.owned_dir.resolve()):
-            return
-        if any(record["dataset"]["content_url"] == url for _, record in self.store.list(KIND)):
-            return  # the same fetched bytes, registered under another id too
-        path.unlink(missing_ok=True)
+        delete_dataset(self.store, dataset_id, self.owned_dir)

@@ -14,6 +14,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -26,6 +27,7 @@ from llamaray.jobs import tracker as tracking
 
 RELATIVE = "file://./"
 CANCEL_POLL_S = 0.5
+SLOT_POLL_S = 1.0
 
 
 class Stopped(Exception):
@@ -111,11 +113,55 @@ def start_driver(
         print(f"invalid request in {args.config}:\n{exc}", file=sys.stderr)
         return 2
     signal.signal(signal.SIGTERM, _raise_stopped)
+    started = DriverStart(request, platform, tracker, context.dashboard_url)
     if not tracking.take_job(tracker, request.job_uuid, kind, what(request), ray_job_id):
         print(f"job {request.job_uuid} was cancelled before it started")
-        return 0
+        return driver_exit(started, 0)
     _watch_cancel(tracker, request.job_uuid)
-    return DriverStart(request, platform, tracker, context.dashboard_url)
+    try:
+        _wait_for_slot(tracker, request.job_uuid, platform.limits.max_running_jobs)
+    except Stopped:
+        print(f"job {request.job_uuid} was cancelled while it waited for a slot")
+        return driver_exit(started, 0)
+    return started
+
+
+def driver_exit(started: DriverStart, code: int) -> int:
+    """The driver's exit code, once its job is recorded as ended. Ray records a driver that
+    exits 0 as SUCCEEDED; a cancelled job's driver first asks Ray Jobs to stop it, so Ray's
+    status (`ray job status`, the dashboard) says STOPPED where the platform says cancelled."""
+    import ray
+
+    from llamaray.api.jobs import JobStatus
+
+    record = ray.get(started.tracker.get.remote(started.request.job_uuid))
+    ray_job_id = submission_id()
+    if record["status"] != JobStatus.cancelled.value or not ray_job_id or not started.dashboard_url:
+        return code
+    from ray.job_submission import JobSubmissionClient
+
+    url = started.dashboard_url if "://" in started.dashboard_url else f"http://{started.dashboard_url}"
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # Ray's stop ends this process: nothing is left to do
+    try:
+        if JobSubmissionClient(url).stop_job(ray_job_id):
+            time.sleep(60)
+    except Exception as exc:  # the Jobs API unreachable: the job ends as Ray sees it, SUCCEEDED
+        print(f"could not mark the Ray job stopped: {exc}", file=sys.stderr)
+    return code
+
+
+def _wait_for_slot(tracker, job_uuid: str, max_running: int) -> None:
+    """Returns once the job holds one of `limits.max_running_jobs` slots; the job's log says
+    where it stands in the queue meanwhile."""
+    import ray
+
+    told = 0
+    while place := ray.get(tracker.take_slot.remote(job_uuid, max_running)):
+        if place != told:
+            line = f"queued: {max_running} jobs are running (limits.max_running_jobs); place {place} in the queue"
+            ray.get(tracker.log.remote(job_uuid, [line]))
+            told = place
+        time.sleep(SLOT_POLL_S)
 
 
 def _raise_stopped(*_: Any) -> None:

@@ -15,6 +15,9 @@ import yaml
 from llamaray.errors import EngineUnavailableError
 
 ENDED = {"SUCCEEDED", "FAILED", "STOPPED"}
+# `ray job stop` sends SIGTERM, then SIGKILL after this many seconds (Ray's default is 3): a
+# driver gets the time to stop its Ray Train workers or Ray Data actors and record `cancelled`.
+STOP_ENV = {"RAY_JOB_STOP_WAIT_TIME_S": "30"}
 
 
 class RayJobs:
@@ -28,8 +31,12 @@ class RayJobs:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(yaml.safe_dump(config, sort_keys=False))
         entrypoint = f"{shlex.quote(sys.executable)} -m {module} {kind} --config {shlex.quote(str(path))}"
+        runtime_env = dict(options.pop("runtime_env", None) or {})
+        runtime_env["env_vars"] = {**STOP_ENV, **(runtime_env.get("env_vars") or {})}
         client = await self.client()
-        await asyncio.to_thread(client.submit_job, entrypoint=entrypoint, submission_id=job_uuid, **options)
+        await asyncio.to_thread(
+            client.submit_job, entrypoint=entrypoint, submission_id=job_uuid, runtime_env=runtime_env, **options
+        )
 
     async def info(self, ray_job_id: str):
         client = await self.client()

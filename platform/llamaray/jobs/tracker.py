@@ -11,14 +11,21 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from llamaray.api.jobs import FINAL_STATUSES, JobStatus
+from llamaray.config import RetentionSettings
+from llamaray.datasets.registry import delete_dataset
 from llamaray.errors import ConflictError, NotFoundError
+from llamaray.jobs import retention
+from llamaray.security.ownership import OWNER_KIND
 from llamaray.store.metadata import MetadataStore
+
+logger = logging.getLogger(__name__)
 
 NAME = "llamaray-job-tracker"
 NAMESPACE = "llamaray"
@@ -41,10 +48,17 @@ def stamp(line: str) -> str:
 class JobTracker:
     def __init__(self, platform: dict[str, Any]) -> None:
         self._platform = platform
-        self._store = open_store(platform["data_dir"])
+        self._store = open_store(platform)
         self._lock = threading.RLock()  # the actor serves calls from several threads
+        self._wake = threading.Event()  # set when a job ends: retention looks again
+        self._pruning = threading.Lock()
         if not _restarted_actor():  # an actor Ray restarted in a live cluster: its jobs still run
             self._fail_interrupted()
+        threading.Thread(target=self._prune_forever, name="llamaray-retention", daemon=True).start()
+
+    @property
+    def _retention(self) -> RetentionSettings:
+        return RetentionSettings.model_validate(self._platform.get("retention") or {})
 
     def _fail_interrupted(self) -> None:
         for job_uuid, record in self._store.list(KIND):
@@ -53,10 +67,11 @@ class JobTracker:
 
     def configure(self, platform: dict[str, Any]) -> None:
         """The running platform's config; jobs submitted with `ray job submit` read it here."""
-        moved = platform["data_dir"] != self._platform["data_dir"]
+        where = ("data_dir", "metadata_url")
+        moved = any(platform.get(key) != self._platform.get(key) for key in where)
         self._platform = platform
         if moved:
-            self._store = open_store(platform["data_dir"])
+            self._store = open_store(platform)
             self._fail_interrupted()
 
     def platform(self) -> dict[str, Any]:
@@ -81,6 +96,8 @@ class JobTracker:
         try:
             self._store.create(KIND, job_uuid, record)
         except ConflictError:
+            if self.get(job_uuid)["ray_job_id"] == ray_job_id:
+                return  # a retried call (the actor restarted before it answered): done already
             raise ConflictError(f"job {job_uuid!r} already exists", "job_uuid") from None
         self.log(
             job_uuid, [f"scheduled {kind} ({algorithm}) as Ray job {ray_job_id}", *(f"warning: {w}" for w in warnings)]
@@ -92,6 +109,29 @@ class JobTracker:
         if record["ray_job_id"] != ray_job_id:
             raise ConflictError(f"job {job_uuid!r} belongs to Ray job {record['ray_job_id']}", "job_uuid")
         return record["status"] == JobStatus.scheduled.value and not record["cancel_requested"]
+
+    def take_slot(self, job_uuid: str, max_running: int) -> int:
+        """A claimed job's turn to run: 0 when it may start (it holds one of `max_running`
+        slots), else its place in the queue (1: next). Drivers ask in turn; the queue is in the
+        order they first asked, and a job keeps its slot until it ends."""
+        with self._lock:
+            records = [r for r in self.jobs() if r["status"] not in FINAL_STATUSES]
+            record = next((r for r in records if r["job_uuid"] == job_uuid), None)
+            if record is None or record.get("slot") or record["status"] == JobStatus.running.value:
+                return 0  # ended (the driver learns so next) or running already
+            if not record.get("queued_at"):
+                record["queued_at"] = now()
+                self._store.put(KIND, job_uuid, record)
+            holding = sum(bool(r.get("slot")) or r["status"] == JobStatus.running.value for r in records)
+            waiting = sorted(
+                (r for r in records if not r.get("slot") and r["status"] == JobStatus.scheduled.value),
+                key=lambda r: (r.get("queued_at") or "~", r["job_uuid"]),  # "~": after every timestamp
+            )
+            place = [r["job_uuid"] for r in waiting].index(job_uuid)
+            if place < max_running - holding:
+                self._update(job_uuid, slot=True)
+                return 0
+            return place - max(max_running - holding, 0) + 1
 
     def add_warnings(self, job_uuid: str, warnings: list[str]) -> None:
         record = self.get(job_uuid)
@@ -120,13 +160,19 @@ class JobTracker:
         return [json.loads(line) for line in self._store.read_lines(METRICS_KIND, job_uuid)]
 
     def add_checkpoint(self, job_uuid: str, iters: int, path: str) -> None:
+        """Records a checkpoint; beyond `retention.checkpoints_to_keep`, the oldest are removed
+        (from the record first, so none is listed after its files are gone)."""
         with self._lock:
             record = self.get(job_uuid)
-            record["checkpoints"] = [c for c in record["checkpoints"] if c["iters"] != iters] + [
-                {"iters": iters, "path": path}
-            ]
+            checkpoints = [c for c in record["checkpoints"] if c["iters"] != iters] + [{"iters": iters, "path": path}]
+            dropped = retention.dropped_checkpoints(checkpoints, self._retention.checkpoints_to_keep)
+            record["checkpoints"] = [c for c in checkpoints if c not in dropped]
             self._store.put(KIND, job_uuid, record)
         self.log(job_uuid, [f"checkpoint at step {iters}: {path}"])
+        for checkpoint in dropped:
+            retention.remove_checkpoint(self._platform["data_dir"], checkpoint)
+            step = checkpoint["iters"]
+            self.log(job_uuid, [f"removed the checkpoint at step {step} (retention.checkpoints_to_keep)"])
 
     def finish(
         self, job_uuid: str, status: str, error: str | None = None, request_error_param: str | None = None
@@ -141,7 +187,44 @@ class JobTracker:
             record.update(status=status, completed_at=now(), error=error, request_error_param=request_error_param)
             self._store.put(KIND, job_uuid, record)
         self.log(job_uuid, [f"{status}" + (f": {error.strip().splitlines()[-1]}" if error else "")])
+        self._wake.set()
         return True
+
+    def prune(self) -> list[str]:
+        """Removes the ended jobs past retention (`llamaray.jobs.retention`): files first, then
+        the record, log, metrics and owner in one transaction; the ids removed."""
+        data_dir = self._platform["data_dir"]
+        settings = self._retention
+        with self._pruning:  # one pass at a time: a job that ended wakes the thread meanwhile
+            removed = retention.expired(self.jobs(), settings)
+            for job_uuid in removed:
+                self._remove(job_uuid, data_dir, settings)
+        if removed:
+            logger.info("retention removed %d ended jobs: %s", len(removed), ", ".join(removed))
+        return removed
+
+    def _remove(self, job_uuid: str, data_dir: str, settings: RetentionSettings) -> None:
+        record = self.get(job_uuid)
+        retention.remove_files(data_dir, job_uuid)
+        if settings.delete_output_datasets and record.get("output_dataset_id"):
+            try:
+                delete_dataset(self._store, record["output_dataset_id"], Path(data_dir) / "datasets")
+            except NotFoundError:  # deleted already
+                pass
+        with self._lock:
+            self._store.write_many(
+                deletes=[(KIND, job_uuid), (OWNER_KIND, f"job/{job_uuid}")],
+                deleted_lines=[(LOG_KIND, job_uuid), (METRICS_KIND, job_uuid)],
+            )
+
+    def _prune_forever(self) -> None:
+        while True:
+            try:
+                self.prune()
+            except Exception:  # the store busy or a file in use: the next pass tries again
+                logger.exception("retention pass failed")
+            self._wake.wait(self._retention.interval_s)
+            self._wake.clear()
 
     def annotate(self, job_uuid: str, fields: dict[str, Any]) -> None:
         """What a driver knows of its job that others read (a training job's base model)."""
@@ -200,9 +283,9 @@ class TrackerRecords:
         return await self.tracker.jobs.remote()
 
 
-def open_store(data_dir: str) -> MetadataStore:
-    """The metadata store, its jobs migrated from the kinds of an older store."""
-    store = MetadataStore(Path(data_dir) / "metadata.db")
+def open_store(platform: dict[str, Any]) -> MetadataStore:
+    """The platform's metadata store, its jobs migrated from the kinds of an older store."""
+    store = MetadataStore.of_platform(platform["data_dir"], platform.get("metadata_url"))
     for old, new in OLD_KINDS.items():
         store.rename_kind(old, new)
     return store

@@ -20,7 +20,7 @@ from llamaray.api.jobs import JobStatus
 from llamaray.api.post_training import PostTrainingRLHFRequest, PostTrainingSFTRequest
 from llamaray.config import PlatformConfig
 from llamaray.errors import LlamarayError
-from llamaray.jobs.driver import Stopped, start_driver
+from llamaray.jobs.driver import Stopped, driver_exit, start_driver
 
 REQUESTS = {"sft": PostTrainingSFTRequest, "dpo": PostTrainingRLHFRequest}
 # The workers' environment (ENV.md): Ray Train's print patch floods logs when `datasets` hashes.
@@ -32,7 +32,7 @@ def main(kind: Literal["sft", "dpo"], argv: list[str] | None = None) -> int:
     started = start_driver(kind, argv, REQUESTS[kind], lambda request: request.algorithm.value)
     if isinstance(started, int):
         return started
-    return run(kind, started.request, started.platform, started.tracker, started.dashboard_url)
+    return driver_exit(started, run(kind, started.request, started.platform, started.tracker, started.dashboard_url))
 
 
 def run(kind: str, request, platform: PlatformConfig, tracker, dashboard_url: str | None) -> int:
