@@ -148,6 +148,9 @@ class TrainingSettings(Settings):
     gpus_per_worker: float = Field(default=0, ge=0)
     max_length: int = Field(default=1024, ge=16)  # tokens per training example, longer ones are cut
     checkpoint_every_n_steps: int = Field(default=0, ge=0)  # 0: at the end, and per epoch when n_iters is 0
+    # Ray Train's FailureConfig: a worker lost (a node gone, a preemption) restarts the group that
+    # many times, and training resumes from the last checkpoint (trainer state included).
+    max_failures: int = Field(default=2, ge=0)
     seed: int = 42
 
 

@@ -317,3 +317,33 @@ def test_jobs_beyond_the_running_limit_queue_and_beyond_the_active_limit_get_429
 
 def job_logs(client: httpx.Client, job_uuid: str) -> list[str]:
     return client.get("/data_jobs/logs", params={"job_uuid": job_uuid}).json()
+
+
+def test_the_job_tracker_killed_mid_job_comes_back_with_every_record(client):
+    """SIGKILL of the tracker actor while a job runs: Ray restarts it from the store, no record
+    is lost, the running job keeps reporting (its calls are retried) and completes."""
+    import os
+    import signal
+    import time
+
+    import ray
+    from ray.util.state import get_actor
+
+    from llamaray.jobs.tracker import NAME, NAMESPACE
+
+    before = {job["job_uuid"] for job in client.get("/post_training/jobs").json()}
+    prompts = [user(f"{PROMPTS[i % 4]} ({i})") for i in range(40)]
+    generate(client, prompts=prompts, num_generations=1, max_tokens=32, job_uuid="sdg-tracker-killed", run_as_job=True)
+    deadline = time.monotonic() + 180
+    while client.get("/data_jobs/status", params={"job_uuid": "sdg-tracker-killed"}).json()["status"] != "running":
+        assert time.monotonic() < deadline, "the job never started"
+        time.sleep(0.5)
+    tracker = ray.get_actor(NAME, namespace=NAMESPACE)
+    killed = get_actor(tracker._actor_id.hex()).pid
+    os.kill(killed, signal.SIGKILL)
+
+    status = wait_for_data_job(client, "sdg-tracker-killed", timeout_s=300)
+    assert status["status"] == "completed", status
+    assert before <= {job["job_uuid"] for job in client.get("/post_training/jobs").json()}
+    assert get_actor(tracker._actor_id.hex()).pid != killed  # a new process: Ray restarted it
+    assert any("registered dataset" in line for line in job_logs(client, "sdg-tracker-killed"))

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import httpx
+import pytest
 import yaml
 
 from .conftest import MODEL_ID, PROMPTS, ray_job_submit, sse_events
@@ -408,12 +409,14 @@ def test_dpo_job_grows_the_chosen_over_rejected_margin(client, datasets, tiny_mo
     assert llama_stack_answer(client, adapter) == greedy_answer(tiny_models / "tiny-llama-chat", checkpoint)
 
 
-def test_cancel_stops_the_job_and_frees_its_workers(client, datasets, cluster):
+def free_cpus() -> float:
+    """Ray's logical CPUs free on the test's cluster: what a job's workers hold while they live."""
     import ray
 
-    def free_cpus() -> float:
-        return ray.available_resources().get("CPU", 0)
+    return ray.available_resources().get("CPU", 0)
 
+
+def test_cancel_stops_the_job_and_frees_its_workers(client, datasets, cluster):
     idle = free_cpus()
     body = sft_request("sft-cancel", datasets["sft"], n_iters=100_000)
     assert client.post("/post_training/supervised_fine_tune/", json=body).status_code == 200
@@ -450,3 +453,63 @@ def test_a_crash_inside_training_fails_the_job_with_its_traceback(client, datase
     assert status["status"] == "failed" and status["error"], status
     log = client.get("/post_training/job/logs", params={"job_uuid": "dpo-crash"}).json()["log_lines"]
     assert any("Error" in line for line in log[-16:]), log[-16:]
+
+
+@pytest.mark.slow
+def test_a_training_worker_lost_mid_job_restarts_and_resumes_from_its_checkpoint(client, datasets):
+    """A Ray Train worker killed (as a preempted or lost node's would be): Ray Train restarts the
+    group (`training.max_failures`), training resumes from the last epoch's checkpoint, trainer
+    state included, and the adapter ends as good as an uninterrupted run's."""
+    import os
+    import signal
+
+    from ray.util.state import list_actors
+
+    epochs = {"n_iters": 0, "n_epochs": 40}  # 16 examples, 2 workers x 4: 2 steps an epoch, a checkpoint each
+    body = sft_request("sft-resumed", datasets["sft"], **epochs)
+    assert client.post("/post_training/supervised_fine_tune/", json=body).status_code == 200
+    deadline = time.monotonic() + 300
+    while not any(c["iters"] >= 10 for c in artifacts(client, "sft-resumed")["checkpoints"]):
+        assert time.monotonic() < deadline, "no checkpoint of the fifth epoch"
+        time.sleep(0.2)
+    alive = [("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")]
+    os.kill(list_actors(filters=alive)[-1].pid, signal.SIGKILL)  # the only job training now: one of its workers
+    body = sft_request("sft-uninterrupted", datasets["sft"], **epochs)
+    assert client.post("/post_training/supervised_fine_tune/", json=body).status_code == 200
+
+    resumed = wait_until_final(client, "sft-resumed", timeout_s=600)
+    plain = wait_until_final(client, "sft-uninterrupted", timeout_s=600)
+    assert resumed["status"] == "completed" and plain["status"] == "completed", (resumed, plain)
+    lines = client.get("/post_training/job/logs", params={"job_uuid": "sft-resumed"}).json()["log_lines"]
+    assert any("restarted after a worker was lost: resuming from step" in line for line in lines), lines[-20:]
+    final = {s["job_uuid"]: [m["eval_loss"] for m in s["metrics"] if "eval_loss" in m][-1] for s in (resumed, plain)}
+    assert abs(final["sft-resumed"] - final["sft-uninterrupted"]) < 0.25 * final["sft-uninterrupted"] + 0.05, final
+    assert max(c["iters"] for c in artifacts(client, "sft-resumed")["checkpoints"]) == 80
+
+
+def artifacts(client: httpx.Client, job_uuid: str) -> dict:
+    return client.get("/post_training/job/artifacts", params={"job_uuid": job_uuid}).json()
+
+
+def test_a_killed_driver_fails_its_job_with_the_reason_and_frees_its_workers(client, datasets):
+    """SIGKILL of a training job's driver (the OS's OOM killer, a lost head process): Ray ends
+    its workers with it, and the platform records the job as failed, saying why."""
+    import os
+    import signal
+
+    import psutil
+
+    idle = free_cpus()
+    body = sft_request("sft-driver-killed", datasets["sft"], n_iters=100_000)
+    assert client.post("/post_training/supervised_fine_tune/", json=body).status_code == 200
+    wait_until_training(client, "sft-driver-killed")
+    config = os.path.join("jobs", "sft-driver-killed", "job.yaml")
+    drivers = [p for p in psutil.process_iter(["cmdline"]) if "llamaray.training.job" in (p.info["cmdline"] or [])]
+    (driver,) = [p for p in drivers if any(config in part for part in p.info["cmdline"])]  # not the shell
+    driver.send_signal(signal.SIGKILL)
+    status = wait_until_final(client, "sft-driver-killed", timeout_s=120)
+    assert status["status"] == "failed" and "without reporting" in status["error"], status
+    deadline = time.monotonic() + 60
+    while free_cpus() < idle and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert free_cpus() >= idle, "the dead driver's Ray Train workers still hold their CPUs"

@@ -161,3 +161,12 @@ def test_every_place_that_starts_ray_sets_the_serve_environment():
         for where, text in texts.items():
             assert f"{name}={value}" in text, (where, name)
         assert f"- name: {name}" in service and f'value: "{value}"' in service, name
+
+
+def test_cluster_yaml_passes_ray_launchers_own_schema_and_starts_the_platform():
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    cluster = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    validate_config(prepare_config(cluster))  # what `ray up` checks before it starts a node
+    assert any('pip install -e ".[gpu]"' in command for command in cluster["setup_commands"])
+    assert "serve deploy deployments/gpu.yaml" in cluster["head_start_ray_commands"][-1]

@@ -120,7 +120,9 @@ def start_driver(
     _watch_cancel(tracker, request.job_uuid)
     try:
         _wait_for_slot(tracker, request.job_uuid, platform.limits.max_running_jobs)
-    except Stopped:
+    except BaseException as exc:
+        if not is_stop(exc):
+            raise
         print(f"job {request.job_uuid} was cancelled while it waited for a slot")
         return driver_exit(started, 0)
     return started
@@ -166,6 +168,12 @@ def _wait_for_slot(tracker, job_uuid: str, max_running: int) -> None:
 
 def _raise_stopped(*_: Any) -> None:
     raise Stopped()
+
+
+def is_stop(exc: BaseException) -> bool:
+    """A cancel, however it surfaced: `Stopped` raised from the signal handler while Ray's C++
+    core was waiting comes back as a `SystemError` caused by it."""
+    return isinstance(exc, (Stopped, KeyboardInterrupt)) or isinstance(exc.__cause__, Stopped)
 
 
 def _watch_cancel(tracker, job_uuid: str) -> None:

@@ -310,6 +310,8 @@ def tracker_actor(platform: dict[str, Any]):
         lifetime="detached",
         get_if_exists=True,
         num_cpus=0,
+        # On the head node, which the autoscaler never removes (an idle worker node goes).
+        resources={"node:__internal_head__": 0.001},
         max_restarts=-1,
         max_task_retries=3,
         max_concurrency=32,

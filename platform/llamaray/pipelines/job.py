@@ -29,7 +29,7 @@ from llamaray.datasets.output import DatasetOutput
 from llamaray.errors import LlamarayError
 from llamaray.inference.adapters import AdapterCatalog
 from llamaray.inference.service import chat_response, completion_response
-from llamaray.jobs.driver import Stopped, driver_exit, start_driver
+from llamaray.jobs.driver import driver_exit, is_stop, start_driver
 from llamaray.jobs.tracker import TrackerRecords
 from llamaray.pipelines import inputs, pipeline
 from llamaray.pipelines.sdg import Statistics
@@ -79,7 +79,7 @@ def run(kind: str, request, platform: PlatformConfig, tracker) -> int:
     except BaseException as exc:
         if output is not None:
             output.discard()
-        stopped = isinstance(exc, (Stopped, KeyboardInterrupt))
+        stopped = is_stop(exc)
         status = JobStatus.cancelled if stopped else JobStatus.failed
         reason = None if stopped else _reason(exc)
         ray.get(tracker.finish.remote(job_uuid, status.value, reason, None if stopped else _request_error_param(exc)))

@@ -20,7 +20,7 @@ from llamaray.api.jobs import JobStatus
 from llamaray.api.post_training import PostTrainingRLHFRequest, PostTrainingSFTRequest
 from llamaray.config import PlatformConfig
 from llamaray.errors import LlamarayError
-from llamaray.jobs.driver import Stopped, driver_exit, start_driver
+from llamaray.jobs.driver import driver_exit, is_stop, start_driver
 
 REQUESTS = {"sft": PostTrainingSFTRequest, "dpo": PostTrainingRLHFRequest}
 # The workers' environment (ENV.md): Ray Train's print patch floods logs when `datasets` hashes.
@@ -68,8 +68,10 @@ def run(kind: str, request, platform: PlatformConfig, tracker, dashboard_url: st
     except LlamarayError as exc:
         ray.get(tracker.finish.remote(job_uuid, JobStatus.failed.value, f"{exc.param}: {exc.message}"))
         return 1
-    except Stopped:  # cancelled before training started
-        if fit is not None:
+    except BaseException as exc:
+        if not is_stop(exc):
+            raise
+        if fit is not None:  # cancelled before training started
             ray.cancel(fit)
         ray.get(tracker.finish.remote(job_uuid, JobStatus.cancelled.value))
         return 0
@@ -88,7 +90,7 @@ def _fit(trainer) -> None:
 
 def _torch_trainer(plan, inputs, platform: PlatformConfig):
     import ray.data
-    from ray.train import DataConfig, RunConfig, ScalingConfig
+    from ray.train import DataConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from llamaray.training.recipe import train_loop_per_worker
@@ -105,7 +107,11 @@ def _torch_trainer(plan, inputs, platform: PlatformConfig):
             num_workers=workers.num_workers, use_gpu=workers.use_gpu, resources_per_worker=resources
         ),
         torch_config=TorchConfig(backend="nccl" if workers.use_gpu else "gloo"),
-        run_config=RunConfig(name=plan.job_uuid, storage_path=str(Path(platform.data_dir) / "ray_train")),
+        run_config=RunConfig(
+            name=plan.job_uuid,
+            storage_path=str(Path(platform.data_dir) / "ray_train"),
+            failure_config=FailureConfig(max_failures=plan.max_failures),
+        ),
         datasets={"train": dataset(inputs.train), "validation": dataset(inputs.validation)},
         dataset_config=DataConfig(datasets_to_split=[]),  # each rank reads all; the trainer's sampler shards
     )
@@ -119,7 +125,9 @@ def _wait(fit) -> tuple[str, str | None]:
     while True:
         try:
             done, _ = ray.wait([fit], timeout=0.5)
-        except Stopped:
+        except BaseException as exc:
+            if not is_stop(exc):
+                raise
             ray.cancel(fit)
             cancelling = True
             continue

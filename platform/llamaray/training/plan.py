@@ -84,6 +84,7 @@ class TrainingPlan(BaseModel):
     workers: Workers
     checkpoint_dir: str
     checkpoint_every_n_steps: int = 0
+    max_failures: int = 0
     warnings: list[str] = Field(default_factory=list)
 
 
@@ -107,6 +108,7 @@ def build_plan(
         workers=workers,
         checkpoint_dir=str(Path(platform.data_dir) / "jobs" / request.job_uuid / "checkpoints"),
         checkpoint_every_n_steps=platform.training.checkpoint_every_n_steps,
+        max_failures=platform.training.max_failures,
     )
     if kind == "sft":
         assert isinstance(request, PostTrainingSFTRequest)
@@ -230,13 +232,23 @@ def _trainer_args(
         "use_cpu": not workers.use_gpu,
         "bf16": workers.use_gpu,
         "logging_steps": log_every,
-        "save_strategy": "no",
+        # The trainer's own state (optimizer, scheduler, RNG, step) where the adapter checkpoints
+        # are taken, the latest only: what a restarted worker group resumes from.
+        **_resumable_saves(training, platform.training.checkpoint_every_n_steps),
         "eval_strategy": "no",
         "report_to": "none",
         "disable_tqdm": True,
         "include_num_input_tokens_seen": True,
         "dataloader_num_workers": 0,
     }
+
+
+def _resumable_saves(training: TrainingConfig, every_n_steps: int) -> dict[str, Any]:
+    if every_n_steps:
+        return {"save_strategy": "steps", "save_steps": every_n_steps, "save_total_limit": 1}
+    if training.n_iters <= 0:  # epochs bound the run: a checkpoint each
+        return {"save_strategy": "epoch", "save_total_limit": 1}
+    return {"save_strategy": "no"}  # one checkpoint, at the end: a restart starts over
 
 
 def _workers(request: TrainingRequest, platform: PlatformConfig) -> Workers:

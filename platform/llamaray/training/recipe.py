@@ -68,11 +68,23 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
         quantized = sum(isinstance(m, bitsandbytes.nn.Linear4bit) for m in trainer.model.modules())
         progress.say(f"base weights in 4 bits: {quantized} bitsandbytes nf4 Linear4bit layers")
-    trainer.train()
+    resume = _last_trainer_state(args.output_dir)
+    if resume:  # Ray Train replaced a lost worker and runs this again: go on from where it was
+        progress.say(f"restarted after a worker was lost: resuming from step {resume.name.split('-')[-1]} ({resume})")
+    trainer.train(resume_from_checkpoint=str(resume) if resume else None)
     trainer.evaluate()  # the validation loss, logged like a step
 
     # Checkpoint: the final weights, unless the last epoch's checkpoint already holds them.
     progress.checkpoint(trainer.state.global_step)
+    progress.flush(force=True)  # the validation loss too, when no checkpoint was left to take
+
+
+def _last_trainer_state(output_dir: str) -> Path | None:
+    """The trainer's latest saved state in this job's directory, if an earlier attempt left one."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    found = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
+    return Path(found) if found else None
 
 
 def _trl_config(plan: TrainingPlan):
