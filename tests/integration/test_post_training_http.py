@@ -483,6 +483,7 @@ def test_a_training_worker_lost_mid_job_restarts_and_resumes_from_its_checkpoint
     lines = client.get("/post_training/job/logs", params={"job_uuid": "sft-resumed"}).json()["log_lines"]
     assert any("restarted after a worker was lost: resuming from step" in line for line in lines), lines[-20:]
     final = {s["job_uuid"]: [m["eval_loss"] for m in s["metrics"] if "eval_loss" in m][-1] for s in (resumed, plain)}
+    print(f"\nvalidation loss after a worker was lost and training resumed: {final}")
     assert abs(final["sft-resumed"] - final["sft-uninterrupted"]) < 0.25 * final["sft-uninterrupted"] + 0.05, final
     assert max(c["iters"] for c in artifacts(client, "sft-resumed")["checkpoints"]) == 80
 
