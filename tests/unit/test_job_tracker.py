@@ -97,11 +97,13 @@ def test_a_store_from_before_the_shared_job_kinds_is_migrated_on_open(platform, 
 def test_a_retried_create_is_done_already_and_a_foreign_one_conflicts(platform):
     """The actor restarted before it answered: the caller's retry must not leave the job stuck."""
     tracker = JobTracker(platform)
-    tracker.create("j1", "sft", "lora", "ray-1", [])
-    tracker.create("j1", "sft", "lora", "ray-1", [])
-    assert tracker.get("j1")["status"] == "scheduled" and tracker.claim("j1", "ray-1")
+    tracker.create("j1", "sft", "lora", "j1", [], "call-1")
+    tracker.create("j1", "sft", "lora", "j1", [], "call-1")  # Ray's retry of the same call
+    assert tracker.get("j1")["status"] == "scheduled" and tracker.claim("j1", "j1")
+    with pytest.raises(ConflictError):  # the same uuid submitted again: the route's 409
+        tracker.create("j1", "sft", "lora", "j1", [], "call-2")
     with pytest.raises(ConflictError):
-        tracker.create("j1", "sft", "lora", "ray-2", [])
+        tracker.create("j1", "sft", "lora", "j1", [])
 
 
 def test_jobs_beyond_the_running_limit_wait_their_turn_in_order(platform):

@@ -8,6 +8,7 @@ Ray Job exists, so it can be read (and cancelled) from the moment the route answ
 from __future__ import annotations
 
 import asyncio
+import uuid
 from typing import Any, AsyncIterator, Sequence
 
 from llamaray.api.jobs import FINAL_STATUSES, JobStatus
@@ -48,7 +49,7 @@ class JobControl:
         `limits.max_active_jobs` jobs scheduled or running, a 429 (checked before each submit,
         so two at the same moment may both pass: a bound, not an exact count)."""
         await self._admit()
-        await self.tracker.create.remote(job_uuid, kind, what, job_uuid, list(warnings))
+        await self.tracker.create.remote(job_uuid, kind, what, job_uuid, list(warnings), uuid.uuid4().hex)
         self.owners.claim("job", job_uuid)
         try:
             await self.ray_jobs.submit(job_uuid, module, kind, config, **options)

@@ -13,6 +13,7 @@ import asyncio
 import json
 import logging
 import threading
+import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -77,7 +78,12 @@ class JobTracker:
     def platform(self) -> dict[str, Any]:
         return self._platform
 
-    def create(self, job_uuid: str, kind: str, algorithm: str, ray_job_id: str, warnings: list[str]) -> None:
+    def create(
+        self, job_uuid: str, kind: str, algorithm: str, ray_job_id: str, warnings: list[str], call_id: str = ""
+    ) -> None:
+        """Registers a job. `call_id` (new for each submission) tells Ray's retry of this very call
+        (the actor restarted before it answered: done already) from a second submission of the
+        same uuid (a conflict)."""
         record = {
             "job_uuid": job_uuid,
             "kind": kind,
@@ -92,12 +98,13 @@ class JobTracker:
             "warnings": warnings,
             "error": None,
             "cancel_requested": False,
+            "call_id": call_id,
         }
         try:
             self._store.create(KIND, job_uuid, record)
         except ConflictError:
-            if self.get(job_uuid)["ray_job_id"] == ray_job_id:
-                return  # a retried call (the actor restarted before it answered): done already
+            if call_id and self.get(job_uuid).get("call_id") == call_id:
+                return  # a retried call: done already
             raise ConflictError(f"job {job_uuid!r} already exists", "job_uuid") from None
         self.log(
             job_uuid, [f"scheduled {kind} ({algorithm}) as Ray job {ray_job_id}", *(f"warning: {w}" for w in warnings)]
@@ -338,7 +345,7 @@ def take_job(tracker, job_uuid: str, kind: str, what: str, ray_job_id: str) -> b
     try:
         ray.get(tracker.get.remote(job_uuid))
     except NotFoundError:
-        ray.get(tracker.create.remote(job_uuid, kind, what, ray_job_id, []))
+        ray.get(tracker.create.remote(job_uuid, kind, what, ray_job_id, [], uuid.uuid4().hex))
         return True
     return ray.get(tracker.claim.remote(job_uuid, ray_job_id))
 
