@@ -455,7 +455,7 @@ def test_a_crash_inside_training_fails_the_job_with_its_traceback(client, datase
     assert any("Error" in line for line in log[-16:]), log[-16:]
 
 
-@pytest.mark.slow
+@pytest.mark.own_machine  # `make test-faults`: beside the whole suite, Ray's memory monitor kills workers
 def test_a_training_worker_lost_mid_job_restarts_and_resumes_from_its_checkpoint(client, datasets):
     """A Ray Train worker killed (as a preempted or lost node's would be): Ray Train restarts the
     group (`training.max_failures`), training resumes from the last epoch's checkpoint, trainer
