@@ -27,3 +27,12 @@ def postgres_url() -> str:
 
     with postgres_server() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def milvus_url() -> str:
+    """One real Milvus server for the session (memory banks beyond Milvus Lite)."""
+    from tests.servers import milvus_server
+
+    with milvus_server() as url:
+        yield url

@@ -1,5 +1,7 @@
-"""Real servers the tests start on this machine: PostgreSQL (Debian's package, installed by
-`make test`), run as the `postgres` user when the tests run as root, on a loopback port."""
+"""Real servers the tests start on this machine, each on loopback ports in a directory of its own:
+PostgreSQL (Debian's package, installed by `make test`), run as the `postgres` user when the
+tests run as root; and a standalone Milvus server (the `milvus` package on PyPI ships its binaries:
+Milvus 2.3.5, embedded etcd, local storage)."""
 
 from __future__ import annotations
 
@@ -62,3 +64,19 @@ def fresh_database(server_url: str) -> str:
     with psycopg.connect(server_url, autocommit=True) as db:
         db.execute(f'CREATE DATABASE "{name}"')
     return server_url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@contextmanager
+def milvus_server() -> Iterator[str]:
+    """A standalone Milvus server with a fresh data directory, removed after; yields its URI."""
+    from milvus import MilvusServer
+
+    root = tempfile.mkdtemp(prefix="llamaray-milvus-")
+    server = MilvusServer()
+    server.set_base_dir(root)
+    server.start()  # waits for its health endpoint
+    try:
+        yield f"http://127.0.0.1:{server.listen_port}"
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)

@@ -1,8 +1,9 @@
 """A memory bank write killed at any point is all there or not at all once the server restarts.
 
-A child process writes to a real bank (Milvus Lite, SQLite, all-MiniLM-L6-v2) in a loop of
-inserts, updates and deletes, and is killed with its Milvus Lite server (SIGKILL to the process
-group) at a random moment; the next `MemoryService` recovers, and every document is then either
+A child process writes to a real bank (SQLite, all-MiniLM-L6-v2, and Milvus Lite or a Milvus
+server) in a loop of inserts, updates and deletes, and is killed (SIGKILL to its process group,
+Milvus Lite's server with it; a Milvus server lives on with whatever half of a write reached it)
+at a random moment; the next `MemoryService` recovers, and every document is then either
 registered with exactly its committed chunks, or absent with none.
 """
 
@@ -18,6 +19,8 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
+
 from llamaray.api.memory_banks import MemoryBankDocument, QueryMemoryBankRequest
 from llamaray.config import MemorySettings
 from llamaray.memory.embeddings import EmbeddingModel
@@ -30,7 +33,7 @@ WRITER = """
 import asyncio, base64, sys
 from tests.unit.test_memory_crash import service, document
 async def main(rounds):
-    s = service(sys.argv[1])
+    s = service(sys.argv[1], sys.argv[3])
     if not await s.get_memory_banks():
         await s.create_memory_bank("crashy", "c", [document(f"d{i}", 0) for i in range(4)])
     for r in range(1, rounds):
@@ -50,7 +53,7 @@ def document(uuid: str, round_: int) -> MemoryBankDocument:
 _model: EmbeddingModel | None = None
 
 
-def service(data_dir: str) -> MemoryService:
+def service(data_dir: str, milvus_uri: str = "") -> MemoryService:
     global _model
     _model = _model or EmbeddingModel("all-MiniLM-L6-v2")
 
@@ -59,20 +62,21 @@ def service(data_dir: str) -> MemoryService:
 
     settings = MemorySettings(chunk_size_tokens=32, chunk_overlap_tokens=8)
     store = MetadataStore(Path(data_dir) / "metadata.db")
-    return MemoryService(store, MilvusIndex(str(Path(data_dir) / "milvus.db")), _model.tokenizer, embed, settings)
+    index = MilvusIndex(milvus_uri or str(Path(data_dir) / "milvus.db"))
+    return MemoryService(store, index, _model.tokenizer, embed, settings)
 
 
 CHECKER = """
 import json, sys
 from tests.unit.test_memory_crash import recovered_state
-print(json.dumps(recovered_state(sys.argv[1])))
+print(json.dumps(recovered_state(sys.argv[1], sys.argv[2])))
 """
 
 
-def recovered_state(data_dir: str) -> dict:
+def recovered_state(data_dir: str, milvus_uri: str) -> dict:
     """What a restarted memory server finds, after its recovery (run in a process of its own,
     as a restart is: Milvus Lite lets one process open a database)."""
-    s = service(data_dir)
+    s = service(data_dir, milvus_uri)
     s.recover()
     (bank,) = [record for key, record in s.store.list(BANK_KIND) if key == BANK]
     s.index._ready(bank["collection"])  # loaded, as after any restart
@@ -91,13 +95,15 @@ def recovered_state(data_dir: str) -> dict:
     }
 
 
-def test_a_write_killed_at_any_moment_is_whole_or_absent_after_recovery(tmp_path):
+@pytest.mark.parametrize("milvus", ["lite", "server"])
+def test_a_write_killed_at_any_moment_is_whole_or_absent_after_recovery(tmp_path, milvus, request):
+    milvus_uri = request.getfixturevalue("milvus_url") if milvus == "server" else ""
     repo = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": f"{repo}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     rng = random.Random(7)
     for trial in range(3):
         child = subprocess.Popen(
-            [sys.executable, "-c", WRITER, str(tmp_path), str(trial)],
+            [sys.executable, "-c", WRITER, str(tmp_path), str(trial), milvus_uri],
             cwd=repo,
             env=env,
             stdout=subprocess.PIPE,
@@ -111,7 +117,7 @@ def test_a_write_killed_at_any_moment_is_whole_or_absent_after_recovery(tmp_path
         child.wait()
 
         checked = subprocess.run(
-            [sys.executable, "-c", CHECKER, str(tmp_path)], cwd=repo, env=env, capture_output=True, timeout=300
+            [sys.executable, "-c", CHECKER, str(tmp_path), milvus_uri], cwd=repo, env=env, capture_output=True, timeout=300
         )
         assert checked.returncode == 0, checked.stderr.decode(errors="replace")[-1500:]
         state = json.loads(checked.stdout.decode().strip().splitlines()[-1])

@@ -40,7 +40,7 @@ class MilvusIndex:
         if "://" not in uri:  # Milvus Lite: a file, which only a local disk keeps safe
             require_local_disk(Path(uri).parent, "Milvus Lite's database")
         self.client = MilvusClient(uri=uri, token=token or "")
-        self.full_text = True  # BM25; probed when the first collection is made
+        self.full_text = has_full_text(self.client.get_server_version())  # else tried on first create
         self._loaded: set[str] = set()
 
     def _ready(self, name: str) -> None:
@@ -79,15 +79,21 @@ class MilvusIndex:
 
         if self.client.has_collection(name):
             return
-        try:
-            s, index = schema(self.full_text)
-            self.client.create_collection(name, schema=s, index_params=index)
-        except Exception:
-            if not self.full_text:
-                raise
-            self.full_text = False  # a Milvus without full-text search: dense only
-            s, index = schema(False)
-            self.client.create_collection(name, schema=s, index_params=index)
+        if self.full_text:
+            try:
+                s, index = schema(True)
+                self.client.create_collection(name, schema=s, index_params=index, consistency_level="Strong")
+                if self.client.describe_collection(name).get("functions"):
+                    return
+            except Exception:  # noqa: BLE001 - any refusal of the schema means no full-text search
+                pass
+            # A Milvus before 2.5 has no BM25: it refuses the schema, or (2.3) keeps the collection
+            # without the function and fails its index. Either way: dense only, from a clean slate.
+            self.full_text = False
+            if self.client.has_collection(name):
+                self.client.drop_collection(name)
+        s, index = schema(False)
+        self.client.create_collection(name, schema=s, index_params=index, consistency_level="Strong")
 
     def collections(self) -> list[str]:
         """The collections of memory banks in this Milvus (`bank_...`), whoever made them."""
@@ -162,6 +168,13 @@ class MilvusIndex:
             ]
             hits = self.client.hybrid_search(name, requests, ranker=RRFRanker(60), limit=top_k, output_fields=fields)
         return [{**hit["entity"], "score": abs(float(hit["distance"]))} for hit in hits[0]]
+
+
+def has_full_text(server_version: str) -> bool:
+    """BM25 came in Milvus 2.5 (`v2.3.5`, `v2.3.5-lite`: no); Milvus Lite's own versions
+    (`milvus_lite-3.2.2`) and anything unrecognised are tried, and fall back on refusal."""
+    found = re.match(r"v?(\d+)\.(\d+)\.", server_version)
+    return not found or (int(found[1]), int(found[2])) >= (2, 5)
 
 
 def metadata_filter(where: dict[str, Any]) -> str:
