@@ -117,7 +117,11 @@ def test_a_write_killed_at_any_moment_is_whole_or_absent_after_recovery(tmp_path
         child.wait()
 
         checked = subprocess.run(
-            [sys.executable, "-c", CHECKER, str(tmp_path), milvus_uri], cwd=repo, env=env, capture_output=True, timeout=300
+            [sys.executable, "-c", CHECKER, str(tmp_path), milvus_uri],
+            cwd=repo,
+            env=env,
+            capture_output=True,
+            timeout=300,
         )
         assert checked.returncode == 0, checked.stderr.decode(errors="replace")[-1500:]
         state = json.loads(checked.stdout.decode().strip().splitlines()[-1])
