@@ -185,6 +185,8 @@ class MemorySettings(Settings):
     max_chunks_per_document: int = Field(default=20_000, ge=1)  # a 10 MB text in 256-token chunks: ~10k
     embedding_autoscaling_config: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
     memory_replicas: int = Field(default=1, ge=1)  # more only with a Milvus server
+    # A bank's writer holds a lease in the metadata store; a dead one blocks its bank this long.
+    write_lease_s: float = Field(default=30, gt=0)
 
     @model_validator(mode="after")
     def _checks(self) -> "MemorySettings":

@@ -3,8 +3,9 @@
 A child process writes to a real bank (SQLite, all-MiniLM-L6-v2, and Milvus Lite or a Milvus
 server) in a loop of inserts, updates and deletes, and is killed (SIGKILL to its process group,
 Milvus Lite's server with it; a Milvus server lives on with whatever half of a write reached it)
-at a random moment; the next `MemoryService` recovers, and every document is then either
-registered with exactly its committed chunks, or absent with none.
+at a random moment; the next `MemoryService` recovers (on Milvus Lite as the only writer; on
+the server as one replica of several, once the dead writer's lease expires), and every document
+is then either registered with exactly its committed chunks, or absent with none.
 """
 
 from __future__ import annotations
@@ -60,7 +61,8 @@ def service(data_dir: str, milvus_uri: str = "") -> MemoryService:
     async def embed(texts: list[str]) -> list[list[float]]:
         return _model.embed(texts)
 
-    settings = MemorySettings(chunk_size_tokens=32, chunk_overlap_tokens=8)
+    # On a server, as one of several replicas: a dead writer's lease is soon free to take over.
+    settings = MemorySettings(chunk_size_tokens=32, chunk_overlap_tokens=8, write_lease_s=2)
     store = MetadataStore(Path(data_dir) / "metadata.db")
     index = MilvusIndex(milvus_uri or str(Path(data_dir) / "milvus.db"))
     return MemoryService(store, index, _model.tokenizer, embed, settings)
@@ -77,7 +79,9 @@ def recovered_state(data_dir: str, milvus_uri: str) -> dict:
     """What a restarted memory server finds, after its recovery (run in a process of its own,
     as a restart is: Milvus Lite lets one process open a database)."""
     s = service(data_dir, milvus_uri)
-    s.recover()
+    if milvus_uri:  # a replica among others: takes over the banks whose writer's lease expired
+        time.sleep(2.5)
+    s.recover(only_writer=not milvus_uri)
     (bank,) = [record for key, record in s.store.list(BANK_KIND) if key == BANK]
     s.index._ready(bank["collection"])  # loaded, as after any restart
     rows = s.index.client.query(

@@ -120,12 +120,20 @@ class MilvusIndex:
         self.client.delete(name, filter=expression)
 
     def search(
-        self, name: str, vector: list[float], text: str, top_k: int, mode: str, where: dict[str, Any]
+        self,
+        name: str,
+        vector: list[float],
+        text: str,
+        top_k: int,
+        mode: str,
+        where: dict[str, Any],
+        hidden: str = "",
     ) -> list[dict[str, Any]]:
+        """The top chunks for the query; `hidden`, a filter expression, names chunks left out."""
         from pymilvus import AnnSearchRequest, RRFRanker
 
         fields = ["document_uuid", "chunk_index", "text", "metadata"]
-        expression = metadata_filter(where)
+        expression = " and ".join(filter(None, [metadata_filter(where), hidden and f"not ({hidden})"]))
         self._ready(name)
         if mode != "dense" and not self.full_text:
             raise InvalidRequestError(f"mode {mode!r} needs full-text search, which this Milvus does not have", "mode")

@@ -9,9 +9,15 @@ A write crosses two stores, so it is all-or-nothing after a crash at any point t
 record first notes the write it is about to make (`pending`: its version, reserved for good, and
 its documents), then the chunks go into Milvus, then one SQLite transaction commits the bank's
 version with the documents' records; what is left to clean after the commit (an update's old
-chunks, a delete's chunks) is noted in the same transaction (`cleanup`). `recover()`, run when
-the memory server starts, rolls back a pending write's chunks, finishes any cleanup and drops
-the collections of banks that were never created or were dropped.
+chunks, a delete's chunks) is noted in the same transaction (`cleanup`). A query never sees a
+pending write's chunks nor what a cleanup is to remove, so each write appears whole or not at all.
+
+Replicas on a Milvus server share banks: a writer holds the bank's lease in the metadata store
+(`memory_writer`, renewed while it writes), so versions are never reused across replicas, and the
+one that takes a lease a dead writer let expire first rolls back that writer's pending write.
+`recover()`, run when a memory server starts, does the same for every bank no live writer holds,
+and (the only replica, so the only writer) drops the collections of banks that were never
+created or were dropped.
 """
 
 from __future__ import annotations
@@ -19,7 +25,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import time
-from typing import Any, Awaitable, Callable
+from contextlib import asynccontextmanager
+from typing import Any, AsyncIterator, Awaitable, Callable
+from uuid import uuid4
 
 from llamaray.api.common import content_text
 from llamaray.api.memory_banks import (
@@ -30,13 +38,15 @@ from llamaray.api.memory_banks import (
     QueryMemoryBankResponse,
 )
 from llamaray.config import MemorySettings
-from llamaray.errors import ConflictError, InvalidRequestError, NotFoundError
+from llamaray.errors import ConflictError, InvalidRequestError, NotFoundError, TooManyRequestsError
 from llamaray.memory.chunking import chunk_text
 from llamaray.memory.extract import document_text
-from llamaray.memory.index import MilvusIndex, collection_name
+from llamaray.memory.index import MilvusIndex, collection_name, quote
 from llamaray.store.metadata import MetadataStore
 
 BANK_KIND = "memory_bank"
+WRITER_KIND = "memory_writer"  # a bank's write lease
+LEASE_WAIT_S = 120.0  # a write waits this long for another replica's (`write_lease_s`), then 429
 MIN_CHUNK_TOKENS, MAX_CHUNK_TOKENS = 16, 8192
 Embed = Callable[[list[str]], Awaitable[list[list[float]]]]
 
@@ -54,7 +64,8 @@ class MemoryService:
         self.tokenizer = tokenizer
         self.embed = embed
         self.settings = settings
-        self._lock = asyncio.Lock()  # one write at a time: versions and undo stay simple
+        self._lock = asyncio.Lock()  # one write at a time in this replica; the lease orders replicas
+        self.owner = uuid4().hex
 
     async def create_memory_bank(
         self,
@@ -68,7 +79,7 @@ class MemoryService:
         if not bank_uuid:
             raise InvalidRequestError("bank_uuid must not be empty", "bank_uuid")
         sizes = self._chunking(chunking or {})
-        async with self._lock:
+        async with self._writing(bank_uuid):
             try:
                 await asyncio.to_thread(self.store.get, BANK_KIND, bank_uuid)
                 raise ConflictError(f"memory bank {bank_uuid!r} already exists", "bank_uuid")
@@ -93,7 +104,7 @@ class MemoryService:
         return [MemoryBank(uuid=key, name=record["name"]) for key, record in banks]
 
     async def remove_memory_bank(self, bank_uuid: str) -> str:
-        async with self._lock:
+        async with self._writing(bank_uuid):
             bank = await self._bank(bank_uuid)
             await asyncio.to_thread(self._forget_bank, bank_uuid)  # gone for everyone from here
             await asyncio.to_thread(self.index.drop, bank["collection"])  # or at recovery
@@ -104,7 +115,7 @@ class MemoryService:
         self.store.write_many(deletes=[*documents, (BANK_KIND, bank_uuid)])
 
     async def post_insert_memory_documents(self, bank_uuid: str, documents: list[MemoryBankDocument]) -> None:
-        async with self._lock:
+        async with self._writing(bank_uuid):
             bank = await self._bank(bank_uuid)
             existing = {key for key, _ in await asyncio.to_thread(self.store.list, document_kind(bank_uuid))}
             for i, document in enumerate(documents):
@@ -116,7 +127,7 @@ class MemoryService:
             await self._write(bank_uuid, bank, documents)
 
     async def post_update_memory_documents(self, bank_uuid: str, documents: list[MemoryBankDocument]) -> None:
-        async with self._lock:
+        async with self._writing(bank_uuid):
             bank = await self._bank(bank_uuid)
             await self._known(bank_uuid, [d.uuid for d in documents], "documents[{i}].uuid")
             await self._write(bank_uuid, bank, documents, replace=True)
@@ -132,7 +143,7 @@ class MemoryService:
         ]
 
     async def remove_memory_documents(self, bank_uuid: str, document_uuids: list[str]) -> None:
-        async with self._lock:
+        async with self._writing(bank_uuid):
             bank = await self._bank(bank_uuid)
             await self._known(bank_uuid, document_uuids, "document_uuids[{i}]")
             cleanup = {"documents": list(document_uuids), "except_version": None}
@@ -148,7 +159,14 @@ class MemoryService:
             raise InvalidRequestError("the query is empty", "query")
         (vector,) = await self.embed([text])
         hits = await asyncio.to_thread(
-            self.index.search, bank["collection"], vector, text, request.top_k, request.mode.value, request.filter
+            self.index.search,
+            bank["collection"],
+            vector,
+            text,
+            request.top_k,
+            request.mode.value,
+            request.filter,
+            uncommitted(bank),
         )
         return QueryMemoryBankResponse(chunks=[MemoryChunk(**hit) for hit in hits])
 
@@ -187,22 +205,68 @@ class MemoryService:
             self.index.delete_documents(bank["collection"], cleanup["documents"], versions)
         self.store.put(BANK_KIND, bank_uuid, {**bank, "cleanup": None})
 
-    def recover(self) -> None:
-        """After a crash: each bank's pending write rolled back, its cleanup finished, and the
-        collections no bank owns dropped. Run before the server takes requests (one writer)."""
+    def recover(self, only_writer: bool) -> None:
+        """Before the server takes requests: each bank's pending write rolled back and its cleanup
+        finished. The only writer (one replica) also takes back the leases its dead predecessor
+        held and drops the collections no bank owns; one of several leaves the banks that a live
+        replica is writing to (their writes hide until committed) and every collection alone."""
+        if only_writer:
+            self.store.write_many(deletes=[(WRITER_KIND, key) for key, _ in self.store.list(WRITER_KIND)])
         owned = set()
         for bank_uuid, bank in self.store.list(BANK_KIND):
             owned.add(bank["collection"])
-            pending = bank.get("pending")
-            if pending:
-                self.index.delete_documents(bank["collection"], pending["documents"], f"== {pending['version']}")
-                bank = {**bank, "pending": None}
-                self.store.put(BANK_KIND, bank_uuid, bank)
-            if bank.get("cleanup"):
-                self._clean_now(bank_uuid, bank)
-        for name in self.index.collections():
-            if name not in owned:
-                self.index.drop(name)
+            if not (bank.get("pending") or bank.get("cleanup")):
+                continue
+            if self.store.claim(WRITER_KIND, bank_uuid, self.owner, self.settings.write_lease_s):
+                try:
+                    self._repair(bank_uuid)
+                finally:
+                    self.store.release(WRITER_KIND, bank_uuid, self.owner)
+        if only_writer:
+            for name in self.index.collections():
+                if name not in owned:
+                    self.index.drop(name)
+
+    def _repair(self, bank_uuid: str) -> None:
+        """Under the bank's lease: a pending write (its writer died) rolled back, a cleanup finished."""
+        try:
+            bank = self.store.get(BANK_KIND, bank_uuid)
+        except NotFoundError:
+            return
+        pending = bank.get("pending")
+        if pending:
+            self.index.delete_documents(bank["collection"], pending["documents"], f"== {pending['version']}")
+            bank = {**bank, "pending": None}
+            self.store.put(BANK_KIND, bank_uuid, bank)
+        if bank.get("cleanup"):
+            self._clean_now(bank_uuid, bank)
+
+    @asynccontextmanager
+    async def _writing(self, bank_uuid: str) -> AsyncIterator[None]:
+        """This replica's turn to write the bank: its own lock, then the bank's lease (renewed
+        while the write lasts); what a dead writer left half done is repaired first."""
+        async with self._lock:
+            deadline = time.monotonic() + LEASE_WAIT_S
+            while not await asyncio.to_thread(
+                self.store.claim, WRITER_KIND, bank_uuid, self.owner, self.settings.write_lease_s
+            ):
+                if time.monotonic() > deadline:
+                    raise TooManyRequestsError(
+                        f"memory bank {bank_uuid!r} is being written by another replica", "bank_uuid", 5
+                    )
+                await asyncio.sleep(0.05)
+            renew = asyncio.create_task(self._renew(bank_uuid))
+            try:
+                await asyncio.to_thread(self._repair, bank_uuid)
+                yield
+            finally:
+                renew.cancel()
+                await asyncio.to_thread(self.store.release, WRITER_KIND, bank_uuid, self.owner)
+
+    async def _renew(self, bank_uuid: str) -> None:
+        while True:
+            await asyncio.sleep(self.settings.write_lease_s / 3)
+            await asyncio.to_thread(self.store.claim, WRITER_KIND, bank_uuid, self.owner, self.settings.write_lease_s)
 
     def _chunking(self, asked: dict[str, int]) -> dict[str, int]:
         size = asked.get("chunk_size_tokens") or self.settings.chunk_size_tokens
@@ -303,3 +367,16 @@ class MemoryService:
             except NotFoundError:
                 raise NotFoundError(f"document {uuid!r} is not in bank {bank_uuid!r}", param.format(i=i)) from None
         return records
+
+
+def uncommitted(bank: dict[str, Any]) -> str:
+    """The chunks a query must not see, as a Milvus expression: a pending write's (not committed,
+    maybe half written) and those a committed write left to delete (an update's old ones)."""
+    terms = []
+    if pending := bank.get("pending"):
+        terms.append(f"version == {int(pending['version'])}")
+    if cleanup := bank.get("cleanup"):
+        documents = f"document_uuid in [{', '.join(map(quote, cleanup['documents']))}]"
+        keep = cleanup.get("except_version")
+        terms.append(documents if keep is None else f"({documents} and version != {int(keep)})")
+    return " or ".join(terms)

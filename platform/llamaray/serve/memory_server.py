@@ -39,7 +39,6 @@ class MemoryServer:
             embed,
             memory,
         )
-        if memory.memory_replicas == 1:  # the only writer: what a crash left half done is ours to finish
-            self.service.recover()
+        self.service.recover(only_writer=memory.memory_replicas == 1)
         for name in protocol_methods(MemoryBanks):  # Serve finds a handle's method by name here
             setattr(self, name, getattr(self.service, name))

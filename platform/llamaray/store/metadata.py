@@ -53,8 +53,9 @@ class Backend(Protocol):
 
     def sql(self, statement: str) -> str: ...
 
-    def lock_lines(self, db: Any, kind: str, key: str) -> None:
-        """Held until the transaction ends: two appenders of one log never take the same numbers."""
+    def lock_key(self, db: Any, kind: str, key: str) -> None:
+        """Held until the transaction ends: one writer of a key at a time (two appenders of one log
+        never take the same numbers; two claimants of a lease never both get it)."""
 
     def text(self, value: str) -> str:
         """What the database can store for `value` (PostgreSQL's text holds no NUL)."""
@@ -85,7 +86,7 @@ class SQLiteBackend:
     def sql(self, statement: str) -> str:
         return statement
 
-    def lock_lines(self, db: sqlite3.Connection, kind: str, key: str) -> None:
+    def lock_key(self, db: sqlite3.Connection, kind: str, key: str) -> None:
         db.execute("BEGIN IMMEDIATE")  # one writer at a time: the count and the insert together
 
     def text(self, value: str) -> str:
@@ -118,7 +119,7 @@ class PostgresBackend:
     def sql(self, statement: str) -> str:
         return statement.replace("?", "%s")
 
-    def lock_lines(self, db: Any, kind: str, key: str) -> None:
+    def lock_key(self, db: Any, kind: str, key: str) -> None:
         db.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", (f"{kind}\x1f{key}".replace("\x00", ""),))
 
     def text(self, value: str) -> str:
@@ -241,9 +242,37 @@ class MetadataStore:
             self._execute(db, "UPDATE lines SET kind = ? WHERE kind = ?", (new, old))
         return moved
 
+    def claim(self, kind: str, key: str, owner: str, ttl_s: float) -> bool:
+        """A lease: `owner` holds (kind, key) for `ttl_s` from now unless another owner holds an
+        unexpired one; claiming again renews it. Processes that share the store (memory server
+        replicas on several nodes) take turns with it; a holder that dies frees it by expiring."""
+        now = time.time()
+        with self._connect() as db:
+            self.backend.lock_key(db, kind, key)
+            row = self._execute(
+                db, "SELECT value FROM records WHERE kind = ? AND key = ?", (kind, self._key(key))
+            ).fetchone()
+            if row is not None:
+                held = json.loads(row[0])
+                if held["owner"] != owner and held["expires_at"] > now:
+                    return False
+            lease = json.dumps({"owner": owner, "expires_at": now + ttl_s})
+            self._execute(db, UPSERT, (kind, self._key(key), lease, now, now))
+        return True
+
+    def release(self, kind: str, key: str, owner: str) -> None:
+        """Ends `owner`'s lease; one it no longer holds stays with whoever does."""
+        with self._connect() as db:
+            self.backend.lock_key(db, kind, key)
+            row = self._execute(
+                db, "SELECT value FROM records WHERE kind = ? AND key = ?", (kind, self._key(key))
+            ).fetchone()
+            if row is not None and json.loads(row[0])["owner"] == owner:
+                self._execute(db, "DELETE FROM records WHERE kind = ? AND key = ?", (kind, self._key(key)))
+
     def append_lines(self, kind: str, key: str, lines: list[str]) -> None:
         with self._connect() as db:
-            self.backend.lock_lines(db, kind, key)
+            self.backend.lock_key(db, kind, key)
             (count,) = self._execute(
                 db, "SELECT COUNT(*) FROM lines WHERE kind = ? AND key = ?", (kind, self._key(key))
             ).fetchone()
