@@ -71,6 +71,9 @@ def milvus_server() -> Iterator[str]:
     """A standalone Milvus server with a fresh data directory, removed after; yields its URI."""
     from milvus import MilvusServer
 
+    with socket.socket() as probe:  # its embedded etcd always takes the peer port 2380
+        if probe.connect_ex(("127.0.0.1", 2380)) == 0:
+            raise RuntimeError("port 2380 is taken: a Milvus server (or etcd) from an earlier run still runs")
     root = tempfile.mkdtemp(prefix="llamaray-milvus-")
     server = MilvusServer()
     server.set_base_dir(root)

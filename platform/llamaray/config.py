@@ -138,6 +138,9 @@ class GatewayConfig(Settings):
     max_ongoing_requests: int = Field(default=256, ge=1)
     max_queued_requests: int = Field(default=1024, ge=1)
     num_cpus: float = Field(default=0, ge=0)
+    # Ray custom resources a gateway replica needs: pins it to nodes that have them (nodes the
+    # autoscaler keeps, say), since a request in flight on a gateway that dies is lost.
+    resources: dict[str, float] = Field(default_factory=dict)
 
 
 class TrainingSettings(Settings):
@@ -151,6 +154,9 @@ class TrainingSettings(Settings):
     # Ray Train's FailureConfig: a worker lost (a node gone, a preemption) restarts the group that
     # many times, and training resumes from the last checkpoint (trainer state included).
     max_failures: int = Field(default=2, ge=0)
+    # Ray Train's placement of a job's workers: PACK fills one node first; SPREAD (or
+    # STRICT_SPREAD, one worker per node) puts them on different nodes.
+    placement_strategy: Literal["PACK", "SPREAD", "STRICT_PACK", "STRICT_SPREAD"] = "PACK"
     seed: int = 42
 
 
@@ -185,6 +191,8 @@ class MemorySettings(Settings):
     max_chunks_per_document: int = Field(default=20_000, ge=1)  # a 10 MB text in 256-token chunks: ~10k
     embedding_autoscaling_config: AutoscalingConfig = Field(default_factory=AutoscalingConfig)
     memory_replicas: int = Field(default=1, ge=1)  # more only with a Milvus server
+    # Serve's `max_replicas_per_node` for MemoryServer: 1 puts each replica on a node of its own.
+    memory_max_replicas_per_node: int | None = Field(default=None, ge=1)
     # A bank's writer holds a lease in the metadata store; a dead one blocks its bank this long.
     write_lease_s: float = Field(default=30, gt=0)
 

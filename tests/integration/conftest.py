@@ -109,8 +109,13 @@ def platform_args(models_dir: Path, data_dir: Path, dataset_roots: list[Path] = 
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory) -> Path:
+    """Built for the session; `LLAMARAY_TEST_MODELS` names a directory `make models` already
+    built, to rerun a test file without the few minutes of building and teaching."""
     from llamaray.models.tiny import build_tiny_models
 
+    built = os.environ.get("LLAMARAY_TEST_MODELS")
+    if built:
+        return Path(built)
     out = tmp_path_factory.mktemp("models")
     build_tiny_models(out)
     return out
@@ -121,10 +126,20 @@ def metrics_port() -> int:
     return free_port()
 
 
+def prepare_environment() -> None:
+    """What Ray's processes must inherit from the tests: Serve's settings, and this environment's
+    `python` first on the PATH (a Ray Job's driver runs the first one; ENV.md)."""
+    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.update(SERVE_ENV)
+    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+
+
 class LocalCluster:
     """A Ray cluster on loopback with the dashboard (the Jobs API and Ray Train need it), and
     the platform served on it. `restart()` stops both and starts them again on the same data
     dir and ports, as an operator restarting the cluster would."""
+
+    live: set["LocalCluster"] = set()  # started and not stopped: the multi-node tests stop them first
 
     def __init__(self, metrics_port: int, args: dict) -> None:
         self.metrics_port = metrics_port
@@ -138,6 +153,7 @@ class LocalCluster:
     def start_ray(self) -> None:
         import ray
 
+        LocalCluster.live.add(self)
         ray.init(
             num_cpus=6,  # logical: the gateway, engine replicas, the proxy and 2 training workers on 2 real cores
             _node_ip_address="127.0.0.1",
@@ -175,6 +191,7 @@ class LocalCluster:
             serve.shutdown()
             self.serving = False
         ray.shutdown()
+        LocalCluster.live.discard(self)
 
     def restart(self) -> None:
         self.stop()
@@ -206,10 +223,7 @@ def datasets(dataset_dir: Path) -> dict[str, dict]:
 
 @pytest.fixture(scope="session")
 def cluster(metrics_port, tiny_models, dataset_dir, tmp_path_factory) -> LocalCluster:
-    os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    os.environ.update(SERVE_ENV)
-    # A Ray Job's `python` is the first on the head's PATH: make it this environment's (ENV.md).
-    os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
+    prepare_environment()
     local = LocalCluster(metrics_port, platform_args(tiny_models, tmp_path_factory.mktemp("data"), [dataset_dir]))
     local.start_ray()
     yield local
@@ -273,5 +287,11 @@ def running_requests(client: httpx.Client) -> int:
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests that restart the cluster run after all others, which share the first one."""
-    items.sort(key=lambda item: item.get_closest_marker("restarts_cluster") is not None)
+    """Tests that restart the cluster run after all others, which share the first one; the
+    multi-node tests, which stop it for a cluster of their own, run last."""
+    items.sort(
+        key=lambda item: (
+            item.get_closest_marker("multinode") is not None,
+            item.get_closest_marker("restarts_cluster") is not None,
+        )
+    )

@@ -58,6 +58,7 @@ def build_app(args: dict[str, Any]) -> Application:
         .options(
             name="MemoryServer",
             num_replicas=memory.memory_replicas,
+            max_replicas_per_node=memory.memory_max_replicas_per_node,
             max_ongoing_requests=64,
             max_queued_requests=SERVICE_QUEUE,
             ray_actor_options={"num_cpus": 0},
@@ -70,6 +71,6 @@ def build_app(args: dict[str, Any]) -> Application:
         num_replicas=gateway.num_replicas,
         max_ongoing_requests=gateway.max_ongoing_requests,
         max_queued_requests=gateway.max_queued_requests,
-        ray_actor_options={"num_cpus": gateway.num_cpus},
+        ray_actor_options={"num_cpus": gateway.num_cpus, "resources": gateway.resources},
         logging_config={"enable_access_log": config.access_log},
     ).bind(config.model_dump(), engines, memory_server, embedder)

@@ -104,7 +104,10 @@ def _torch_trainer(plan, inputs, platform: PlatformConfig):
         train_loop_per_worker,
         train_loop_config={"plan": plan.model_dump()},
         scaling_config=ScalingConfig(
-            num_workers=workers.num_workers, use_gpu=workers.use_gpu, resources_per_worker=resources
+            num_workers=workers.num_workers,
+            use_gpu=workers.use_gpu,
+            resources_per_worker=resources,
+            placement_strategy=platform.training.placement_strategy,
         ),
         torch_config=TorchConfig(backend="nccl" if workers.use_gpu else "gloo"),
         run_config=RunConfig(
