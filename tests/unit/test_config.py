@@ -1,6 +1,8 @@
 """Deployment configs parse, and map sharding and autoscaling onto Serve's options."""
 
+import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -170,3 +172,44 @@ def test_cluster_yaml_passes_ray_launchers_own_schema_and_starts_the_platform():
     validate_config(prepare_config(cluster))  # what `ray up` checks before it starts a node
     assert any('pip install -e ".[gpu]"' in command for command in cluster["setup_commands"])
     assert "serve deploy deployments/gpu.yaml" in cluster["head_start_ray_commands"][-1]
+
+
+def closed(schema: Any) -> Any:
+    """A CRD's structural schema with unknown fields made errors: Kubernetes prunes them silently,
+    so a misspelt field would otherwise pass and do nothing."""
+    if isinstance(schema, dict):
+        if (
+            schema.get("type") == "object"
+            and "properties" in schema
+            and "additionalProperties" not in schema
+            and not schema.get("x-kubernetes-preserve-unknown-fields")
+        ):
+            schema["additionalProperties"] = False
+        for value in schema.values():
+            closed(value)
+    elif isinstance(schema, list):
+        for value in schema:
+            closed(value)
+    return schema
+
+
+@pytest.mark.parametrize(
+    "name,crd", [("rayservice.yaml", "ray.io_rayservices.yaml"), ("rayjob.yaml", "ray.io_rayjobs.yaml")]
+)
+def test_kuberay_manifests_pass_kuberays_own_crd_schemas(name, crd):
+    """Against the CRDs of KubeRay's repository (`ray-operator/config/crd/bases`), which no package
+    ships and the tests may not download: `LLAMARAY_KUBERAY_CRDS` names a directory holding them."""
+    import jsonschema
+
+    crds = os.environ.get("LLAMARAY_KUBERAY_CRDS")
+    if not crds:
+        pytest.skip("LLAMARAY_KUBERAY_CRDS names no directory of KubeRay's CRDs")
+    definition = yaml.safe_load((Path(crds) / crd).read_text())
+    (v1,) = [version for version in definition["spec"]["versions"] if version["name"] == "v1"]
+    schema = closed(v1["schema"]["openAPIV3Schema"])
+    schema["properties"]["metadata"] = {"type": "object"}  # the API server's, not the CRD's
+    manifest = yaml.safe_load((ROOT / "deployments" / "kuberay" / name).read_text())
+    errors = [
+        f"{'/'.join(map(str, e.path))}: {e.message}" for e in jsonschema.Draft7Validator(schema).iter_errors(manifest)
+    ]
+    assert not errors, errors
