@@ -2,8 +2,9 @@
 each a raylet of its own (`ray.cluster_utils.Cluster`), with the shared state a cluster needs on
 real servers: PostgreSQL for the metadata (`metadata_url`) and a Milvus server behind two memory
 replicas. Chat engine replicas spread over the worker nodes, a training job's two workers run on
-different nodes, and a worker node killed under load costs its requests in flight a 503 (never a
-hang) while Serve replaces its replicas on the node that is left.
+different nodes, a batch job's Ray Data actors run on other nodes than its driver, and a worker
+node killed under load costs its requests in flight a 503 (never a hang) while Serve replaces
+its replicas on the node that is left.
 
 These run after every other test: they stop the shared single-node cluster first.
 """
@@ -102,8 +103,7 @@ def multinode(tiny_models, dataset_dir, postgres_url, milvus_url, tmp_path_facto
     url = f"http://127.0.0.1:{http_port}"
     wait_until_ready(url, 300)
     yield MultiNode(cluster, workers, url)
-    serve.shutdown()
-    ray.shutdown()
+    ray.shutdown()  # and no serve.shutdown(): its controller waits 30 s for the dead node's replicas
     cluster.shutdown()
 
 
@@ -184,6 +184,29 @@ def test_a_training_job_runs_its_workers_on_different_nodes(multinode, datasets)
     workers = list_actors(filters=[("class_name", "=", "RayTrainWorker")], detail=True, limit=10_000)
     nodes = {a.node_id for a in workers}
     assert len(nodes) == 2 and nodes == {node.node_id for node in multinode.workers}, nodes
+
+
+def test_a_batch_job_runs_its_data_actors_on_other_nodes_than_its_driver(multinode):
+    """A batch beyond the inline size runs as a Ray Job (its driver on the head, where Ray Jobs
+    puts drivers) whose Ray Data actors, each with a vLLM engine, run on the worker nodes."""
+    from ray.job_submission import JobSubmissionClient
+    from ray.util.state import list_actors
+
+    prompts = [f"Prompt {i} about harbours." for i in range(40)]
+    with httpx.Client(base_url=multinode.url, timeout=600) as client:
+        body = {"model": MODEL_ID, "content_batch": prompts, "max_tokens": 4}
+        response = client.post("/inference/batch_completion", json=body)
+        assert response.status_code == 200, response.text
+        assert len(response.json()) == 40
+    jobs = JobSubmissionClient(f"http://{multinode.cluster.webui_url}").list_jobs()
+    (job,) = [j for j in jobs if (j.submission_id or "").startswith("batch-")]
+    actors = [  # the actor pool's workers (Ray Data keeps a bookkeeping actor of its own on the head)
+        a
+        for a in list_actors(detail=True, limit=10_000)
+        if a.job_id == job.job_id and a.class_name.startswith("MapWorker")
+    ]
+    assert actors and job.driver_node_id == multinode.cluster.head_node.node_id
+    assert {a.node_id for a in actors} <= {node.node_id for node in multinode.workers}, actors
 
 
 def test_a_worker_node_killed_under_load_is_503s_then_full_service(multinode):
