@@ -70,7 +70,7 @@ def test_trl_trains_on_the_tokens_serving_sends(tmp_path):
     from llamaray.models.tiny import CHAT_MODEL_DIR, build_tiny_models
     from llamaray.training.examples import for_tokenizer
 
-    build_tiny_models(tmp_path)
+    build_tiny_models(tmp_path, teach=False)  # the chat model alone: no adapters to teach
     path = tmp_path / CHAT_MODEL_DIR
     tokenizer = AutoTokenizer.from_pretrained(path)
     examples = sft_examples(dataset(conversation="dialog"), [{"conversation": DIALOG}])

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import time
 from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Awaitable, Callable
@@ -43,6 +44,8 @@ from llamaray.memory.chunking import chunk_text
 from llamaray.memory.extract import document_text
 from llamaray.memory.index import MilvusIndex, collection_name, quote
 from llamaray.store.metadata import MetadataStore
+
+logger = logging.getLogger(__name__)
 
 BANK_KIND = "memory_bank"
 WRITER_KIND = "memory_writer"  # a bank's write lease
@@ -264,9 +267,14 @@ class MemoryService:
                 await asyncio.to_thread(self.store.release, WRITER_KIND, bank_uuid, self.owner)
 
     async def _renew(self, bank_uuid: str) -> None:
+        """Keeps the lease while the write lasts; a store that fails a renewal is asked again."""
+        lease_s = self.settings.write_lease_s
         while True:
-            await asyncio.sleep(self.settings.write_lease_s / 3)
-            await asyncio.to_thread(self.store.claim, WRITER_KIND, bank_uuid, self.owner, self.settings.write_lease_s)
+            await asyncio.sleep(lease_s / 3)
+            try:
+                await asyncio.to_thread(self.store.claim, WRITER_KIND, bank_uuid, self.owner, lease_s)
+            except Exception:  # noqa: BLE001 - the write itself will meet the store's error, if it lasts
+                logger.warning("renewing the write lease of bank %r failed; trying again", bank_uuid, exc_info=True)
 
     def _chunking(self, asked: dict[str, int]) -> dict[str, int]:
         size = asked.get("chunk_size_tokens") or self.settings.chunk_size_tokens
