@@ -248,14 +248,9 @@ class MetadataStore:
         replicas on several nodes) take turns with it; a holder that dies frees it by expiring."""
         now = time.time()
         with self._connect() as db:
-            self.backend.lock_key(db, kind, key)
-            row = self._execute(
-                db, "SELECT value FROM records WHERE kind = ? AND key = ?", (kind, self._key(key))
-            ).fetchone()
-            if row is not None:
-                held = json.loads(row[0])
-                if held["owner"] != owner and held["expires_at"] > now:
-                    return False
+            held = self._locked_lease(db, kind, key)
+            if held is not None and held["owner"] != owner and held["expires_at"] > now:
+                return False
             lease = json.dumps({"owner": owner, "expires_at": now + ttl_s})
             self._execute(db, UPSERT, (kind, self._key(key), lease, now, now))
         return True
@@ -263,12 +258,17 @@ class MetadataStore:
     def release(self, kind: str, key: str, owner: str) -> None:
         """Ends `owner`'s lease; one it no longer holds stays with whoever does."""
         with self._connect() as db:
-            self.backend.lock_key(db, kind, key)
-            row = self._execute(
-                db, "SELECT value FROM records WHERE kind = ? AND key = ?", (kind, self._key(key))
-            ).fetchone()
-            if row is not None and json.loads(row[0])["owner"] == owner:
+            held = self._locked_lease(db, kind, key)
+            if held is not None and held["owner"] == owner:
                 self._execute(db, "DELETE FROM records WHERE kind = ? AND key = ?", (kind, self._key(key)))
+
+    def _locked_lease(self, db: Any, kind: str, key: str) -> dict[str, Any] | None:
+        """The lease record, with the key locked until the transaction ends."""
+        self.backend.lock_key(db, kind, key)
+        row = self._execute(
+            db, "SELECT value FROM records WHERE kind = ? AND key = ?", (kind, self._key(key))
+        ).fetchone()
+        return None if row is None else json.loads(row[0])
 
     def append_lines(self, kind: str, key: str, lines: list[str]) -> None:
         with self._connect() as db:
