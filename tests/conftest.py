@@ -36,3 +36,12 @@ def milvus_url() -> str:
 
     with milvus_server() as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint() -> str:
+    """An S3 endpoint for the session (moto's server): `storage_path` on an object store."""
+    from tests.servers import s3_server
+
+    with s3_server() as endpoint:
+        yield endpoint

@@ -1,7 +1,8 @@
 """Real servers the tests start on this machine, each on loopback ports in a directory of its own:
 PostgreSQL (Debian's package, installed by `make test`), run as the `postgres` user when the
-tests run as root; and a standalone Milvus server (the `milvus` package on PyPI ships its binaries:
-Milvus 2.3.5, embedded etcd, local storage)."""
+tests run as root; a standalone Milvus server (the `milvus` package on PyPI ships its binaries:
+Milvus 2.3.5, embedded etcd, local storage); and an S3 endpoint (moto's server, which speaks S3's
+own HTTP API) standing in for the object store no test can reach."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ import os
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
+import time
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
@@ -83,3 +86,46 @@ def milvus_server() -> Iterator[str]:
     finally:
         server.stop()
         shutil.rmtree(root, ignore_errors=True)
+
+
+S3_KEYS = {"AWS_ACCESS_KEY_ID": "llamaray-test", "AWS_SECRET_ACCESS_KEY": "llamaray-test"}
+
+
+@contextmanager
+def s3_server() -> Iterator[str]:
+    """moto's S3 server on a loopback port; yields its endpoint (`127.0.0.1:PORT`). Clients need
+    some credentials (any: `S3_KEYS`), as they would against S3."""
+    import httpx
+
+    port = _free_port()
+    binary = Path(sys.executable).parent / "moto_server"
+    log = tempfile.NamedTemporaryFile(prefix="llamaray-s3-", suffix=".log", delete=False)
+    process = subprocess.Popen([str(binary), "-H", "127.0.0.1", "-p", str(port)], stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                httpx.get(f"http://127.0.0.1:{port}/", timeout=2)
+                break
+            except httpx.HTTPError:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(
+                        f"moto's S3 server did not start: {Path(log.name).read_text()[-2000:]}"
+                    ) from None
+                time.sleep(0.2)
+        yield f"127.0.0.1:{port}"
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+        os.unlink(log.name)
+
+
+def s3_storage_path(endpoint: str, bucket: str, prefix: str) -> str:
+    """A `storage_path` on the S3 endpoint, its bucket made: what a MinIO user configures."""
+    from pyarrow import fs
+
+    os.environ.update(S3_KEYS)
+    options = f"endpoint_override={endpoint}&scheme=http&region=us-east-1"
+    filesystem, _ = fs.FileSystem.from_uri(f"s3://{bucket}?{options}&allow_bucket_creation=true")
+    filesystem.create_dir(bucket)
+    return f"s3://{bucket}/{prefix}?{options}"

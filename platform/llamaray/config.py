@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from llamaray.api.limits import LimitSettings
 
@@ -300,11 +300,18 @@ class SecuritySettings(Settings):
     docs: bool = True  # /docs, /redoc and /openapi.json, served without a key; false removes them
 
 
+STORAGE_SCHEMES = ("s3", "gs", "gcs", "file")  # pyarrow's filesystems, as Ray Train reads them
+
+
 class PlatformConfig(Settings):
     data_dir: str = ".llamaray"
     # The metadata store: None, SQLite in the data dir (one node); a `postgresql://` URL for a
     # cluster, where gateways and drivers on several nodes write at once (SQLite on NFS is unsafe).
     metadata_url: str | None = Field(default=None, pattern=r"^postgres(ql)?://")
+    # Where checkpoints, the trainer's state, Ray Train's runs and the datasets jobs write go:
+    # None, the data dir (one node); on a cluster a directory every node mounts (NFS) or an
+    # object store URI (`s3://bucket/key`, `gs://...`) read through pyarrow (llamaray.store.storage).
+    storage_path: str | None = None
     # Directories whose files a dataset's file:// URL may name; the data dir is always one.
     dataset_roots: list[str] = Field(default_factory=list)
     access_log: bool = False  # Serve's per-request log line; it costs throughput on small cores
@@ -318,6 +325,14 @@ class PlatformConfig(Settings):
     security: SecuritySettings = Field(default_factory=SecuritySettings)
     limits: LimitSettings = Field(default_factory=LimitSettings)
     retention: RetentionSettings = Field(default_factory=RetentionSettings)
+
+    @field_validator("storage_path")
+    @classmethod
+    def _storage_path(cls, value: str | None) -> str | None:
+        scheme = value.split("://", 1)[0].lower() if value and "://" in value else None
+        if scheme is not None and scheme not in STORAGE_SCHEMES:
+            raise ValueError(f"the scheme of {value!r} is not one of {', '.join(STORAGE_SCHEMES)}")
+        return value
 
     @model_validator(mode="after")
     def _unique_ids(self) -> "PlatformConfig":
@@ -344,7 +359,13 @@ class PlatformConfig(Settings):
             path = str(local.resolve()) if local.exists() else model.path
             adapters = {name: str((base / p).resolve()) for name, p in model.adapters.items()}
             models.append(model.model_copy(update={"path": path, "adapters": adapters}))
-        return self.model_copy(update={"data_dir": data_dir, "dataset_roots": roots, "models": models})
+        storage = self.storage_path
+        if storage and "://" not in storage:
+            storage = str((base / storage).resolve())
+        if storage and "://" not in storage or (storage or "").startswith("file://"):
+            roots.append(storage[len("file://") :] if storage.startswith("file://") else storage)
+        update = {"data_dir": data_dir, "dataset_roots": roots, "models": models, "storage_path": storage}
+        return self.model_copy(update=update)
 
 
 APP_IMPORT_PATH = "llamaray.serve.app:build_app"

@@ -38,6 +38,8 @@ def free_port() -> int:
 def platform_args(models_dir: Path, data_dir: Path, dataset_roots: list[Path] = ()) -> dict:
     return {
         "data_dir": str(data_dir),
+        # Checkpoints, Ray Train's runs and job outputs apart from the data dir: an NFS mount's stand-in.
+        "storage_path": str(data_dir.with_name(f"{data_dir.name}-shared")),
         "dataset_roots": [str(root) for root in dataset_roots],
         "memory": {"max_document_bytes": 12_000_000, "chunk_size_tokens": 128, "chunk_overlap_tokens": 16},
         # A test server on 127.0.0.2 stands for a slow public host (test_busy_gateway_http).

@@ -194,7 +194,7 @@ def test_cancelling_an_sdg_job_stops_it_and_registers_nothing(client, cluster):
     status = client.get("/data_jobs/status", params={"job_uuid": "sdg-cancelled"}).json()
     assert status["status"] == "cancelled" and status["output_dataset_id"] is None, status
     assert client.get("/datasets/get", params={"dataset_id": "sdg-cancelled"}).status_code == 404
-    assert not list(Path(cluster.args["data_dir"], "datasets").glob("sdg-cancelled*"))
+    assert not list(Path(cluster.args["storage_path"], "datasets").glob("sdg-cancelled*"))
     assert ray_job_status(cluster, "sdg-cancelled") == "STOPPED"  # Ray and the platform agree
     assert client.post("/data_jobs/cancel", params={"job_uuid": "no-such-job"}).status_code == 404
 
@@ -239,7 +239,7 @@ def test_a_failing_batch_fails_the_job_and_registers_nothing(client, cluster, tm
     status = wait_for_data_job(client, "batch-cli-bad", timeout_s=30)
     assert status["status"] == "failed" and "tokens" in status["error"], status
     assert client.get("/datasets/get", params={"dataset_id": "batch-cli-bad"}).status_code == 404
-    assert not list(Path(cluster.args["data_dir"], "datasets").glob("batch-cli-bad*"))
+    assert not list(Path(cluster.args["storage_path"], "datasets").glob("batch-cli-bad*"))
 
 
 def test_a_batch_route_whose_client_leaves_cancels_its_job(client, cluster):

@@ -1,8 +1,11 @@
 """The platform on a real multi-node Ray cluster on this machine: a head and two worker nodes,
 each a raylet of its own (`ray.cluster_utils.Cluster`), with the shared state a cluster needs on
-real servers: PostgreSQL for the metadata (`metadata_url`) and a Milvus server behind two memory
-replicas. Chat engine replicas spread over the worker nodes, a training job's two workers run on
-different nodes, a batch job's Ray Data actors run on other nodes than its driver, and a worker
+real servers: PostgreSQL for the metadata (`metadata_url`), a Milvus server behind two memory
+replicas, and an object store (S3's API, moto's server) as the `storage_path` every node reads
+and writes. Chat engine replicas spread over the worker nodes, a training job's two workers run
+on different nodes and publish its checkpoints to the object store, from which an engine on
+another node serves its adapter, a batch job's Ray Data actors run on other nodes than its
+driver and its output dataset goes to the object store too, and a worker
 node killed under load costs its requests in flight a 503 (never a hang) while Serve replaces
 its replicas on the node that is left.
 
@@ -23,11 +26,11 @@ import pytest
 
 from llamaray.config import ModelConfig
 from llamaray.serve.engine_deployment import deployment_name
-from tests.servers import fresh_database
+from tests.servers import fresh_database, s3_storage_path
 
 from .conftest import MODEL_ID, LocalCluster, free_port, platform_args, prepare_environment
 from .test_memory_banks_http import ODD_IDS, doc, query
-from .test_post_training_http import sft_request, wait_until_final
+from .test_post_training_http import llama_stack_answer, sft_request, wait_until_final
 
 pytestmark = pytest.mark.multinode
 
@@ -40,11 +43,15 @@ class MultiNode:
     cluster: object  # ray.cluster_utils.Cluster
     workers: list  # its worker nodes (ray._private.node.Node)
     url: str
+    storage_path: str  # an S3 URI with the endpoint's options
 
 
-def multinode_args(models: Path, data_dir: Path, dataset_dir: Path, metadata_url: str, milvus_url: str) -> dict:
+def multinode_args(
+    models: Path, data_dir: Path, dataset_dir: Path, metadata_url: str, milvus_url: str, storage_path: str
+) -> dict:
     """The test platform's config with what a cluster changes: the chat model alone, on two
-    replicas; shared metadata and vectors; the gateway on the head; training spread over nodes."""
+    replicas; shared metadata, vectors and files; the gateway on the head; training spread over
+    nodes."""
     args = copy.deepcopy(platform_args(models, data_dir, [dataset_dir]))
     (chat,) = [m for m in args["models"] if m["model_id"] == MODEL_ID]
     chat["adapters"] = {}
@@ -52,6 +59,7 @@ def multinode_args(models: Path, data_dir: Path, dataset_dir: Path, metadata_url
     args["models"] = [chat]
     args.pop("agents")  # its guards are models this platform does not serve
     args["metadata_url"] = metadata_url
+    args["storage_path"] = storage_path
     args["memory"].update(milvus_uri=milvus_url, memory_replicas=2, memory_max_replicas_per_node=1, write_lease_s=5)
     args["gateway"] = {"resources": {"head": 0.01}}
     args["training"] = {"placement_strategy": "STRICT_SPREAD", "num_workers": 2}
@@ -59,7 +67,7 @@ def multinode_args(models: Path, data_dir: Path, dataset_dir: Path, metadata_url
 
 
 @pytest.fixture(scope="module")
-def multinode(tiny_models, dataset_dir, postgres_url, milvus_url, tmp_path_factory) -> MultiNode:
+def multinode(tiny_models, dataset_dir, postgres_url, milvus_url, s3_endpoint, tmp_path_factory) -> MultiNode:
     import ray
     from ray import serve
     from ray.cluster_utils import Cluster
@@ -69,6 +77,8 @@ def multinode(tiny_models, dataset_dir, postgres_url, milvus_url, tmp_path_facto
     for running in list(LocalCluster.live):  # two Ray clusters do not fit on 2 cores
         running.stop()
     prepare_environment()
+    # Before the nodes start: they inherit the object store's credentials from this environment.
+    storage_path = s3_storage_path(s3_endpoint, "llamaray", "cluster")
     # Every node on 127.0.0.2: Ray turns a bootstrap address of 127.0.0.1 into the machine's own
     # address, where a node bound to loopback is not listening.
     node = {"node_ip_address": "127.0.0.2", "object_store_memory": 300 * 1024**2}
@@ -98,11 +108,12 @@ def multinode(tiny_models, dataset_dir, postgres_url, milvus_url, tmp_path_facto
         dataset_dir,
         fresh_database(postgres_url),
         milvus_url,
+        storage_path,
     )
     serve.run(build_app(args), name=APP, route_prefix="/")
     url = f"http://127.0.0.1:{http_port}"
     wait_until_ready(url, 300)
-    yield MultiNode(cluster, workers, url)
+    yield MultiNode(cluster, workers, url, storage_path)
     ray.shutdown()  # and no serve.shutdown(): its controller waits 30 s for the dead node's replicas
     cluster.shutdown()
 
@@ -172,6 +183,8 @@ def test_two_memory_replicas_share_banks_through_http(multinode):
 
 
 def test_a_training_job_runs_its_workers_on_different_nodes(multinode, datasets):
+    """Two workers on two nodes; its checkpoint and Ray Train's run directory on the object
+    store; its adapter served by engines that downloaded it on their own nodes."""
     from ray.util.state import list_actors
 
     with httpx.Client(base_url=multinode.url, timeout=120) as client:
@@ -180,10 +193,26 @@ def test_a_training_job_runs_its_workers_on_different_nodes(multinode, datasets)
         status = wait_until_final(client, "multinode-sft", timeout_s=400)
         assert status["status"] == "completed", status
         artifacts = client.get("/post_training/job/artifacts", params={"job_uuid": "multinode-sft"}).json()
-        assert artifacts["checkpoints"], artifacts
+        (checkpoint,) = artifacts["checkpoints"]
+        assert checkpoint["path"] == "s3://llamaray/cluster/jobs/multinode-sft/checkpoints/iter-10", checkpoint
+        assert llama_stack_answer(client, f"{MODEL_ID}:multinode-sft")  # served from the engines' copies
+        (card,) = [m for m in client.get("/v1/models").json()["data"] if m["id"] == f"{MODEL_ID}:multinode-sft"]
+        assert card["root"] == checkpoint["path"]  # the object store's options (an endpoint) not shown
     workers = list_actors(filters=[("class_name", "=", "RayTrainWorker")], detail=True, limit=10_000)
     nodes = {a.node_id for a in workers}
     assert len(nodes) == 2 and nodes == {node.node_id for node in multinode.workers}, nodes
+    stored = stored_files(multinode, "jobs/multinode-sft") + stored_files(multinode, "ray_train/multinode-sft")
+    assert any(p.endswith("iter-10/adapter_config.json") for p in stored), stored
+    assert any("/ray_train/multinode-sft/" in p for p in stored), stored
+
+
+def stored_files(multinode: MultiNode, prefix: str) -> list[str]:
+    """What the object store holds under `prefix` of the cluster's storage."""
+    from pyarrow import fs
+
+    filesystem, root = fs.FileSystem.from_uri(multinode.storage_path)
+    selector = fs.FileSelector(f"{root}/{prefix}", recursive=True, allow_not_found=True)
+    return [info.path for info in filesystem.get_file_info(selector)]
 
 
 def test_a_batch_job_runs_its_data_actors_on_other_nodes_than_its_driver(multinode):
@@ -198,6 +227,12 @@ def test_a_batch_job_runs_its_data_actors_on_other_nodes_than_its_driver(multino
         response = client.post("/inference/batch_completion", json=body)
         assert response.status_code == 200, response.text
         assert len(response.json()) == 40
+        (record,) = [d for d in stored_files(multinode, "datasets") if d.endswith(".jsonl")]
+        assert (
+            client.get("/datasets/get", params={"dataset_id": record.rsplit("/", 1)[-1][: -len(".jsonl")]})
+            .json()["content_url"]
+            .startswith("s3://llamaray/cluster/datasets/")
+        )
     jobs = JobSubmissionClient(f"http://{multinode.cluster.webui_url}").list_jobs()
     (job,) = [j for j in jobs if (j.submission_id or "").startswith("batch-")]
     actors = [  # the actor pool's workers (Ray Data keeps a bookkeeping actor of its own on the head)

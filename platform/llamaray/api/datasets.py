@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Any, Protocol
+from typing import Annotated, Any, Protocol
 
-from pydantic import Field
+from pydantic import Field, StringConstraints
 
-from llamaray.api.common import URL, ApiModel
+from llamaray.api.common import ApiModel
+
+# The draft's URL, and the platform's object store (`storage_path`): where data jobs write.
+DatasetURL = Annotated[str, StringConstraints(pattern=r"^(https?://|file://|data:|s3://|gs://|gcs://)")]
 
 
 class DatasetColumnType(str, Enum):
@@ -20,7 +23,7 @@ class DatasetColumnType(str, Enum):
 
 class Dataset(ApiModel):
     columns: dict[str, DatasetColumnType]
-    content_url: URL
+    content_url: DatasetURL
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 

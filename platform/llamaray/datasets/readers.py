@@ -1,5 +1,6 @@
 """Rows out of a dataset's `content_url`: `file://` (JSONL, JSON, Parquet, CSV), `data:`
-(inline JSONL, plain or base64) and `https://` for machines that reach the internet.
+(inline JSONL, plain or base64), `https://` for machines that reach the internet, and the
+platform's own object store (`s3://`, `gs://` under `storage_path`: what data jobs wrote there).
 
 A `file://` URL must resolve inside one of the configured data roots, so a request can never
 make the platform read an arbitrary file of the host; an `https://` one is fetched only from a
@@ -19,22 +20,32 @@ from typing import Any
 from llamaray.config import OutboundSettings
 from llamaray.errors import InvalidRequestError, NotFoundError
 from llamaray.security.outbound import fetch_public
+from llamaray.store.storage import SharedStorage, is_remote
 
 FORMATS = (".jsonl", ".json", ".parquet", ".csv")
 
 
 def read_rows(
-    url: str, roots: list[Path], param: str = "content_url", outbound: OutboundSettings | None = None
+    url: str,
+    roots: list[Path],
+    param: str = "content_url",
+    outbound: OutboundSettings | None = None,
+    storage: SharedStorage | None = None,
 ) -> list[dict[str, Any]]:
-    payload, suffix = read_payload(url, roots, param, outbound)
+    payload, suffix = read_payload(url, roots, param, outbound, storage)
     return parse_payload(payload, suffix, param)
 
 
 def read_payload(
-    url: str, roots: list[Path], param: str = "content_url", outbound: OutboundSettings | None = None
+    url: str,
+    roots: list[Path],
+    param: str = "content_url",
+    outbound: OutboundSettings | None = None,
+    storage: SharedStorage | None = None,
 ) -> tuple[bytes, str]:
     """The bytes a `content_url` names and the file type they are in. An `http(s)` URL is
-    fetched under the outbound policy (public hosts only, by default)."""
+    fetched under the outbound policy (public hosts only, by default); an object store URL is
+    read only inside the platform's own storage."""
     if url.startswith("data:"):
         return _data_payload(url, param), ".jsonl"
     if url.startswith("file://"):
@@ -43,6 +54,14 @@ def read_payload(
     if url.startswith(("https://", "http://")):
         suffix = Path(urllib.parse.urlparse(url).path).suffix.lower()
         return fetch_public(url, outbound or OutboundSettings(), param), suffix or ".jsonl"
+    if storage is not None and is_remote(url) and not storage.local:
+        if storage.holds(url) is None:
+            raise InvalidRequestError(f"{url!r} is outside the platform's storage_path ({storage.uri()})", param)
+        try:
+            payload = storage.read_bytes(url)
+        except FileNotFoundError:
+            raise NotFoundError(f"no file at {url}", param) from None
+        return payload, Path(url.partition("?")[0]).suffix.lower() or ".jsonl"
     raise InvalidRequestError(f"unsupported URL scheme in {url!r}", param)
 
 

@@ -7,8 +7,6 @@ training and batch jobs can then rely on it without checking again.
 
 from __future__ import annotations
 
-import urllib.parse
-from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
@@ -18,6 +16,9 @@ from llamaray.api.datasets import Dataset, DatasetColumnType
 from llamaray.errors import ConflictError, InvalidRequestError, NotFoundError
 from llamaray.security.ownership import Owners
 from llamaray.store.metadata import MetadataStore
+from llamaray.store.storage import SharedStorage
+
+OWNED = "datasets"  # the storage's folder of files the platform wrote: job outputs, fetched copies
 
 KIND = "dataset"
 
@@ -96,16 +97,15 @@ def unregister(store: MetadataStore, dataset_id: str) -> None:
         raise NotFoundError(f"dataset {dataset_id!r} does not exist", "dataset_id") from None
 
 
-def delete_dataset(store: MetadataStore, dataset_id: str, owned_dir: Path) -> None:
-    """Unregisters the dataset and removes the file the platform wrote for it under `owned_dir`
-    (a job's output, a fetched copy no other dataset names); a file the user named stays theirs."""
+def delete_dataset(store: MetadataStore, dataset_id: str, storage: SharedStorage) -> None:
+    """Unregisters the dataset and removes the file the platform wrote for it under the storage's
+    `datasets/` (a job's output, a fetched copy no other dataset names); a file the user named
+    stays theirs."""
     url = registered(store, dataset_id).content_url
     unregister(store, dataset_id)
-    if not url.startswith("file://"):
-        return
-    path = Path(urllib.parse.unquote(urllib.parse.urlparse(url).path)).resolve()
-    if not path.is_relative_to(owned_dir.resolve()):
+    path = storage.holds(url)
+    if path is None or not path.startswith(storage.path(OWNED) + "/"):
         return
     if any(record["dataset"]["content_url"] == url for _, record in store.list(KIND)):
         return  # the same fetched bytes, registered under another id too
-    path.unlink(missing_ok=True)
+    storage.remove_uri(url)

@@ -11,6 +11,7 @@ from typing import Any
 
 from llamaray.engines.protocol import AdapterRef, EngineRequest, SequenceDelta, TokenLogprob
 from llamaray.errors import InvalidRequestError
+from llamaray.store.storage import NODE_CACHE, local_copy_of
 
 
 def tokens_prompt(tokenizer, request: EngineRequest) -> tuple[Any, int]:
@@ -27,7 +28,7 @@ def lora_request(adapter: AdapterRef | None) -> Any:
         return None
     from vllm.lora.request import LoRARequest
 
-    return LoRARequest(adapter.name, adapter.int_id, adapter.path)
+    return LoRARequest(adapter.name, adapter.int_id, str(local_copy_of(adapter.path, NODE_CACHE)))
 
 
 def sampling_params(

@@ -23,6 +23,7 @@ from llamaray.engines.protocol import AdapterRef
 from llamaray.errors import ConflictError, InvalidRequestError, NotFoundError
 from llamaray.security.ownership import Owners
 from llamaray.store.metadata import MetadataStore
+from llamaray.store.storage import SharedStorage, is_remote
 
 KIND = "adapter"  # the store's records: registered adapters, and job adapters taken off the list
 JOB_ALGORITHMS = ("lora", "qlora", "dpo")  # what trains an adapter vLLM applies as a LoRA
@@ -87,11 +88,6 @@ def _checkpoint(record: dict[str, Any], iters: int | None) -> dict[str, Any] | N
     return next((c for c in checkpoints if c["iters"] == iters), None)
 
 
-def _checkpoint_path(checkpoint: dict[str, Any]) -> Path:
-    url = checkpoint["path"]
-    return Path(url[len("file://") :] if url.startswith("file://") else url)
-
-
 def _created(path: Path) -> int:
     try:
         return int(path.stat().st_mtime)
@@ -106,7 +102,13 @@ class AdapterCatalog:
     ownership rules of `llamaray.security.ownership`); to it, any other does not exist."""
 
     def __init__(
-        self, models: list[ModelConfig], jobs: JobRecords, store: MetadataStore, roots: list[Path], reserved: set[str]
+        self,
+        models: list[ModelConfig],
+        jobs: JobRecords,
+        store: MetadataStore,
+        roots: list[Path],
+        reserved: set[str],
+        storage: SharedStorage | None = None,
     ) -> None:
         self.chat = {model_id: m for m in models if m.kind == "chat" for model_id in m.ids}
         # The chat models by the weights they serve: an adapter names its base by that path.
@@ -121,6 +123,26 @@ class AdapterCatalog:
         self.reserved = reserved | {i for m in models for i in m.ids} | set(self.configured)
         self._found: dict[str, tuple[float, Adapter]] = {}
         self.owners = Owners(store)
+        self.storage = storage  # where jobs publish checkpoints (`storage_path`)
+
+    def _checkpoint_path(self, checkpoint: dict[str, Any]) -> Path | None:
+        """A local directory holding the checkpoint: where it lies, or this replica's copy of one
+        on an object store; None when it is gone (or not in the platform's storage)."""
+        url = checkpoint["path"]
+        if not is_remote(url):
+            return Path(url[len("file://") :] if url.startswith("file://") else url)
+        if self.storage is None or self.storage.holds(url) is None:
+            return None
+        try:
+            return self.storage.local_copy(url)
+        except FileNotFoundError:
+            return None
+
+    def _engine_path(self, checkpoint: dict[str, Any], local: Path) -> str:
+        """What an engine replica loads: the local path, or on an object store the URI with the
+        storage's options (an engine on another node downloads it, `llamaray.store.storage`)."""
+        url = checkpoint["path"]
+        return self.storage.with_options(url) if is_remote(url) and self.storage else str(local)
 
     def _visible(self, adapter: Adapter) -> bool:
         if adapter.source == "config":
@@ -181,14 +203,14 @@ class AdapterCatalog:
         checkpoint = _checkpoint(job, iters)
         if checkpoint is None:
             return None
-        path = _checkpoint_path(checkpoint)
-        if not path.is_dir():  # its files were deleted
+        path = self._checkpoint_path(checkpoint)
+        if path is None or not path.is_dir():  # its files were deleted
             return None
         rank = check_adapter(path, base, param)
         return Adapter(
             adapter_id=model_id,
             base_model=base.model_id,
-            path=str(path),
+            path=self._engine_path(checkpoint, path),
             rank=rank,
             source="job",
             job_uuid=job["job_uuid"],
@@ -227,7 +249,8 @@ class AdapterCatalog:
             checkpoint = _checkpoint(job, None)
             if job.get("kind") not in ("sft", "dpo") or job.get("algorithm") not in JOB_ALGORITHMS or not checkpoint:
                 continue
-            base = self._trained_on(_checkpoint_path(checkpoint))
+            path = self._checkpoint_path(checkpoint)
+            base = self._trained_on(path) if path is not None else None
             if base is None:
                 continue
             adapter_id = f"{base.model_id}:{job['job_uuid']}"
@@ -263,15 +286,19 @@ class AdapterCatalog:
                     f"no checkpoint at step {request.checkpoint_iters}" if request.checkpoint_iters else "not completed"
                 )
                 raise NotFoundError(f"job {request.job_uuid!r} has {which}", "checkpoint_iters")
-            path, param = _checkpoint_path(checkpoint), "job_uuid"
+            path, param = self._checkpoint_path(checkpoint), "job_uuid"
+            if path is None:
+                raise NotFoundError(f"the checkpoint of job {request.job_uuid!r} is gone: {checkpoint['path']}", param)
+            served = self._engine_path(checkpoint, path)
         else:
             path, param = path_inside(request.adapter_path or "", self.roots, "adapter_path"), "adapter_path"
+            served = str(path)
         base = self._base(path, request.base_model, param)
         rank = check_adapter(path, base, param)
         adapter = Adapter(
             adapter_id=adapter_id,
             base_model=base.model_id,
-            path=str(path),
+            path=served,
             rank=rank,
             source="registered",
             job_uuid=request.job_uuid,

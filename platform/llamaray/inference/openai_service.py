@@ -104,22 +104,33 @@ def _usage(prompt_tokens: int, completion_tokens: int) -> oai.Usage:
     )
 
 
-def shown_path(path: str, data_dir: Path | None) -> str:
+def shown_path(path: str, data_dir: Path | None, storage: Path | None = None) -> str:
     """A model's `root` as `/v1/models` shows it: a hub id as is, a checkpoint by its path in the
-    data dir, any other directory by its name; never where the host keeps it."""
+    shared storage or the data dir, any other directory by its name; never where the host keeps
+    it, nor an object store's options (an endpoint)."""
+    if "://" in path:
+        return path.partition("?")[0]
     local = Path(path)
     if not local.is_absolute():
         return path
-    if data_dir is not None and local.is_relative_to(data_dir):
-        return str(local.relative_to(data_dir))
+    for base in (storage, data_dir):
+        if base is not None and local.is_relative_to(base):
+            return str(local.relative_to(base))
     return local.name
 
 
 class OpenAIService:
-    def __init__(self, registry: ModelRegistry, embedding_models: list[str] = (), data_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        registry: ModelRegistry,
+        embedding_models: list[str] = (),
+        data_dir: Path | None = None,
+        storage: Path | None = None,
+    ) -> None:
         self.registry = registry
         self.embedding_models = list(embedding_models)
         self.data_dir = data_dir
+        self.storage = storage  # a shared directory (`storage_path`), where checkpoints are
 
     async def models(self) -> oai.ModelList:
         """Every id a route accepts: each chat and reward model under its id and its aliases
@@ -129,7 +140,7 @@ class OpenAIService:
         cards = [
             oai.ModelCard(
                 id=model_id,
-                root=shown_path(m.config.path, self.data_dir),
+                root=shown_path(m.config.path, self.data_dir, self.storage),
                 parent=None if model_id == m.config.model_id else m.config.model_id,
                 max_model_len=m.config.max_model_len,
                 kind=m.config.kind,
@@ -144,14 +155,14 @@ class OpenAIService:
                 oai.ModelCard(
                     id=adapter.adapter_id,
                     created=adapter.created,
-                    root=shown_path(adapter.path, self.data_dir),
+                    root=shown_path(adapter.path, self.data_dir, self.storage),
                     parent=adapter.base_model,
                     max_model_len=base.max_model_len,
                 )
             )
         if self.registry.deployed:
             cards += [
-                card.model_copy(update={"root": shown_path(card.root or "", self.data_dir)})
+                card.model_copy(update={"root": shown_path(card.root or "", self.data_dir, self.storage)})
                 for card in await self.registry.deployed.cards()
             ]
         cards += [oai.ModelCard(id=model_id, kind="embedding") for model_id in self.embedding_models]

@@ -1,21 +1,22 @@
 """What jobs leave behind, and when it goes (`retention:` in the config, `RetentionSettings`).
 
-Jobs write records, log lines, metrics, a directory under the data dir (their config, checkpoints,
-the trainer's state) and Ray Train's run directory; without a bound a busy platform fills its disk.
-The `JobTracker` asks here which ended jobs are past their time and removes them, files first and
-records last: a crash in between leaves the record, and the next pass removes the rest.
+Jobs write records, log lines, metrics, a directory under the data dir (their config) and under
+the shared storage (checkpoints, the trainer's state, Ray Train's run directory); without a
+bound a busy platform fills its disk. The `JobTracker` asks here which ended jobs are past their
+time and removes them, files first and records last: a crash in between leaves the record, and
+the next pass removes the rest.
 """
 
 from __future__ import annotations
 
 import shutil
-import urllib.parse
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
 from llamaray.api.jobs import FINAL_STATUSES, JobStatus
 from llamaray.config import RetentionSettings
+from llamaray.store.storage import SharedStorage
 
 
 def ended_at(record: dict[str, Any]) -> datetime:
@@ -56,9 +57,12 @@ def job_directories(data_dir: str | Path, job_uuid: str) -> list[Path]:
     return [p for p in paths if p.resolve().parent.parent == root]
 
 
-def remove_files(data_dir: str | Path, job_uuid: str) -> None:
+def remove_files(data_dir: str | Path, storage: SharedStorage, job_uuid: str) -> None:
+    """The job's directories in the data dir and in shared storage (`storage_path`)."""
     for path in job_directories(data_dir, job_uuid):
         shutil.rmtree(path, ignore_errors=True)
+    for where in ("jobs", "ray_train"):
+        storage.remove(where, job_uuid)
 
 
 def dropped_checkpoints(checkpoints: list[dict[str, Any]], keep: int | None) -> list[dict[str, Any]]:
@@ -68,8 +72,8 @@ def dropped_checkpoints(checkpoints: list[dict[str, Any]], keep: int | None) -> 
     return sorted(checkpoints, key=lambda c: c["iters"])[:-keep]
 
 
-def remove_checkpoint(data_dir: str | Path, checkpoint: dict[str, Any]) -> None:
-    """A checkpoint's directory, only when it lies under the data dir's `jobs/`."""
-    path = Path(urllib.parse.unquote(urllib.parse.urlparse(checkpoint["path"]).path)).resolve()
-    if path.is_relative_to((Path(data_dir) / "jobs").resolve()):
-        shutil.rmtree(path, ignore_errors=True)
+def remove_checkpoint(storage: SharedStorage, checkpoint: dict[str, Any]) -> None:
+    """A checkpoint's directory, only when it lies under the storage's `jobs/`."""
+    path = storage.holds(checkpoint["path"])
+    if path is not None and path.startswith(storage.path("jobs") + "/"):
+        storage.remove_uri(checkpoint["path"])

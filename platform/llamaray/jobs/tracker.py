@@ -15,7 +15,6 @@ import logging
 import threading
 import uuid
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 from llamaray.api.jobs import FINAL_STATUSES, JobStatus
@@ -25,6 +24,7 @@ from llamaray.errors import ConflictError, NotFoundError
 from llamaray.jobs import retention
 from llamaray.security.ownership import OWNER_KIND
 from llamaray.store.metadata import MetadataStore
+from llamaray.store.storage import SharedStorage
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +60,11 @@ class JobTracker:
     @property
     def _retention(self) -> RetentionSettings:
         return RetentionSettings.model_validate(self._platform.get("retention") or {})
+
+    @property
+    def _storage(self) -> SharedStorage:
+        data_dir = self._platform["data_dir"]
+        return SharedStorage(self._platform.get("storage_path") or data_dir, data_dir)
 
     def _fail_interrupted(self) -> None:
         for job_uuid, record in self._store.list(KIND):
@@ -177,7 +182,7 @@ class JobTracker:
             self._store.put(KIND, job_uuid, record)
         self.log(job_uuid, [f"checkpoint at step {iters}: {path}"])
         for checkpoint in dropped:
-            retention.remove_checkpoint(self._platform["data_dir"], checkpoint)
+            retention.remove_checkpoint(self._storage, checkpoint)
             step = checkpoint["iters"]
             self.log(job_uuid, [f"removed the checkpoint at step {step} (retention.checkpoints_to_keep)"])
 
@@ -212,10 +217,10 @@ class JobTracker:
 
     def _remove(self, job_uuid: str, data_dir: str, settings: RetentionSettings) -> None:
         record = self.get(job_uuid)
-        retention.remove_files(data_dir, job_uuid)
+        retention.remove_files(data_dir, self._storage, job_uuid)
         if settings.delete_output_datasets and record.get("output_dataset_id"):
             try:
-                delete_dataset(self._store, record["output_dataset_id"], Path(data_dir) / "datasets")
+                delete_dataset(self._store, record["output_dataset_id"], self._storage)
             except NotFoundError:  # deleted already
                 pass
         with self._lock:

@@ -26,6 +26,7 @@ from llamaray.inference.sampling import generation_params
 from llamaray.inference.service import chat_stop_tokens
 from llamaray.pipelines.sdg import sdg_params
 from llamaray.store.metadata import MetadataStore
+from llamaray.store.storage import SharedStorage
 
 PROMPT_TYPES = (DatasetColumnType.text, DatasetColumnType.dialog)
 
@@ -143,7 +144,8 @@ def _dataset_column(
     dataset = registered(store, dataset_id)
     column_type = _checked_column(dataset, dataset_id, column, param)
     roots = [Path(root) for root in platform.dataset_roots]
-    rows = read_rows(dataset.content_url, roots, "dataset_id", platform.outbound)
+    storage = SharedStorage.of_platform(platform)
+    rows = read_rows(dataset.content_url, roots, "dataset_id", platform.outbound, storage)
     return column_type, [row[column] for row in rows]
 
 

@@ -34,6 +34,7 @@ from llamaray.jobs.tracker import TrackerRecords
 from llamaray.pipelines import inputs, pipeline
 from llamaray.pipelines.sdg import Statistics
 from llamaray.store.metadata import MetadataStore
+from llamaray.store.storage import SharedStorage
 
 REQUESTS = {"sdg": SyntheticDataGenerationRequest, "batch": BatchJobRequest}
 REPORT_EVERY_S = 2.0
@@ -67,9 +68,8 @@ def run(kind: str, request, platform: PlatformConfig, tracker) -> int:
     output = None
     try:
         dataset_id = request.output_dataset_id or job_uuid
-        output = DatasetOutput(
-            store, platform.data_dir, dataset_id, request.output_format or platform.data.output_format
-        )
+        output_format = request.output_format or platform.data.output_format
+        output = DatasetOutput(store, SharedStorage.of_platform(platform), dataset_id, output_format)
         if kind == DataJobKind.sdg.value:
             statistics = _run_sdg(request, platform, store, tracker, output)
         else:
@@ -163,7 +163,8 @@ def _run_batch(request: BatchJobRequest, platform, store, tracker, output: Datas
 def _adapters(platform: PlatformConfig, store: MetadataStore, tracker) -> AdapterCatalog:
     """The adapters a job may generate with: the gateway's, found the same way."""
     roots = [Path(root) for root in platform.dataset_roots]
-    return AdapterCatalog(platform.models, TrackerRecords(tracker), store, roots, set())
+    storage = SharedStorage.of_platform(platform)
+    return AdapterCatalog(platform.models, TrackerRecords(tracker), store, roots, set(), storage)
 
 
 def _progress(

@@ -27,6 +27,7 @@ from llamaray.jobs.control import JobControl
 from llamaray.pipelines import inputs
 from llamaray.pipelines.sdg import Statistics, kept_indices, prompt_request, scored_answers, scored_prompt
 from llamaray.store.metadata import MetadataStore
+from llamaray.store.storage import SharedStorage
 
 DATA_KINDS = {kind.value for kind in DataJobKind}
 
@@ -112,7 +113,9 @@ class DataJobsService:
         if record["status"] != "completed":
             raise EngineUnavailableError(f"batch job {job_uuid} {record['status']}: {record['error']}")
         dataset = registered(self.store, record["output_dataset_id"])
-        rows = await asyncio.to_thread(read_rows, dataset.content_url, [Path(self.platform.data_dir)])
+        roots = [Path(root) for root in self.platform.dataset_roots]
+        storage = SharedStorage.of_platform(self.platform)
+        rows = await asyncio.to_thread(read_rows, dataset.content_url, roots, "content_url", None, storage)
         return [json.loads(row["response"]) for row in sorted(rows, key=lambda row: int(row["index"]))]
 
     async def _record(self, job_uuid: str) -> dict[str, Any]:

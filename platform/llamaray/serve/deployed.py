@@ -28,6 +28,7 @@ from llamaray.serve.clients import ServeEngineClient
 from llamaray.serve.engine_deployment import deployment_name, engine_deployment
 from llamaray.serve.metrics import GatewayMetrics
 from llamaray.store.metadata import MetadataStore
+from llamaray.store.storage import NODE_CACHE, SharedStorage, local_copy_of
 
 logger = logging.getLogger(__name__)
 
@@ -54,10 +55,15 @@ def derived_config(base: ModelConfig, model_id: str, path: str) -> ModelConfig:
     )
 
 
-def _merge(adapter_dir: str, out_dir: str) -> str:
+def _merge(adapter: str, storage_path: str, data_dir: str, job_uuid: str) -> str:
+    """The adapter folded into its base, next to the job's checkpoints in the shared storage."""
     from llamaray.training.merge import merge_adapter
 
-    return merge_adapter(adapter_dir, out_dir)
+    storage = SharedStorage(storage_path, data_dir)
+    merged = merge_adapter(str(local_copy_of(adapter, NODE_CACHE)), str(storage.workdir("jobs", job_uuid, "merged")))
+    if storage.local:
+        return merged
+    return storage.with_options(storage.publish(Path(merged), "jobs", job_uuid, "merged"))
 
 
 class ModelDeployer:
@@ -69,6 +75,7 @@ class ModelDeployer:
         self.platform = PlatformConfig.model_validate(platform)
         self.chat = {m.model_id: m for m in self.platform.models if m.kind == "chat"}
         self.store = MetadataStore.of_platform(self.platform.data_dir, self.platform.metadata_url)
+        self.storage = SharedStorage.of_platform(self.platform)
         self.tracker = tracker_actor(platform)
         self.lock = threading.Lock()
         self._mark_down()
@@ -129,7 +136,7 @@ class ModelDeployer:
             "base_model": job["base_model"],
             "job_uuid": job["job_uuid"],
             "algorithm": job["algorithm"],
-            "checkpoint": final["path"].removeprefix("file://"),
+            "checkpoint": self.storage.with_options(final["path"]).removeprefix("file://"),
             "path": None,
             "app": app_name(model_id),
             "status": "deploying",
@@ -146,8 +153,8 @@ class ModelDeployer:
         try:
             path = record["checkpoint"]
             if record["algorithm"] == "dora":
-                merged = str(Path(path).parent.parent / "merged")
-                path = ray.get(ray.remote(_merge).options(num_cpus=1).remote(path, merged))
+                where = (self.platform.storage_path or self.platform.data_dir, self.platform.data_dir)
+                path = ray.get(ray.remote(_merge).options(num_cpus=1).remote(path, *where, record["job_uuid"]))
             model = derived_config(self.chat[record["base_model"]], record["model_id"], path)
             serve.run(engine_deployment(model, self.platform.access_log), name=record["app"], route_prefix=None)
             seconds = round(time.monotonic() - started, 1)

@@ -46,6 +46,7 @@ from llamaray.serve.routers import (
 )
 from llamaray.serve.routers.deps import Services
 from llamaray.store.metadata import MetadataStore
+from llamaray.store.storage import SharedStorage
 from llamaray.training.service import PostTrainingService
 
 
@@ -133,7 +134,8 @@ class Gateway:
         tracker.configure.remote(platform.model_dump())  # a tracker from an earlier platform takes this one's
         embedding_ids = model_ids(platform.memory.embedding_model)
         roots = [Path(root) for root in platform.dataset_roots]
-        adapters = AdapterCatalog(platform.models, TrackerRecords(tracker), store, roots, set(embedding_ids))
+        storage = SharedStorage.of_platform(platform)
+        adapters = AdapterCatalog(platform.models, TrackerRecords(tracker), store, roots, set(embedding_ids), storage)
         deployed = DeployedModels(platform, store, model_deployer(platform.model_dump()), metrics)
         registry = ModelRegistry(
             [RegisteredModel(m, _client(m, engines[m.model_id], metrics)) for m in platform.models], adapters, deployed
@@ -144,9 +146,11 @@ class Gateway:
             Services(
                 readiness=registry,
                 inference=InferenceService(registry, data_jobs, platform.data.batch_inline_max_prompts),
-                openai=OpenAIService(registry, embedding_ids, Path(platform.data_dir)),
+                openai=OpenAIService(
+                    registry, embedding_ids, Path(platform.data_dir), Path(storage.root) if storage.local else None
+                ),
                 models=PlatformModels(adapters, deployed),
-                datasets=DatasetsService(store, roots, Path(platform.data_dir), platform.outbound),
+                datasets=DatasetsService(store, roots, storage, platform.outbound),
                 post_training=PostTrainingService(platform, tracker, store),
                 memory=memory_banks,
                 embeddings=EmbeddingsClient(embedder, platform.memory.embedding_model),

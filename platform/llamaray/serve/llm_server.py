@@ -12,11 +12,14 @@ from llamaray.config import ModelConfig
 from llamaray.engines.protocol import EngineOutput, EngineRequest, StreamingEngine
 from llamaray.engines.vllm_engine import VLLMEngine
 from llamaray.serve.runtime import replica_id
+from llamaray.store.storage import NODE_CACHE, is_remote, local_copy_of
 
 
 class LLMServer:
     def __init__(self, model: dict[str, Any], engine_class: type[StreamingEngine] = VLLMEngine) -> None:
         config = ModelConfig.model_validate(model)
+        if is_remote(config.path):  # a job's weights on an object store (`storage_path`): this node's copy
+            config = config.model_copy(update={"path": str(local_copy_of(config.path, NODE_CACHE))})
         self.engine: StreamingEngine = engine_class(config)
         self.stream_interval_s = config.stream_interval_ms / 1000
 

@@ -15,6 +15,7 @@ from llamaray.api.post_training import PostTrainingSFTRequest
 from llamaray.config import OutboundSettings, PlatformConfig
 from llamaray.datasets.readers import read_rows
 from llamaray.datasets.registry import check_columns
+from llamaray.store.storage import NODE_CACHE, SharedStorage, local_copy_of
 from llamaray.training.examples import Example, dpo_examples, sft_examples
 from llamaray.training.models import linear_module_names, resolve_model
 from llamaray.training.plan import TrainingPlan, TrainingRequest, build_plan
@@ -37,18 +38,21 @@ def prepare(
         base = resolve_model(request.finetuned_model, platform, "finetuned_model")
     roots = [Path(root) for root in dict.fromkeys([platform.data_dir, *platform.dataset_roots])] + list(extra_roots)
     to_examples = sft_examples if kind == "sft" else dpo_examples
-    outbound = platform.outbound
-    train = to_examples(request.dataset, _rows(request.dataset, roots, "dataset", outbound), "dataset")
+    outbound, storage = platform.outbound, SharedStorage.of_platform(platform)
+    train = to_examples(request.dataset, _rows(request.dataset, roots, "dataset", outbound, storage), "dataset")
     validation = to_examples(
         request.validation_dataset,
-        _rows(request.validation_dataset, roots, "validation_dataset", outbound),
+        _rows(request.validation_dataset, roots, "validation_dataset", outbound, storage),
         "validation_dataset",
     )
-    plan = build_plan(kind, request, base, linear_module_names(base.model_path), platform)
+    modules = linear_module_names(str(local_copy_of(base.model_path, NODE_CACHE)))
+    plan = build_plan(kind, request, base, modules, platform)
     return JobInputs(plan, train, validation)
 
 
-def _rows(dataset: Dataset, roots: list[Path], param: str, outbound: OutboundSettings) -> list[dict]:
-    rows = read_rows(dataset.content_url, roots, f"{param}.content_url", outbound)
+def _rows(
+    dataset: Dataset, roots: list[Path], param: str, outbound: OutboundSettings, storage: SharedStorage
+) -> list[dict]:
+    rows = read_rows(dataset.content_url, roots, f"{param}.content_url", outbound, storage)
     check_columns(dataset, rows, f"{param}.columns")
     return rows

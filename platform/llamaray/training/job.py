@@ -21,6 +21,7 @@ from llamaray.api.post_training import PostTrainingRLHFRequest, PostTrainingSFTR
 from llamaray.config import PlatformConfig
 from llamaray.errors import LlamarayError
 from llamaray.jobs.driver import driver_exit, is_stop, start_driver
+from llamaray.store.storage import SharedStorage
 
 REQUESTS = {"sft": PostTrainingSFTRequest, "dpo": PostTrainingRLHFRequest}
 # The workers' environment (ENV.md): Ray Train's print patch floods logs when `datasets` hashes.
@@ -51,6 +52,7 @@ def run(kind: str, request, platform: PlatformConfig, tracker, dashboard_url: st
     try:
         inputs = prepare(kind, request, platform, extra_roots=[Path.cwd()])
         plan = inputs.plan
+        plan.storage_token = SharedStorage.of_platform(platform).mark("jobs", job_uuid)
         ray.get(tracker.add_warnings.remote(job_uuid, plan.warnings))
         ray.get(tracker.annotate.remote(job_uuid, {"base_model": served_model_id(plan.model_path, platform)}))
         trainer = _torch_trainer(plan, inputs, platform)
@@ -99,6 +101,7 @@ def _torch_trainer(plan, inputs, platform: PlatformConfig):
         return ray.data.from_items([{"example": json.dumps(example)} for example in examples])
 
     workers = plan.workers
+    run_storage, run_filesystem = SharedStorage.of_platform(platform).ray_train()
     resources = {"CPU": workers.cpus_per_worker, **({"GPU": workers.gpus_per_worker} if workers.use_gpu else {})}
     return TorchTrainer(
         train_loop_per_worker,
@@ -112,7 +115,8 @@ def _torch_trainer(plan, inputs, platform: PlatformConfig):
         torch_config=TorchConfig(backend="nccl" if workers.use_gpu else "gloo"),
         run_config=RunConfig(
             name=plan.job_uuid,
-            storage_path=str(Path(platform.data_dir) / "ray_train"),
+            storage_path=run_storage,
+            storage_filesystem=run_filesystem,
             failure_config=FailureConfig(max_failures=plan.max_failures),
         ),
         datasets={"train": dataset(inputs.train), "validation": dataset(inputs.validation)},

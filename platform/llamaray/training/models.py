@@ -9,6 +9,7 @@ from pathlib import Path
 
 from llamaray.config import PlatformConfig
 from llamaray.errors import InvalidRequestError, NotFoundError
+from llamaray.store.storage import SharedStorage, is_remote
 
 
 @dataclass(frozen=True)
@@ -26,6 +27,8 @@ def resolve_model(model: str, platform: PlatformConfig, param: str) -> BaseWeigh
         if model in config.ids:
             return BaseWeights(config.path)
     known = ", ".join(i for c in platform.models for i in c.ids)
+    if is_remote(model):
+        return _stored_weights(model, SharedStorage.of_platform(platform), param)
     if not model.startswith(("file://", "/")):
         raise NotFoundError(f"model {model!r} is not registered (known: {known})", param)
     path = Path(
@@ -44,6 +47,23 @@ def resolve_model(model: str, platform: PlatformConfig, param: str) -> BaseWeigh
     if (path / "config.json").is_file():
         return BaseWeights(str(path))
     raise NotFoundError(f"no model or adapter checkpoint at {path}", param)
+
+
+def _stored_weights(uri: str, storage: SharedStorage, param: str) -> BaseWeights:
+    """A checkpoint on the object store (`storage_path`): its URI goes to the workers, which
+    download it on their own nodes; what it is, from this node's copy."""
+    if storage.local or storage.holds(uri) is None:
+        raise InvalidRequestError(f"{uri!r} is outside the platform's storage_path", param)
+    try:
+        local = storage.local_copy(uri)
+    except FileNotFoundError:
+        raise NotFoundError(f"no model or adapter checkpoint at {uri}", param) from None
+    if (local / "adapter_config.json").is_file():
+        base = json.loads((local / "adapter_config.json").read_text())["base_model_name_or_path"]
+        return BaseWeights(base, storage.with_options(uri))
+    if (local / "config.json").is_file():
+        return BaseWeights(storage.with_options(uri))
+    raise NotFoundError(f"no model or adapter checkpoint at {uri}", param)
 
 
 def served_model_id(model_path: str, platform: PlatformConfig) -> str | None:

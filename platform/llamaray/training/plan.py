@@ -33,7 +33,6 @@ keeps training that adapter. Bad values are 4xx errors that name the field.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any, Literal, Union
 
 from pydantic import BaseModel, Field
@@ -48,6 +47,7 @@ from llamaray.api.post_training import (
 )
 from llamaray.config import PlatformConfig
 from llamaray.errors import InvalidRequestError
+from llamaray.store.storage import SharedStorage
 from llamaray.training.models import BaseWeights
 
 TrainingRequest = Union[PostTrainingSFTRequest, PostTrainingRLHFRequest]
@@ -82,7 +82,13 @@ class TrainingPlan(BaseModel):
     trainer_args: dict[str, Any]
     deepspeed: dict[str, Any]
     workers: Workers
-    checkpoint_dir: str
+    checkpoint_dir: str  # where this node writes checkpoints (the shared path, or its staging dir)
+    # Shared storage (`llamaray.store.storage`): what the workers publish checkpoints and the
+    # trainer's state to, with the token the driver wrote there (a worker that cannot read it
+    # is on another disk, and the job fails saying so).
+    storage_path: str
+    data_dir: str
+    storage_token: str = ""
     checkpoint_every_n_steps: int = 0
     max_failures: int = 0
     warnings: list[str] = Field(default_factory=list)
@@ -95,6 +101,7 @@ def build_plan(
     modules: set[str],
     platform: PlatformConfig,
 ) -> TrainingPlan:
+    storage = SharedStorage.of_platform(platform)
     workers = _workers(request, platform)
     warnings = _unapplied(request)
     args = _trainer_args(request.optimizer_config, request.training_config, platform, workers, request.logger_config)
@@ -106,7 +113,9 @@ def build_plan(
         optimizer=request.optimizer_config.optimizer_type.value,
         deepspeed=deepspeed_config(request.training_config, workers.use_gpu),
         workers=workers,
-        checkpoint_dir=str(Path(platform.data_dir) / "jobs" / request.job_uuid / "checkpoints"),
+        checkpoint_dir=str(storage.workdir("jobs", request.job_uuid, "checkpoints")),
+        storage_path=platform.storage_path or platform.data_dir,
+        data_dir=platform.data_dir,
         checkpoint_every_n_steps=platform.training.checkpoint_every_n_steps,
         max_failures=platform.training.max_failures,
     )

@@ -9,6 +9,7 @@ the sharded weights.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ from typing import Any
 from transformers import TrainerCallback
 
 from llamaray.jobs.tracker import NAME, NAMESPACE
+from llamaray.store.storage import NODE_CACHE, PUBLISHED, SharedStorage, local_copy_of
 from llamaray.training.examples import for_tokenizer
 from llamaray.training.models import training_dtype
 from llamaray.training.plan import TrainingPlan
@@ -33,13 +35,18 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     # Setup: one thread per CPU the worker was given, and DeepSpeed's comm on Ray's process group.
     plan = TrainingPlan.model_validate(config["plan"])
     rank = ray.train.get_context().get_world_rank()
+    storage = SharedStorage(plan.storage_path, plan.data_dir)
+    if plan.storage_token:  # before any work: checkpoints written to a disk of this node alone would be lost
+        storage.check_mark(plan.storage_token, "jobs", plan.job_uuid)
     torch.set_num_threads(max(1, int(plan.workers.cpus_per_worker)))
     deepspeed.init_distributed(dist_backend="nccl" if plan.workers.use_gpu else "gloo")
     tracker = ray.get_actor(NAME, namespace=NAMESPACE) if rank == 0 else None
     # The TRL config comes before the model: under ZeRO-3 it makes from_pretrained partition.
     args = _trl_config(plan)
 
-    # Model
+    # Model: weights on an object store are downloaded to this node first
+    stored = {key: getattr(plan, key) for key in ("model_path", "adapter_path") if getattr(plan, key)}
+    plan = plan.model_copy(update={key: str(local_copy_of(uri, NODE_CACHE)) for key, uri in stored.items()})
     tokenizer = AutoTokenizer.from_pretrained(plan.adapter_path or plan.model_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -53,7 +60,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
     # Train
     trainer = _trainer(plan, model, tokenizer, args, train_set, eval_set)
-    progress = ProgressCallback(plan, trainer, tracker)
+    progress = ProgressCallback(plan, trainer, tracker, storage)
     trainer.add_callback(progress)
     if plan.load_in_4bit:  # TRL casts adapters over a 4-bit base to bf16; CPUs train in fp32
         for parameter in trainer.model.parameters():
@@ -68,7 +75,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
         quantized = sum(isinstance(m, bitsandbytes.nn.Linear4bit) for m in trainer.model.modules())
         progress.say(f"base weights in 4 bits: {quantized} bitsandbytes nf4 Linear4bit layers")
-    resume = _last_trainer_state(args.output_dir)
+    resume = _last_trainer_state(args.output_dir, storage, plan.job_uuid)
     if resume:  # Ray Train replaced a lost worker and runs this again: go on from where it was
         progress.say(f"restarted after a worker was lost: resuming from step {resume.name.split('-')[-1]} ({resume})")
     trainer.train(resume_from_checkpoint=str(resume) if resume else None)
@@ -79,10 +86,18 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     progress.flush(force=True)  # the validation loss too, when no checkpoint was left to take
 
 
-def _last_trainer_state(output_dir: str) -> Path | None:
-    """The trainer's latest saved state in this job's directory, if an earlier attempt left one."""
+def _last_trainer_state(output_dir: str, storage: SharedStorage, job_uuid: str) -> Path | None:
+    """The trainer's latest saved state, if an earlier attempt left one: in the job's directory,
+    or on an object store (published whole by every rank), downloaded into it."""
     from transformers.trainer_utils import get_last_checkpoint
 
+    if not storage.local:
+        step = storage.last_published_step(job_uuid)
+        if step is not None:
+            state = storage.local_copy(storage.uri("jobs", job_uuid, "trainer", f"checkpoint-{step}"))
+            target = Path(output_dir) / state.name
+            if not target.exists():
+                shutil.copytree(state, target)
     found = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
     return Path(found) if found else None
 
@@ -168,10 +183,11 @@ class ProgressCallback(TrainerCallback):
 
     FLUSH_S = 1.0
 
-    def __init__(self, plan: TrainingPlan, trainer, tracker) -> None:
+    def __init__(self, plan: TrainingPlan, trainer, tracker, storage: SharedStorage) -> None:
         self.plan = plan
         self.trainer = trainer
         self.tracker = tracker
+        self.storage = storage
         self.saved: set[int] = set()
         self.last = (time.perf_counter(), 0)
         self.gauges = _metric_gauges() if tracker else {}
@@ -224,6 +240,21 @@ class ProgressCallback(TrainerCallback):
         if every and state.global_step % every == 0:
             self.checkpoint(state.global_step)
 
+    def on_save(self, args, state, control, **kwargs) -> None:
+        """On an object store, the trainer's state goes there too: a worker Ray Train starts on
+        another node resumes from it. Every rank publishes what it wrote (ZeRO shards its
+        optimizer); rank 0 marks the step whole once all have."""
+        if self.storage.local:
+            return
+        import torch.distributed as dist
+
+        name = f"checkpoint-{state.global_step}"
+        self.storage.publish(Path(args.output_dir) / name, "jobs", self.plan.job_uuid, "trainer", name)
+        if dist.is_initialized():
+            dist.barrier()
+        if self.tracker:
+            self.storage.write_bytes(b"", "jobs", self.plan.job_uuid, "trainer", name, PUBLISHED)
+
     def on_epoch_end(self, args, state, control, **kwargs) -> None:
         if not self.plan.checkpoint_every_n_steps and self.plan.trainer_args["max_steps"] <= 0:
             self.checkpoint(state.global_step)  # epochs bound the run: one checkpoint each
@@ -234,10 +265,12 @@ class ProgressCallback(TrainerCallback):
         if step in self.saved:
             return
         self.saved.add(step)
-        path = Path(self.plan.checkpoint_dir) / f"iter-{step}"
+        name = f"iter-{step}"
+        path = Path(self.plan.checkpoint_dir) / name
         self.trainer.save_model(str(path))
         if self.tracker:
             import ray
 
+            uri = self.storage.publish(path, "jobs", self.plan.job_uuid, "checkpoints", name)
             self.flush(force=True)  # the log keeps its order: the steps before the checkpoint first
-            ray.get(self.tracker.add_checkpoint.remote(self.plan.job_uuid, step, path.as_uri()))
+            ray.get(self.tracker.add_checkpoint.remote(self.plan.job_uuid, step, uri))
