@@ -135,3 +135,43 @@ def test_the_config_takes_paths_and_pyarrow_uris_only(tmp_path):
     assert PlatformConfig(models=models, storage_path="s3://b/k?endpoint_override=h:9000").storage_path
     with pytest.raises(ValueError, match="scheme"):
         PlatformConfig(models=models, storage_path="ftp://host/x")
+
+
+def test_a_worker_on_another_node_resumes_from_the_trainer_state_every_rank_published(storage, tmp_path):
+    """What Ray Train's restarted worker reads (`training.recipe`): the newest trainer state
+    that was published whole, downloaded into its own output dir."""
+    from transformers import TrainerState, TrainingArguments
+
+    from llamaray.training.plan import TrainingPlan, Workers
+    from llamaray.training.recipe import ProgressCallback, _last_trainer_state
+
+    if storage.local:
+        pytest.skip("a shared directory is read in place: the trainer finds its state itself")
+    plan = TrainingPlan(
+        job_uuid="j4",
+        kind="sft",
+        algorithm="lora",
+        model_path="/m",
+        optimizer="adamw",
+        trainer_args={"max_steps": 8},
+        deepspeed={"zero_optimization": {"stage": 0}},
+        workers=Workers(num_workers=1, cpus_per_worker=1, gpus_per_worker=0),
+        checkpoint_dir=str(storage.workdir("jobs", "j4", "checkpoints")),
+        storage_path=f"s3://{storage.root}?{storage.query}",
+        data_dir=str(tmp_path / "node-a"),
+    )
+    output_dir = storage.workdir("jobs", "j4", "trainer")
+    callback = ProgressCallback(plan, None, None, storage)
+    for step in (2, 4):
+        state_dir = output_dir / f"checkpoint-{step}"
+        state_dir.mkdir(parents=True)
+        (state_dir / "trainer_state.json").write_text(json.dumps({"global_step": step}))
+        callback.on_save(
+            TrainingArguments(output_dir=str(output_dir), report_to=[]), TrainerState(global_step=step), None
+        )
+    # A rank that died mid-upload at step 6: no `published` mark, never resumed from.
+    storage.write_bytes(b"{}", "jobs", "j4", "trainer", "checkpoint-6", "trainer_state.json")
+    elsewhere = other_node(storage, tmp_path)
+    resumed = _last_trainer_state(str(tmp_path / "node-b" / "trainer"), elsewhere, "j4")
+    assert resumed == tmp_path / "node-b" / "trainer" / "checkpoint-4"
+    assert json.loads((resumed / "trainer_state.json").read_text()) == {"global_step": 4}

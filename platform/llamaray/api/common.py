@@ -16,6 +16,9 @@ from typing_extensions import Annotated
 from llamaray.api.limits import INT32_MAX, at_most
 
 URL = Annotated[str, StringConstraints(pattern=r"^(https?://|file://|data:)")]
+# The draft's URL, or the platform's object store (`storage_path`): where checkpoints and the
+# datasets jobs write live on a cluster.
+StoredURL = Annotated[str, StringConstraints(pattern=r"^(https?://|file://|data:|s3://|gs://|gcs://)")]
 # A name a request gives that becomes a file or directory name (a job's directory, a data job's
 # output file): a safe alphabet, so no name is a path (no '/', no leading '.').
 SafeName = Annotated[str, Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")]

@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Annotated, Any, Protocol
+from typing import Any, Protocol
 
-from pydantic import Field, StringConstraints
+from pydantic import Field
 
-from llamaray.api.common import ApiModel
-
-# The draft's URL, and the platform's object store (`storage_path`): where data jobs write.
-DatasetURL = Annotated[str, StringConstraints(pattern=r"^(https?://|file://|data:|s3://|gs://|gcs://)")]
+from llamaray.api.common import ApiModel, StoredURL
 
 
 class DatasetColumnType(str, Enum):
@@ -23,7 +20,7 @@ class DatasetColumnType(str, Enum):
 
 class Dataset(ApiModel):
     columns: dict[str, DatasetColumnType]
-    content_url: DatasetURL
+    content_url: StoredURL
     metadata: dict[str, Any] = Field(default_factory=dict)
 
 

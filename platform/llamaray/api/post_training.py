@@ -9,7 +9,7 @@ from typing import Any, AsyncIterator, Protocol, Union
 from pydantic import Field
 from typing_extensions import Annotated
 
-from llamaray.api.common import URL, ApiModel, ModelId
+from llamaray.api.common import ApiModel, ModelId, StoredURL
 from llamaray.api.datasets import Dataset
 from llamaray.api.jobs import JobStatus, JobUUID
 from llamaray.api.limits import not_above
@@ -77,7 +77,7 @@ PostTrainingJobStatus = JobStatus  # the draft's name for the status of a post-t
 
 class Checkpoint(ApiModel):
     iters: int
-    path: URL
+    path: StoredURL
 
 
 class PostTrainingJobLogStream(ApiModel):
@@ -110,7 +110,7 @@ class PostTrainingSFTRequest(ApiModel):
 
 class PostTrainingRLHFRequest(ApiModel):
     job_uuid: JobUUID
-    finetuned_model: URL
+    finetuned_model: StoredURL
     dataset: Dataset
     validation_dataset: Dataset
     algorithm: RLHFAlgorithm

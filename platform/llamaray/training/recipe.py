@@ -252,7 +252,7 @@ class ProgressCallback(TrainerCallback):
         self.storage.publish(Path(args.output_dir) / name, "jobs", self.plan.job_uuid, "trainer", name)
         if dist.is_initialized():
             dist.barrier()
-        if self.tracker:
+        if not dist.is_initialized() or dist.get_rank() == 0:
             self.storage.write_bytes(b"", "jobs", self.plan.job_uuid, "trainer", name, PUBLISHED)
 
     def on_epoch_end(self, args, state, control, **kwargs) -> None:
