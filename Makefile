@@ -13,7 +13,7 @@ CONFIG ?= deployments/local.yaml
 QUIET_PIP := { grep -v "^WARNING: Location" || true; }
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: setup setup-gpu models serve lint test test-faults test-unit test-integration test-gpu bench clean
+.PHONY: setup setup-gpu models serve lint test test-slow test-faults test-unit test-integration test-gpu bench clean
 
 setup: $(STAMP)
 
@@ -55,8 +55,16 @@ lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
+# Everything but the slowest fault and scale proofs (`slow`) and the one that needs the machine
+# alone (`own_machine`): under 30 minutes on 2 cores.
 test: setup lint
-	$(BIN)/python -m pytest tests -m "not gpu and not own_machine" -v -rs --durations=15
+	$(BIN)/python -m pytest tests -m "not gpu and not own_machine and not slow" -v -rs --durations=15
+
+# The slow proofs: the multi-node cluster (S3 storage, a node killed), a Ray restart, the memory
+# server killed mid-write, a sharded replica's worker killed, autoscaling, a crash in training.
+# On the models `make models` built (the suite builds its own otherwise).
+test-slow: setup models
+	LLAMARAY_TEST_MODELS=$(abspath $(MODELS)) $(BIN)/python -m pytest tests -m "slow and not gpu" -v -rs --durations=20
 
 # Fault tests that need the machine to themselves: beside the whole suite's platform, two training
 # jobs at once run these 2 cores out of memory.

@@ -32,7 +32,7 @@ from .conftest import MODEL_ID, LocalCluster, free_port, platform_args, prepare_
 from .test_memory_banks_http import ODD_IDS, doc, query
 from .test_post_training_http import llama_stack_answer, sft_request, wait_until_final
 
-pytestmark = pytest.mark.multinode
+pytestmark = [pytest.mark.multinode, pytest.mark.slow]
 
 APP = "llamaray"
 ENGINE = deployment_name(ModelConfig(model_id=MODEL_ID, path="-"))

@@ -443,6 +443,7 @@ def ray_job_status(cluster, ray_job_id: str, timeout_s: float = 60) -> str:
     return status
 
 
+@pytest.mark.slow
 def test_a_crash_inside_training_fails_the_job_with_its_traceback(client, datasets, tiny_models, dataset_dir):
     broken = dataset_dir / "broken-model"
     shutil.copytree(tiny_models / "tiny-llama-chat", broken, dirs_exist_ok=True)

@@ -21,6 +21,7 @@ from .test_post_training_http import (
 )
 
 
+@pytest.mark.slow
 @pytest.mark.restarts_cluster
 def test_jobs_and_banks_survive_a_ray_restart(cluster, datasets):
     with httpx.Client(base_url=cluster.url, timeout=120) as client:

@@ -10,6 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
+import pytest
 
 from .conftest import MODEL_ID, PROMPTS, chat_engine
 
@@ -54,6 +55,7 @@ def adapter_answers_on_both_replicas(platform_url: str) -> None:
         raise AssertionError(f"the adapter was not served by both replicas: {served_by}")
 
 
+@pytest.mark.slow
 def test_scales_from_one_to_two_replicas_under_load_and_back(platform_url):
     assert running_replicas() == 1
     stop = threading.Event()

@@ -76,6 +76,7 @@ def engine_workers(replica_pid: int) -> list[psutil.Process]:
     return [p for p in children if "Worker" in " ".join(p.cmdline())]
 
 
+@pytest.mark.slow
 def test_tensor_parallel_replica_says_what_the_unsharded_one_says_and_is_replaced_when_a_worker_dies(
     deploy, tiny_models
 ):

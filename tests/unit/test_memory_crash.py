@@ -99,6 +99,7 @@ def recovered_state(data_dir: str, milvus_uri: str) -> dict:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("milvus", ["lite", "server"])
 def test_a_write_killed_at_any_moment_is_whole_or_absent_after_recovery(tmp_path, milvus, request):
     milvus_uri = request.getfixturevalue("milvus_url") if milvus == "server" else ""
