@@ -175,3 +175,24 @@ def test_a_worker_on_another_node_resumes_from_the_trainer_state_every_rank_publ
     resumed = _last_trainer_state(str(tmp_path / "node-b" / "trainer"), elsewhere, "j4")
     assert resumed == tmp_path / "node-b" / "trainer" / "checkpoint-4"
     assert json.loads((resumed / "trainer_state.json").read_text()) == {"global_step": 4}
+
+
+def test_dpo_names_an_adapter_on_the_object_store_by_its_uri(storage, tmp_path):
+    """DPO's `finetuned_model` is a URL: on an object store, the checkpoint's URI. The workers
+    get it with the storage's options and download it on their own nodes."""
+    from llamaray.training.models import resolve_model
+
+    if storage.local:
+        pytest.skip("a shared directory's checkpoints are file:// URLs, read in place")
+    base = tmp_path / "base"
+    base.mkdir()
+    uri = storage.publish(adapter_dir(tmp_path / "iter-3", base), "jobs", "j5", "checkpoints", "iter-3")
+    platform = PlatformConfig(
+        data_dir=str(tmp_path / "node-b"),
+        storage_path=f"s3://{storage.root}?{storage.query}",
+        models=[{"model_id": "chat", "path": str(base)}],
+    )
+    weights = resolve_model(uri, platform, "finetuned_model")
+    assert weights.model_path == str(base) and weights.adapter_path == storage.with_options(uri)
+    with pytest.raises(InvalidRequestError, match="outside the platform's storage_path"):
+        resolve_model("s3://someone-elses/adapter", platform, "finetuned_model")
