@@ -50,11 +50,12 @@ def expired(records: list[dict[str, Any]], settings: RetentionSettings, now: dat
 
 
 def job_directories(data_dir: str | Path, job_uuid: str) -> list[Path]:
-    """Where a job's files are: its directory (config, checkpoints, trainer state) and Ray Train's
-    run directory, both named by the job's uuid (a safe name: `[A-Za-z0-9][A-Za-z0-9._-]*`)."""
+    """Where a job's files are in the data dir: its directory (config; checkpoints and trainer
+    state too where the storage is the data dir), Ray Train's run directory, and what this node
+    staged for an object store, all named by the job's uuid (a safe name: `[A-Za-z0-9][A-Za-z0-9._-]*`)."""
     root = Path(data_dir).resolve()
-    paths = [root / "jobs" / job_uuid, root / "ray_train" / job_uuid]
-    return [p for p in paths if p.resolve().parent.parent == root]
+    paths = [root / "jobs" / job_uuid, root / "ray_train" / job_uuid, root / "staging" / "jobs" / job_uuid]
+    return [p for p in paths if p.resolve().parent.name in ("jobs", "ray_train") and p.resolve().is_relative_to(root)]
 
 
 def remove_files(data_dir: str | Path, storage: SharedStorage, job_uuid: str) -> None:

@@ -95,9 +95,7 @@ def _last_trainer_state(output_dir: str, storage: SharedStorage, job_uuid: str) 
         step = storage.last_published_step(job_uuid)
         if step is not None:
             state = storage.local_copy(storage.uri("jobs", job_uuid, "trainer", f"checkpoint-{step}"))
-            target = Path(output_dir) / state.name
-            if not target.exists():
-                shutil.copytree(state, target)
+            shutil.copytree(state, Path(output_dir) / state.name, dirs_exist_ok=True)  # ranks of one node alike
     found = get_last_checkpoint(output_dir) if Path(output_dir).is_dir() else None
     return Path(found) if found else None
 
