@@ -61,7 +61,8 @@ test: setup lint
 	$(BIN)/python -m pytest tests -m "not gpu and not own_machine and not slow" -v -rs --durations=15
 
 # The slow proofs: the multi-node cluster (S3 storage, a node killed), a Ray restart, the memory
-# server killed mid-write, a sharded replica's worker killed, autoscaling, a crash in training.
+# server killed mid-write, a sharded replica's worker killed, autoscaling, a crash in training,
+# schemathesis over every route, full fine-tuning under ZeRO-3, DoRA through `ray job submit`.
 # On the models `make models` built (the suite builds its own otherwise).
 test-slow: setup models
 	LLAMARAY_TEST_MODELS=$(abspath $(MODELS)) $(BIN)/python -m pytest tests -m "slow and not gpu" -v -rs --durations=20

@@ -233,6 +233,7 @@ def test_mutations_of_valid_requests_never_answer_500(client: httpx.Client, fuzz
     assert chat_engine(client.get("/ready").json())["healthy"]
 
 
+@pytest.mark.slow
 def test_schemathesis_finds_no_server_error(platform_url: str, client: httpx.Client, fuzz_ids, tmp_path: Path):
     before = replica_ids(client)
     # Every id parameter names a resource that exists; bodies name the chat model and ask for

@@ -341,6 +341,7 @@ def test_qlora_job_trains_over_a_4bit_base(client, datasets):
     assert (final_checkpoint(client, "sft-qlora") / "adapter_config.json").is_file()
 
 
+@pytest.mark.slow
 def test_full_fine_tune_under_zero3_saves_whole_weights(client, datasets):
     body = sft_request("sft-full", datasets["sft"], "full", memory_efficient_fsdp_wrap=True)
     assert client.post("/post_training/supervised_fine_tune/", json=body).status_code == 200
@@ -370,6 +371,7 @@ def test_full_fine_tune_under_zero3_saves_whole_weights(client, datasets):
     assert gone.status_code == 404, gone.text
 
 
+@pytest.mark.slow
 def test_dora_job_submitted_with_ray_job_submit_is_tracked_and_served(client, cluster, datasets, tmp_path, tiny_models):
     config = tmp_path / "sft_dora.yaml"
     request = sft_request("sft-dora-cli", datasets["sft"], "dora", n_iters=10)
