@@ -65,7 +65,7 @@ test: setup lint
 # schemathesis over every route, full fine-tuning under ZeRO-3, DoRA through `ray job submit`.
 # On the models `make models` built (the suite builds its own otherwise).
 test-slow: setup models
-	LLAMARAY_TEST_MODELS=$(abspath $(MODELS)) $(BIN)/python -m pytest tests -m "slow and not gpu" -v -rs --durations=20
+	LLAMARAY_TEST_MODELS=$(abspath $(MODELS)) $(BIN)/python -m pytest tests -m "(slow or restart_witness) and not gpu" -v -rs --durations=20
 
 # Fault tests that need the machine to themselves: beside the whole suite's platform, two training
 # jobs at once run these 2 cores out of memory.

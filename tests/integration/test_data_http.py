@@ -138,6 +138,7 @@ def test_sdg_errors(client, fields, status, field):
     assert field in response.text
 
 
+@pytest.mark.restart_witness
 def test_sdg_job_over_a_dataset_feeds_an_sft_job(client, dataset_dir):
     prompts = dataset_dir / "sdg_prompts.jsonl"
     prompts.write_text("".join(json.dumps({"prompt": PROMPTS[i % 4]}) + "\n" for i in range(12)))

@@ -165,6 +165,7 @@ def test_bad_requests_are_refused_before_any_job_starts(client, datasets, datase
     assert client.post("/post_training/job/cancel", params={"job_uuid": "never-ran"}).status_code == 404
 
 
+@pytest.mark.restart_witness
 def test_lora_job_learns_the_training_set_and_streams_its_logs(client, datasets, tiny_models):
     body = sft_request("sft-lora", datasets["sft"], n_iters=40)
     body["logger_config"] = {"log_every_n_steps": 1, "project": "ignored"}
@@ -300,6 +301,7 @@ def test_adapter_errors_name_what_is_wrong(client, tiny_models, dataset_dir):
     assert taken.status_code == 409
 
 
+@pytest.mark.restart_witness
 def test_an_adapter_from_elsewhere_is_registered_served_and_unregistered(client, platform_url, dataset_dir):
     copy = dataset_dir / "secret-adapter"
     shutil.copytree(final_checkpoint(client, "sft-lora"), copy, dirs_exist_ok=True)
@@ -372,6 +374,7 @@ def test_full_fine_tune_under_zero3_saves_whole_weights(client, datasets):
 
 
 @pytest.mark.slow
+@pytest.mark.restart_witness
 def test_dora_job_submitted_with_ray_job_submit_is_tracked_and_served(client, cluster, datasets, tmp_path, tiny_models):
     config = tmp_path / "sft_dora.yaml"
     request = sft_request("sft-dora-cli", datasets["sft"], "dora", n_iters=10)
