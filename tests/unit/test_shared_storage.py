@@ -196,3 +196,13 @@ def test_dpo_names_an_adapter_on_the_object_store_by_its_uri(storage, tmp_path):
     assert weights.model_path == str(base) and weights.adapter_path == storage.with_options(uri)
     with pytest.raises(InvalidRequestError, match="outside the platform's storage_path"):
         resolve_model("s3://someone-elses/adapter", platform, "finetuned_model")
+
+
+def test_a_jobs_config_written_by_a_gateway_is_read_by_a_driver_on_another_node(storage, tmp_path):
+    """`RayJobs.submit` writes `jobs/<uuid>/job.yaml` into the storage; the driver, wherever Ray
+    Jobs starts it, reads it by the path or URI in its `--config`."""
+    from llamaray.store.storage import read_uri
+
+    uri = storage.write_bytes(b"request: {}\n", "jobs", "j6", "job.yaml")
+    where = storage.path("jobs", "j6", "job.yaml") if storage.local else storage.with_options(uri)
+    assert read_uri(where) == b"request: {}\n"

@@ -19,15 +19,16 @@ from llamaray.jobs.ray_jobs import ENDED, RayJobs
 from llamaray.jobs.tracker import wait_final
 from llamaray.security.ownership import Owners
 from llamaray.store.metadata import MetadataStore
+from llamaray.store.storage import SharedStorage
 
 CANCEL_GRACE_S = 15.0  # how long a driver gets to stop its workers before its Ray Job is stopped
 POLL_S = 0.5
 
 
 class JobControl:
-    def __init__(self, data_dir: str, tracker, store: MetadataStore) -> None:
+    def __init__(self, storage: SharedStorage, tracker, store: MetadataStore) -> None:
         self.tracker = tracker
-        self.ray_jobs = RayJobs(data_dir)
+        self.ray_jobs = RayJobs(storage)
         self.owners = Owners(store)
         self.log_feeds = LogFeeds(POLL_S)
 

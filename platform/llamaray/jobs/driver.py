@@ -24,6 +24,7 @@ import yaml
 from llamaray.api.limits import use_limits
 from llamaray.config import PlatformConfig, with_config_file
 from llamaray.jobs import tracker as tracking
+from llamaray.store.storage import read_uri
 
 RELATIVE = "file://./"
 CANCEL_POLL_S = 0.5
@@ -96,7 +97,7 @@ def start_driver(
         "when no platform runs on this cluster (a KubeRay RayJob's own cluster)",
     )
     args = parser.parse_args(argv)
-    raw = yaml.safe_load(Path(args.config).read_text()) or {}
+    raw = yaml.safe_load(read_uri(args.config)) or {}
 
     import ray
 

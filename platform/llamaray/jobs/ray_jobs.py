@@ -7,12 +7,12 @@ from __future__ import annotations
 import asyncio
 import shlex
 import sys
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from llamaray.errors import EngineUnavailableError
+from llamaray.store.storage import SharedStorage
 
 ENDED = {"SUCCEEDED", "FAILED", "STOPPED"}
 # `ray job stop` sends SIGTERM, then SIGKILL after this many seconds (Ray's default is 3): a
@@ -21,16 +21,19 @@ STOP_ENV = {"RAY_JOB_STOP_WAIT_TIME_S": "30"}
 
 
 class RayJobs:
-    def __init__(self, data_dir: str) -> None:
-        self.data_dir = Path(data_dir)
+    def __init__(self, storage: SharedStorage) -> None:
+        self.storage = storage
         self._client = None
 
     async def submit(self, job_uuid: str, module: str, kind: str, config: dict[str, Any], **options: Any) -> None:
-        """Writes the job's config under the data dir and starts `python -m module kind --config`."""
-        path = self.data_dir / "jobs" / job_uuid / "job.yaml"
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(yaml.safe_dump(config, sort_keys=False))
-        entrypoint = f"{shlex.quote(sys.executable)} -m {module} {kind} --config {shlex.quote(str(path))}"
+        """Writes the job's config into the shared storage (the driver may run on another node
+        than this gateway) and starts `python -m module kind --config PATH-OR-URI`."""
+        text = yaml.safe_dump(config, sort_keys=False).encode()
+        uri = await asyncio.to_thread(self.storage.write_bytes, text, "jobs", job_uuid, "job.yaml")
+        where = (
+            self.storage.path("jobs", job_uuid, "job.yaml") if self.storage.local else self.storage.with_options(uri)
+        )
+        entrypoint = f"{shlex.quote(sys.executable)} -m {module} {kind} --config {shlex.quote(where)}"
         runtime_env = dict(options.pop("runtime_env", None) or {})
         runtime_env["env_vars"] = {**STOP_ENV, **(runtime_env.get("env_vars") or {})}
         client = await self.client()

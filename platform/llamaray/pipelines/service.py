@@ -41,7 +41,7 @@ class DataJobsService:
         self.platform = platform
         self.store = store
         self.adapters = adapters
-        self.jobs = JobControl(platform.data_dir, tracker, store)
+        self.jobs = JobControl(SharedStorage.of_platform(platform), tracker, store)
         self._leaving: set[asyncio.Task] = set()  # cancels of jobs whose client left, held till done
 
     async def submit(

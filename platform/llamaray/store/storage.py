@@ -261,6 +261,17 @@ def download(filesystem, path: str, uri: str, cache: Path) -> Path:
     return final
 
 
+def read_uri(uri: str) -> bytes:
+    """A file's bytes by path or by URI (with its filesystem options): a job's config."""
+    if not is_remote(uri):
+        return local_copy_of(uri, NODE_CACHE).read_bytes()
+    from pyarrow import fs
+
+    filesystem, path = fs.FileSystem.from_uri(uri)
+    with filesystem.open_input_stream(path) as stream:
+        return stream.read()
+
+
 _COPIES: dict[str, Path] = {}  # what this process downloaded: published files never change
 
 

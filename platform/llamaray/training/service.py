@@ -21,6 +21,7 @@ from llamaray.api.post_training import (
 from llamaray.config import PlatformConfig
 from llamaray.jobs.control import JobControl
 from llamaray.store.metadata import MetadataStore
+from llamaray.store.storage import SharedStorage
 from llamaray.training.inputs import prepare
 from llamaray.training.job import WORKER_ENV
 
@@ -30,7 +31,7 @@ TRAINING_KINDS = ("sft", "dpo")  # the tracker also holds data jobs (llamaray.pi
 class PostTrainingService:
     def __init__(self, platform: PlatformConfig, tracker, store: MetadataStore) -> None:
         self.platform = platform
-        self.jobs = JobControl(platform.data_dir, tracker, store)
+        self.jobs = JobControl(SharedStorage.of_platform(platform), tracker, store)
 
     async def post_supervised_fine_tune(self, request: PostTrainingSFTRequest) -> None:
         await self._submit("sft", request)
