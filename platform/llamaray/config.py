@@ -362,8 +362,9 @@ class PlatformConfig(Settings):
         storage = self.storage_path
         if storage and "://" not in storage:
             storage = str((base / storage).resolve())
-        if storage and "://" not in storage or (storage or "").startswith("file://"):
-            roots.append(storage[len("file://") :] if storage.startswith("file://") else storage)
+        local_storage = storage.removeprefix("file://") if storage and storage.startswith(("/", "file://")) else None
+        if local_storage:  # the platform's own files there are readable datasets too
+            roots.append(local_storage)
         update = {"data_dir": data_dir, "dataset_roots": roots, "models": models, "storage_path": storage}
         return self.model_copy(update=update)
 

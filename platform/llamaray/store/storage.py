@@ -202,9 +202,7 @@ class SharedStorage:
 
     def ray_train(self) -> tuple[str, object | None]:
         """`RunConfig(storage_path=..., storage_filesystem=...)` for the run directory."""
-        if self.local:
-            return self.path("ray_train"), None
-        return self.path("ray_train"), self.filesystem
+        return self.path("ray_train"), None if self.local else self.filesystem
 
     # Is it shared? -------------------------------------------------------------------------
 
