@@ -1,4 +1,10 @@
-"""Shared by the benchmarks: an OpenAI-API load generator and the one-line result report."""
+"""Shared by the benchmarks: an OpenAI-API load generator and the one-line result report.
+
+Run as a script it is the non-streaming load generator of `serving.py`, in a process of its own
+(vLLM's `vllm bench serve` drives the streaming cells; it only streams):
+
+    python benchmarks/loadgen.py http://127.0.0.1:8000 tiny-llama-chat --requests 1000 --concurrency 32
+"""
 
 from __future__ import annotations
 
@@ -25,6 +31,7 @@ class LoadResult:
     ttft_p50_s: float | None
     ttft_p99_s: float | None
     errors: int
+    prompt_tokens: int = 0  # the server's `usage.prompt_tokens`, summed: the same work on each side
 
 
 def percentile(values: list[float], q: float) -> float | None:
@@ -34,14 +41,15 @@ def percentile(values: list[float], q: float) -> float | None:
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
 
 
-async def _one(client: httpx.AsyncClient, body: dict, stream: bool) -> tuple[int, float | None]:
+async def _one(client: httpx.AsyncClient, body: dict, stream: bool) -> tuple[int, float | None, int]:
     started = time.perf_counter()
     if not stream:
         response = await client.post("/v1/chat/completions", json=body)
         response.raise_for_status()
-        return response.json()["usage"]["completion_tokens"], None
+        usage = response.json()["usage"]
+        return usage["completion_tokens"], None, usage["prompt_tokens"]
     ttft = None
-    tokens = 0
+    tokens = prompt_tokens = 0
     async with client.stream(
         "POST", "/v1/chat/completions", json={**body, "stream": True, "stream_options": {"include_usage": True}}
     ) as response:
@@ -54,7 +62,8 @@ async def _one(client: httpx.AsyncClient, body: dict, stream: bool) -> tuple[int
                 ttft = time.perf_counter() - started
             if chunk.get("usage"):
                 tokens = chunk["usage"]["completion_tokens"]
-    return tokens, ttft
+                prompt_tokens = chunk["usage"]["prompt_tokens"]
+    return tokens, ttft, prompt_tokens
 
 
 async def run_load(
@@ -63,7 +72,7 @@ async def run_load(
     """`requests` chat completions of exactly `max_tokens` tokens each, `concurrency` at a time."""
     limits = httpx.Limits(max_connections=concurrency * 2, max_keepalive_connections=concurrency * 2)
     semaphore = asyncio.Semaphore(concurrency)
-    tokens = 0
+    tokens = prompt_tokens = 0
     ttfts: list[float] = []
     errors = 0
 
@@ -81,14 +90,15 @@ async def run_load(
         await asyncio.gather(*(_one(client, body(i), stream) for i in range(min(4, requests))))  # warm-up
 
         async def guarded(i: int) -> None:
-            nonlocal tokens, errors
+            nonlocal tokens, prompt_tokens, errors
             async with semaphore:
                 try:
-                    n, ttft = await _one(client, body(i), stream)
+                    n, ttft, prompt = await _one(client, body(i), stream)
                 except httpx.HTTPError:
                     errors += 1
                     return
                 tokens += n
+                prompt_tokens += prompt
                 if ttft is not None:
                     ttfts.append(ttft)
 
@@ -106,6 +116,7 @@ async def run_load(
         ttft_p50_s=percentile(ttfts, 0.5),
         ttft_p99_s=percentile(ttfts, 0.99),
         errors=errors,
+        prompt_tokens=prompt_tokens,
     )
 
 
@@ -135,3 +146,33 @@ def write_result(name: str, record: dict) -> None:
 
 def as_dict(result: LoadResult) -> dict:
     return asdict(result)
+
+
+def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description="Chat completions at a fixed concurrency; prints one JSON result.")
+    parser.add_argument("url")
+    parser.add_argument("model")
+    parser.add_argument("--requests", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=32)
+    parser.add_argument("--max-tokens", type=int, default=64)
+    parser.add_argument("--stream", action="store_true")
+    parser.add_argument("--system", default="")
+    args = parser.parse_args()
+    result = asyncio.run(
+        run_load(
+            args.url,
+            args.model,
+            system=args.system,
+            requests=args.requests,
+            concurrency=args.concurrency,
+            max_tokens=args.max_tokens,
+            stream=args.stream,
+        )
+    )
+    print(json.dumps(asdict(result)))
+
+
+if __name__ == "__main__":
+    main()

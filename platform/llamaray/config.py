@@ -16,6 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from llamaray.api.limits import LimitSettings
 
+# Ray starts its worker processes at nice 15 (`worker_niceness`), below drivers and everything
+# else on the host. The platform's own processes (Serve replicas and the engines they spawn,
+# training workers, data-job actors) are the work, not background jobs: they run at nice 0, as
+# Ray's job supervisor runs a job's driver, so that a busy host does not starve the serving path.
+PLATFORM_PRIORITY_ENV = {"RAY_worker_niceness": "0"}
+
 # What vLLM's CPU build needs on these machines (ENV.md): loopback only, a small KV cache,
 # and the in-process executor.
 CPU_ENGINE_ENV = {
@@ -125,6 +131,7 @@ class ModelConfig(Settings):
 
     def engine_env(self) -> dict[str, str]:
         env = dict(CPU_ENGINE_ENV) if self.accelerator == "cpu" else {"VLLM_LOGGING_LEVEL": "WARNING"}
+        env.update(PLATFORM_PRIORITY_ENV)
         if self.accelerator == "cpu" and self.world_size > 1:
             # One core per CPU worker, or vLLM refuses to start (ENV.md).
             env["VLLM_CPU_OMP_THREADS_BIND"] = "|".join(str(i) for i in range(self.world_size))
@@ -141,6 +148,12 @@ class GatewayConfig(Settings):
     # Ray custom resources a gateway replica needs: pins it to nodes that have them (nodes the
     # autoscaler keeps, say), since a request in flight on a gateway that dies is lost.
     resources: dict[str, float] = Field(default_factory=dict)
+    # A chat model whose engine runs inside each gateway replica, as `vllm serve` runs its engine
+    # behind its own HTTP server: one Python process between the client and the engine, no hop
+    # between replicas. The gateway's replicas are then that model's (its resources, engine
+    # environment, health check and autoscaling); the other models keep deployments of their own.
+    # None: every model in a deployment of its own behind the gateway (many models, scaled apart).
+    engine_model: str | None = None
 
 
 class TrainingSettings(Settings):
@@ -347,6 +360,19 @@ class PlatformConfig(Settings):
                     raise ValueError(f"model id {adapter_id!r} is registered twice")
                 seen.add(adapter_id)
         return self
+
+    @model_validator(mode="after")
+    def _gateway_engine_model(self) -> "PlatformConfig":
+        hosted = self.gateway.engine_model
+        chat = [m.model_id for m in self.models if m.kind == "chat"]
+        if hosted is not None and hosted not in chat:
+            raise ValueError(f"gateway.engine_model {hosted!r} is not a chat model here (chat models: {chat})")
+        return self
+
+    @property
+    def gateway_model(self) -> "ModelConfig | None":
+        """The chat model whose engine the gateway's replicas host, if any."""
+        return next((m for m in self.models if m.model_id == self.gateway.engine_model), None)
 
     def resolved(self, root: str | Path | None = None) -> "PlatformConfig":
         """Relative paths made absolute, so replicas find them whatever their working dir."""

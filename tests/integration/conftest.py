@@ -62,6 +62,8 @@ def platform_args(models_dir: Path, data_dir: Path, dataset_roots: list[Path] = 
             "max_tool_response_chars": 600,  # the agent's prompt is ~1,300 of the 2,048 tokens
             "sandbox": {"timeout_s": 5, "cpu_s": 5},
         },
+        # The chat model's engine in the gateway's replica, as deployments/local.yaml runs it.
+        "gateway": {"engine_model": MODEL_ID},
         "models": [
             {
                 "model_id": MODEL_ID,
@@ -276,6 +278,9 @@ def sse_events(response: httpx.Response) -> list[dict]:
         if line.startswith("data: ") and line != "data: [DONE]":
             events.append(json.loads(line[len("data: ") :]))
     return events
+
+
+CHAT_DEPLOYMENT = "Gateway"  # the deployment that hosts the chat model's engine (`gateway.engine_model`)
 
 
 def chat_engine(ready: dict) -> dict:

@@ -1,4 +1,5 @@
-"""Request counts, latency, generated tokens and agent steps reach Prometheus through Ray's metrics agent."""
+"""Request counts, latency, generated tokens, vLLM's own engine metrics and agent steps reach
+Prometheus through Ray's metrics agent."""
 
 from __future__ import annotations
 
@@ -31,8 +32,11 @@ def test_gateway_metrics_are_exported(client, metrics_port):
             if 'route="/v1/completions"' in line
         ]
         tokens = [line for line in lines_of(text, "ray_llamaray_generated_tokens_total") if MODEL_ID in line]
+        # vLLM's engine metrics (vllm:generation_tokens), as Ray names them, for the engine that answered.
+        engine = [line for line in lines_of(text, "ray_vllm_generation_tokens") if MODEL_ID in line]
         return bool(
-            completions_ok
+            engine
+            and completions_ok
             and float(completions_ok[0].rsplit(" ", 1)[1]) >= 3
             and latency
             and tokens

@@ -12,9 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from .conftest import MODEL_ID, PROMPTS, chat_engine
+from .conftest import CHAT_DEPLOYMENT, MODEL_ID, PROMPTS, chat_engine
 
-DEPLOYMENT = f"LLMServer:{MODEL_ID}"
+DEPLOYMENT = CHAT_DEPLOYMENT  # the gateway's replicas scale with the engine they host
 
 
 def running_replicas() -> int:

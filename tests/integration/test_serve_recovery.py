@@ -8,17 +8,14 @@ import time
 import httpx
 import psutil
 
-from llamaray.config import ModelConfig
-from llamaray.serve.engine_deployment import deployment_name
-
-from .conftest import MODEL_ID, chat_engine
+from .conftest import CHAT_DEPLOYMENT, MODEL_ID, chat_engine
 
 
 def replica_stats() -> dict:
     """The chat replica's stats, its pid among them, from the replica itself: `/ready` shows no pids."""
     from ray import serve
 
-    handle = serve.get_deployment_handle(deployment_name(ModelConfig(model_id=MODEL_ID, path="-")), "llamaray")
+    handle = serve.get_deployment_handle(CHAT_DEPLOYMENT, "llamaray")
     return handle.stats.remote().result()
 
 

@@ -16,7 +16,7 @@ from llamaray.config import ModelConfig
 from llamaray.engines.protocol import EngineRequest, GenerationParams
 from llamaray.serve.engine_deployment import deployment_name, engine_deployment
 
-from .conftest import MODEL_ID, REWARD_MODEL_ID
+from .conftest import CHAT_DEPLOYMENT, MODEL_ID, REWARD_MODEL_ID
 
 QUESTIONS = ["Once upon a time", "Ray is a framework for", "What is the weather like in Paris?", "def main():"]
 CONVERSATIONS = [
@@ -67,6 +67,8 @@ def greedy(handle, prompt: str) -> str:
 def platform_handle(model_id: str, kind: str = "chat"):
     from ray import serve
 
+    if model_id == MODEL_ID:
+        return serve.get_deployment_handle(CHAT_DEPLOYMENT, "llamaray")
     return serve.get_deployment_handle(deployment_name(ModelConfig(model_id=model_id, path="-", kind=kind)), "llamaray")
 
 

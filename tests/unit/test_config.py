@@ -64,6 +64,45 @@ def test_cpu_sharding_binds_one_core_per_shard_in_one_placement_group():
     assert options["ray_actor_options"]["num_cpus"] == 1
 
 
+def test_a_gateway_that_hosts_the_engine_takes_the_models_replicas_resources_and_environment():
+    from llamaray.serve.app import gateway_options
+
+    chat = ModelConfig(model_id="chat", path="x", num_cpus=0.5, tensor_parallel_size=2)
+    reward = ModelConfig(model_id="rm", path="y", kind="reward")
+    config = PlatformConfig(models=[chat, reward], gateway={"engine_model": "chat", "num_cpus": 0.25})
+    assert config.gateway_model.model_id == "chat"
+    options = gateway_options(config)
+    assert options["name"] == "Gateway" and options["autoscaling_config"] == chat.autoscaling_config.model_dump(
+        exclude_none=True
+    )
+    assert "num_replicas" not in options and options["max_ongoing_requests"] == config.gateway.max_ongoing_requests
+    actor = options["ray_actor_options"]
+    assert actor["num_cpus"] == 0.75 and actor["runtime_env"]["env_vars"]["VLLM_CPU_OMP_THREADS_BIND"] == "0|1"
+    # The replica sits in the first bundle of the shards' placement group: it holds the gateway's CPU too.
+    assert options["placement_group_bundles"] == [{"CPU": 0.75}, {"CPU": 0.5}]
+    # Without it, every model in a deployment of its own and the gateway apart, at nice 0 too.
+    plain = gateway_options(PlatformConfig(models=[chat]))
+    assert plain["num_replicas"] == 1 and plain["ray_actor_options"]["runtime_env"]["env_vars"] == {
+        "RAY_worker_niceness": "0"
+    }
+
+
+def test_the_gateways_engine_model_must_be_a_chat_model_of_the_platform():
+    reward = ModelConfig(model_id="rm", path="y", kind="reward")
+    for named in ("rm", "missing"):
+        with pytest.raises(ValidationError, match="gateway.engine_model"):
+            PlatformConfig(models=[reward], gateway={"engine_model": named})
+
+
+def test_the_platforms_processes_run_at_nice_0():
+    """Ray starts workers at nice 15; engines, replicas and training workers are the work."""
+    from llamaray.serve.runtime import SERVE_ENV
+    from llamaray.training.job import WORKER_ENV
+
+    for env in (ModelConfig(model_id="m", path="x").engine_env(), SERVE_ENV, WORKER_ENV):
+        assert env["RAY_worker_niceness"] == "0"
+
+
 def test_duplicate_ids_are_refused():
     with pytest.raises(ValidationError):
         PlatformConfig(models=[ModelConfig(model_id="a", path="x"), ModelConfig(model_id="b", path="y", aliases=["a"])])

@@ -53,6 +53,8 @@ def test_any_alphabet_in_keys_values_and_lines(location):
     assert store.read_lines("log", "nul\x00inside") == ["line with \x00 and \\0", "plain"]
     store.delete("doc", "nul\x00inside")
     assert len(store.list("doc")) == len(keys) - 1
+    # which of some keys exist, by key (a bank insert's check), across the 500-key batches
+    assert store.existing("doc", ["日本語", "nul\x00inside", "missing", *map(str, range(600))]) == {"日本語"}
 
 
 def test_many_writes_commit_together_and_lines_append_in_order(location):

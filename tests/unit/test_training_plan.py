@@ -103,8 +103,25 @@ def test_optimizer_schedule_and_loop_settings():
     assert plan_of(sft(optimizer={"optimizer_type": "sgd"})).optimizer == "sgd"
 
 
+def test_deepspeed_only_where_it_pays():
+    """One worker, or adapters (LoRA family, DPO): plain PyTorch (DDP on 2+ workers); full
+    fine-tuning on 2+ workers: ZeRO-2; the FSDP flags ask for ZeRO (and offload) anyway."""
+    lora = plan_of(sft())
+    assert lora.workers.num_workers == 2 and lora.deepspeed is None and lora.strategy == "DDP"
+    assert plan_of(sft(resources={"num_workers": 1})).strategy == "one process"
+    full = plan_of(sft(algorithm="full", resources={"num_workers": 2}))
+    assert full.deepspeed["zero_optimization"] == {"stage": 2} and full.strategy == "DeepSpeed ZeRO-2"
+    assert plan_of(sft(algorithm="full", resources={"num_workers": 1})).deepspeed is None
+    offload = plan_of(sft(training={"fsdp_cpu_offload": True}, resources={"num_workers": 1}))
+    assert offload.deepspeed["zero_optimization"]["offload_optimizer"] == {"device": "cpu"}
+
+
+def test_a_fractional_cpu_gets_its_whole_core_of_threads():
+    assert plan_of(sft(resources={"num_workers": 1, "cpus_per_worker": 1.5})).workers.threads == 2
+    assert plan_of(sft(resources={"num_workers": 1, "cpus_per_worker": 0.5})).workers.threads == 1
+
+
 def test_fsdp_flags_pick_the_zero_stage_and_offload():
-    assert plan_of(sft()).deepspeed["zero_optimization"] == {"stage": 2}
     zero3 = plan_of(sft(training={"memory_efficient_fsdp_wrap": True, "fsdp_cpu_offload": True})).deepspeed[
         "zero_optimization"
     ]

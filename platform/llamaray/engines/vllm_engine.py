@@ -13,12 +13,25 @@ import time
 from typing import Any, AsyncIterator
 
 from llamaray.config import ModelConfig
-from llamaray.engines.protocol import LONG_TEXT_CHARS, EngineOutput, EngineRequest, SequenceDelta
+from llamaray.engines.protocol import LONG_TEXT_CHARS, EngineOutput, EngineRequest
 from llamaray.engines.vllm_args import vllm_engine_args
 from llamaray.engines.vllm_requests import lora_request, sampling_params, sequence_delta, tokens_prompt
 from llamaray.errors import EngineUnavailableError, InvalidRequestError
 
 logger = logging.getLogger(__name__)
+
+
+def _ray_metrics() -> list[Any] | None:
+    """vLLM's own engine metrics (`vllm:num_requests_running`, `vllm:time_to_first_token_seconds`,
+    the KV cache use...) through Ray's metrics agent, beside the platform's in the dashboard and
+    at each node's `/metrics`, as Ray Serve LLM exports them; outside Ray, vLLM's defaults."""
+    import ray
+
+    if not ray.is_initialized():
+        return None
+    from vllm.v1.metrics.ray_wrappers import RayPrometheusStatLogger
+
+    return [RayPrometheusStatLogger]
 
 
 class VLLMEngine:
@@ -31,7 +44,7 @@ class VLLMEngine:
 
         self.model = model
         started = time.monotonic()
-        self.engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**args))
+        self.engine = AsyncLLM.from_engine_args(AsyncEngineArgs(**args), stat_loggers=_ray_metrics())
         self.tokenizer = self.engine.get_tokenizer()
         self.max_model_len = self.engine.model_config.max_model_len
         self.adapters: dict[str, None] = {}  # the adapters this replica has served, most recent last
@@ -48,13 +61,27 @@ class VLLMEngine:
         With `interval_s`, waits that long after each delta before taking the next: meanwhile
         vLLM merges what the engine produces into one delta, so the stream sends fewer messages.
         """
+        async for out in self._outputs(request, final_only=False):
+            yield out
+            if interval_s and not out.finished:
+                await asyncio.sleep(interval_s)
+
+    async def generate(self, request: EngineRequest) -> EngineOutput:
+        """The whole answer at once: vLLM's `FINAL_ONLY` output, one message from the engine per
+        request, as `vllm serve` answers a non-streaming request (no deltas merged here)."""
+        async for out in self._outputs(request, final_only=True):
+            if out.finished:
+                return out
+        raise EngineUnavailableError(f"the engine of {self.model.model_id} ended {request.request_id} unfinished")
+
+    async def _outputs(self, request: EngineRequest, final_only: bool) -> AsyncIterator[EngineOutput]:
         from vllm.exceptions import VLLMClientError
 
         if len(request.prompt) > LONG_TEXT_CHARS:
             prompt, prompt_tokens = await asyncio.to_thread(tokens_prompt, self.tokenizer, request)
         else:
             prompt, prompt_tokens = tokens_prompt(self.tokenizer, request)
-        sampling = sampling_params(request, prompt_tokens, self.max_model_len, self.tokenizer)
+        sampling = sampling_params(request, prompt_tokens, self.max_model_len, self.tokenizer, final_only)
         if self.engine.errored:
             raise EngineUnavailableError(f"the engine of {self.model.model_id} is down; its replica is being replaced")
         if request.adapter is not None:
@@ -68,8 +95,6 @@ class VLLMEngine:
                     sequences=[sequence_delta(o) for o in out.outputs],
                     finished=out.finished,
                 )
-                if interval_s and not out.finished:
-                    await asyncio.sleep(interval_s)
         except (asyncio.CancelledError, GeneratorExit):
             await self.engine.abort(request.request_id)
             raise
@@ -81,23 +106,6 @@ class VLLMEngine:
             if isinstance(exc, EngineDeadError) or self.engine.errored:
                 raise EngineUnavailableError(f"the engine of {self.model.model_id} died: {exc}") from None
             raise
-
-    async def generate(self, request: EngineRequest) -> EngineOutput:
-        """The whole answer at once: every sequence's deltas joined."""
-        merged: dict[int, SequenceDelta] = {}
-        prompt_tokens = 0
-        async for out in self.stream(request):
-            prompt_tokens = out.prompt_tokens
-            for seq in out.sequences:
-                acc = merged.setdefault(
-                    seq.index, SequenceDelta(seq.index, "", 0, [] if seq.logprobs is not None else None)
-                )
-                acc.text += seq.text
-                acc.num_tokens += seq.num_tokens
-                if seq.logprobs is not None and acc.logprobs is not None:
-                    acc.logprobs.extend(seq.logprobs)
-                acc.finish_reason = seq.finish_reason or acc.finish_reason
-        return EngineOutput(prompt_tokens, [merged[i] for i in sorted(merged)], True)
 
     async def check_health(self) -> None:
         await self.engine.check_health()

@@ -52,6 +52,7 @@ WRITER_KIND = "memory_writer"  # a bank's write lease
 LEASE_WAIT_S = 120.0  # a write waits this long for another replica's (`write_lease_s`), then 429
 MIN_CHUNK_TOKENS, MAX_CHUNK_TOKENS = 16, 8192
 Embed = Callable[[list[str]], Awaitable[list[list[float]]]]
+EmbedOne = Callable[[str], Awaitable[list[float]]]
 
 
 def document_kind(bank_uuid: str) -> str:
@@ -60,12 +61,21 @@ def document_kind(bank_uuid: str) -> str:
 
 class MemoryService:
     def __init__(
-        self, store: MetadataStore, index: MilvusIndex, tokenizer, embed: Embed, settings: MemorySettings
+        self,
+        store: MetadataStore,
+        index: MilvusIndex,
+        tokenizer,
+        embed: Embed,
+        settings: MemorySettings,
+        embed_query: EmbedOne | None = None,
     ) -> None:
+        """`embed` takes a write's chunks (batched by the embedding deployment); `embed_query`,
+        if given, embeds one query in this process: a query then makes no hop to the embedder."""
         self.store = store
         self.index = index
         self.tokenizer = tokenizer
         self.embed = embed
+        self.embed_query = embed_query
         self.settings = settings
         self._lock = asyncio.Lock()  # one write at a time in this replica; the lease orders replicas
         self.owner = uuid4().hex
@@ -120,7 +130,8 @@ class MemoryService:
     async def post_insert_memory_documents(self, bank_uuid: str, documents: list[MemoryBankDocument]) -> None:
         async with self._writing(bank_uuid):
             bank = await self._bank(bank_uuid)
-            existing = {key for key, _ in await asyncio.to_thread(self.store.list, document_kind(bank_uuid))}
+            uuids = [document.uuid for document in documents]
+            existing = await asyncio.to_thread(self.store.existing, document_kind(bank_uuid), uuids)
             for i, document in enumerate(documents):
                 if document.uuid in existing:
                     raise ConflictError(
@@ -160,7 +171,7 @@ class MemoryService:
         text = content_text(request.query)
         if not text.strip():
             raise InvalidRequestError("the query is empty", "query")
-        (vector,) = await self.embed([text])
+        vector = await self.embed_query(text) if self.embed_query else (await self.embed([text]))[0]
         hits = await asyncio.to_thread(
             self.index.search,
             bank["collection"],

@@ -15,12 +15,13 @@ from typing import Any
 from ray import serve
 from ray.serve import Application
 
-from llamaray.config import PlatformConfig, with_config_file
+from llamaray.config import PLATFORM_PRIORITY_ENV, PlatformConfig, with_config_file
 from llamaray.serve.embedding_server import EmbeddingServer
-from llamaray.serve.engine_deployment import engine_deployment
+from llamaray.serve.engine_deployment import engine_deployment, llm_deployment_options
 from llamaray.serve.gateway import Gateway
 from llamaray.serve.memory_server import MemoryServer
 
+ENV = {"env_vars": PLATFORM_PRIORITY_ENV}  # engines get it with their environment (`engine_env`)
 # Requests that may wait for the embedder or the memory server beyond the 64 each runs at once.
 SERVICE_QUEUE = 1024
 
@@ -38,7 +39,8 @@ def check_model_paths(config: PlatformConfig) -> None:
 def build_app(args: dict[str, Any]) -> Application:
     config = PlatformConfig.model_validate(with_config_file(args)).resolved()
     check_model_paths(config)
-    engines = {model.model_id: engine_deployment(model, config.access_log) for model in config.models}
+    hosted = config.gateway_model
+    engines = {m.model_id: engine_deployment(m, config.access_log) for m in config.models if m is not hosted}
     memory = config.memory
     embedder = (
         serve.deployment(EmbeddingServer)
@@ -47,7 +49,7 @@ def build_app(args: dict[str, Any]) -> Application:
             autoscaling_config=memory.embedding_autoscaling_config.model_dump(exclude_none=True),
             max_ongoing_requests=64,
             max_queued_requests=SERVICE_QUEUE,
-            ray_actor_options={"num_cpus": memory.embedding_num_cpus},
+            ray_actor_options={"num_cpus": memory.embedding_num_cpus, "runtime_env": ENV},
             logging_config={"enable_access_log": config.access_log},
         )
         .bind(memory.embedding_model, memory.embedding_threads)
@@ -61,16 +63,38 @@ def build_app(args: dict[str, Any]) -> Application:
             max_replicas_per_node=memory.memory_max_replicas_per_node,
             max_ongoing_requests=64,
             max_queued_requests=SERVICE_QUEUE,
-            ray_actor_options={"num_cpus": 0},
+            ray_actor_options={"num_cpus": 0, "runtime_env": ENV},
             logging_config={"enable_access_log": config.access_log},
         )
         .bind(config.data_dir, config.metadata_url, memory.model_dump(), embedder)
     )
+    return Gateway.options(**gateway_options(config)).bind(config.model_dump(), engines, memory_server, embedder)
+
+
+def gateway_options(config: PlatformConfig) -> dict[str, Any]:
+    """The gateway's Serve options; a gateway that hosts a model's engine (`gateway.engine_model`)
+    takes that model's resources, placement, engine environment, health check and autoscaling."""
     gateway = config.gateway
-    return Gateway.options(
-        num_replicas=gateway.num_replicas,
-        max_ongoing_requests=gateway.max_ongoing_requests,
-        max_queued_requests=gateway.max_queued_requests,
-        ray_actor_options={"num_cpus": gateway.num_cpus, "resources": gateway.resources},
-        logging_config={"enable_access_log": config.access_log},
-    ).bind(config.model_dump(), engines, memory_server, embedder)
+    hosted = config.gateway_model
+    if hosted is None:
+        return {
+            "num_replicas": gateway.num_replicas,
+            "ray_actor_options": {"num_cpus": gateway.num_cpus, "resources": gateway.resources, "runtime_env": ENV},
+            "max_ongoing_requests": gateway.max_ongoing_requests,
+            "max_queued_requests": gateway.max_queued_requests,
+            "logging_config": {"enable_access_log": config.access_log},
+        }
+    options = llm_deployment_options(hosted, config.access_log)
+    actor = options["ray_actor_options"]
+    actor["num_cpus"] = actor.get("num_cpus", 0) + gateway.num_cpus
+    actor["resources"] = {**actor.get("resources", {}), **gateway.resources}
+    if "placement_group_bundles" in options:  # the replica sits in the first bundle: it must hold both
+        first = options["placement_group_bundles"][0]
+        first["CPU"] = first.get("CPU", 0) + gateway.num_cpus
+        first.update(gateway.resources)
+    return {
+        **options,
+        "name": "Gateway",
+        "max_ongoing_requests": gateway.max_ongoing_requests,
+        "max_queued_requests": gateway.max_queued_requests,
+    }

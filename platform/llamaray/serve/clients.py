@@ -1,6 +1,7 @@
 """What the gateway holds of the heavy deployments: a client per Serve handle, each one an
 implementation of a Protocol (`EngineClient`, `ScoringClient`, `MemoryBanks`, `Embeddings`),
-so the services never see a handle and a replica that died is a 503, not a 500.
+so the services never see a handle and a replica that died is a 503, not a 500; and the
+`EngineClient` of an engine the gateway's replica hosts itself.
 """
 
 from __future__ import annotations
@@ -14,10 +15,12 @@ from ray.exceptions import ActorDiedError, ActorUnavailableError, RayActorError
 
 from llamaray.api import openai as oai
 from llamaray.api.memory_banks import MemoryBank, MemoryBankDocument, QueryMemoryBankRequest, QueryMemoryBankResponse
-from llamaray.engines.protocol import Conversation, EngineOutput, EngineRequest
+from llamaray.config import ModelConfig
+from llamaray.engines.protocol import Conversation, EngineOutput, EngineRequest, StreamingEngine
 from llamaray.errors import EngineUnavailableError, InvalidRequestError, NotFoundError
 from llamaray.memory.embeddings import model_ids
 from llamaray.serve.metrics import GatewayMetrics
+from llamaray.serve.runtime import replica_id
 
 MAX_INPUTS = 2048  # OpenAI's limit on inputs per embeddings request
 
@@ -43,19 +46,21 @@ class ServeEngineClient:
     async def generate(self, request: EngineRequest) -> EngineOutput:
         with replica_errors(f"the engine of {self.model_id!r}"):
             out: EngineOutput = await self.handle.generate.remote(request)
-        self._count(out)
+        _count(self.metrics, self.model_id, _tokens(out))
         return out
 
     async def stream(self, request: EngineRequest) -> AsyncIterator[EngineOutput]:
         responses = self.stream_handle.stream.remote(request)
         finished = False
+        tokens = 0
         try:
             with replica_errors(f"the engine of {self.model_id!r}"):
                 async for out in responses:
-                    self._count(out)
+                    tokens += _tokens(out)
                     yield out
             finished = True
         finally:
+            _count(self.metrics, self.model_id, tokens)
             if not finished:
                 # The client went away (or the gateway failed): abort the request in the
                 # engine so its slot is freed at once.
@@ -64,9 +69,43 @@ class ServeEngineClient:
     async def stats(self) -> dict[str, Any]:
         return await self.handle.stats.remote()
 
-    def _count(self, out: EngineOutput) -> None:
-        if self.metrics is not None:
-            self.metrics.generated(self.model_id, sum(s.num_tokens for s in out.sequences))
+
+class LocalEngineClient:
+    """A chat model's engine in the gateway's own replica (`gateway.engine_model`): requests go
+    to it in-process, as `vllm serve`'s do, with no Serve handle between."""
+
+    def __init__(self, engine: StreamingEngine, model: ModelConfig, metrics: GatewayMetrics | None = None) -> None:
+        self.engine = engine
+        self.model_id = model.model_id
+        self.stream_interval_s = model.stream_interval_ms / 1000
+        self.metrics = metrics
+
+    async def generate(self, request: EngineRequest) -> EngineOutput:
+        out = await self.engine.generate(request)
+        _count(self.metrics, self.model_id, _tokens(out))
+        return out
+
+    async def stream(self, request: EngineRequest) -> AsyncIterator[EngineOutput]:
+        tokens = 0
+        try:
+            async for out in self.engine.stream(request, self.stream_interval_s):
+                tokens += _tokens(out)
+                yield out
+        finally:
+            _count(self.metrics, self.model_id, tokens)
+
+    async def stats(self) -> dict[str, Any]:
+        return {**self.engine.stats(), "replica": replica_id()}
+
+
+def _tokens(out: EngineOutput) -> int:
+    return sum(s.num_tokens for s in out.sequences)
+
+
+def _count(metrics: GatewayMetrics | None, model_id: str, tokens: int) -> None:
+    """Once per request, not per streamed event: a Ray metric update costs the event loop."""
+    if metrics is not None:
+        metrics.generated(model_id, tokens)
 
 
 class ServePoolingClient:

@@ -46,14 +46,14 @@ def llm_deployment_options(model: ModelConfig, access_log: bool = False) -> dict
         "logging_config": {"enable_access_log": access_log},
     }
     if model.accelerator == "gpu" and model.world_size > 1:
-        bundles = [{"CPU": model.num_cpus, "GPU": 1}] + [{"GPU": 1}] * (model.world_size - 1)
+        bundles = [{"CPU": model.num_cpus, "GPU": 1}] + [{"GPU": 1} for _ in range(model.world_size - 1)]
         options["placement_group_bundles"] = bundles
         options["placement_group_strategy"] = "STRICT_PACK" if model.pipeline_parallel_size == 1 else "PACK"
         actor_options.update(num_cpus=model.num_cpus, num_gpus=0)
     elif model.accelerator == "gpu":
         actor_options.update(num_cpus=model.num_cpus, num_gpus=1)
     elif model.world_size > 1:
-        options["placement_group_bundles"] = [{"CPU": model.num_cpus}] * model.world_size
+        options["placement_group_bundles"] = [{"CPU": model.num_cpus} for _ in range(model.world_size)]
         options["placement_group_strategy"] = "STRICT_PACK"
         actor_options.update(num_cpus=model.num_cpus)
     else:

@@ -14,6 +14,7 @@ from llamaray.agents.tools import BuiltinTools
 from llamaray.api.limits import use_limits
 from llamaray.config import ModelConfig, PlatformConfig
 from llamaray.datasets.service import DatasetsService
+from llamaray.engines.protocol import EngineOutput, EngineRequest
 from llamaray.inference.adapters import AdapterCatalog
 from llamaray.inference.openai_service import OpenAIService
 from llamaray.inference.registry import ModelRegistry, RegisteredModel
@@ -26,9 +27,16 @@ from llamaray.pipelines.service import DataJobsService, SyntheticDataGenerationS
 from llamaray.security.access import AccessPolicy
 from llamaray.security.ownership import Owners
 from llamaray.serve.access import AccessMiddleware, serve_http_host
-from llamaray.serve.clients import EmbeddingsClient, MemoryBanksClient, ServeEngineClient, ServePoolingClient
+from llamaray.serve.clients import (
+    EmbeddingsClient,
+    LocalEngineClient,
+    MemoryBanksClient,
+    ServeEngineClient,
+    ServePoolingClient,
+)
 from llamaray.serve.deployed import DeployedModels, PlatformModels, model_deployer
 from llamaray.serve.errors import install_error_handlers
+from llamaray.serve.llm_server import start_engine
 from llamaray.serve.metrics import GatewayMetrics
 from llamaray.serve.request_guard import RequestGuard
 from llamaray.serve.routers import (
@@ -121,7 +129,11 @@ app = create_app()
 @serve.deployment(name="Gateway")
 @serve.ingress(app)
 class Gateway:
-    """Builds the services once per replica; the routes on `app` reach them through `deps`."""
+    """Builds the services once per replica; the routes on `app` reach them through `deps`.
+
+    `engines` holds a Serve handle per model with a deployment of its own; the model named by
+    `gateway.engine_model` has none: its engine starts here, in each gateway replica.
+    """
 
     def __init__(self, config: dict[str, Any], engines: dict[str, Any], memory: Any, embedder: Any) -> None:
         platform = PlatformConfig.model_validate(config)
@@ -129,6 +141,12 @@ class Gateway:
         access = AccessPolicy(platform.security)
         access.check_binding(serve_http_host())  # before anything starts: refuse to serve open
         metrics = GatewayMetrics()
+        hosted = platform.gateway_model
+        self.engine = start_engine(hosted) if hosted is not None else None
+        self.hosted = LocalEngineClient(self.engine, hosted, metrics) if hosted is not None else None
+        clients = {m.model_id: _client(m, engines.get(m.model_id), metrics) for m in platform.models if m is not hosted}
+        if hosted is not None:
+            clients[hosted.model_id] = self.hosted
         store = MetadataStore.of_platform(platform.data_dir, platform.metadata_url)
         tracker = tracker_actor(platform.model_dump())
         tracker.configure.remote(platform.model_dump())  # a tracker from an earlier platform takes this one's
@@ -137,9 +155,7 @@ class Gateway:
         storage = SharedStorage.of_platform(platform)
         adapters = AdapterCatalog(platform.models, TrackerRecords(tracker), store, roots, set(embedding_ids), storage)
         deployed = DeployedModels(platform, store, model_deployer(platform.model_dump()), metrics)
-        registry = ModelRegistry(
-            [RegisteredModel(m, _client(m, engines[m.model_id], metrics)) for m in platform.models], adapters, deployed
-        )
+        registry = ModelRegistry([RegisteredModel(m, clients[m.model_id]) for m in platform.models], adapters, deployed)
         data_jobs = DataJobsService(platform, tracker, store, adapters)
         memory_banks = OwnedMemoryBanks(MemoryBanksClient(memory), Owners(store))  # each key its own banks
         deps.install(
@@ -169,6 +185,28 @@ class Gateway:
                 access=access,
             )
         )
+
+    # A gateway that hosts an engine answers an `LLMServer`'s handle calls too (tools, tests).
+    async def generate(self, request: EngineRequest) -> EngineOutput:
+        return await self._hosted_client().generate(request)
+
+    async def stats(self) -> dict[str, Any]:
+        return await self._hosted_client().stats()
+
+    def _hosted_client(self) -> LocalEngineClient:
+        if self.hosted is None:
+            raise RuntimeError("this gateway hosts no engine (gateway.engine_model is not set)")
+        return self.hosted
+
+    async def check_health(self) -> None:
+        """Serve calls this periodically: a hosted engine that died takes its replica with it."""
+        if self.engine is not None:
+            await self.engine.check_health()
+
+    def __del__(self) -> None:
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            engine.shutdown()
 
 
 def _client(model: ModelConfig, handle, metrics: GatewayMetrics):

@@ -15,12 +15,17 @@ from llamaray.serve.runtime import replica_id
 from llamaray.store.storage import NODE_CACHE, is_remote, local_copy_of
 
 
+def start_engine(model: ModelConfig, engine_class: type[StreamingEngine] = VLLMEngine) -> StreamingEngine:
+    """The model's engine in this process: an `LLMServer`'s, or a gateway replica's that hosts it."""
+    if is_remote(model.path):  # a job's weights on an object store (`storage_path`): this node's copy
+        model = model.model_copy(update={"path": str(local_copy_of(model.path, NODE_CACHE))})
+    return engine_class(model)
+
+
 class LLMServer:
     def __init__(self, model: dict[str, Any], engine_class: type[StreamingEngine] = VLLMEngine) -> None:
         config = ModelConfig.model_validate(model)
-        if is_remote(config.path):  # a job's weights on an object store (`storage_path`): this node's copy
-            config = config.model_copy(update={"path": str(local_copy_of(config.path, NODE_CACHE))})
-        self.engine: StreamingEngine = engine_class(config)
+        self.engine: StreamingEngine = start_engine(config, engine_class)
         self.stream_interval_s = config.stream_interval_ms / 1000
 
     async def generate(self, request: EngineRequest) -> EngineOutput:

@@ -8,12 +8,14 @@ client calls each one on the handle by name and nothing is dispatched by a strin
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
 from llamaray.api.memory_banks import MemoryBanks
 from llamaray.api.protocols import protocol_methods
 from llamaray.config import MemorySettings
+from llamaray.memory.embeddings import EmbeddingModel
 from llamaray.memory.index import MilvusIndex
 from llamaray.memory.service import MemoryService
 from llamaray.store.metadata import MetadataStore
@@ -21,23 +23,29 @@ from llamaray.store.metadata import MetadataStore
 
 class MemoryServer:
     def __init__(self, data_dir: str, metadata_url: str | None, settings: dict[str, Any], embedder) -> None:
-        from transformers import AutoTokenizer
-
-        from llamaray.memory.embeddings import model_path
+        import torch
 
         memory = MemorySettings.model_validate(settings)
         uri = memory.milvus_uri or str(Path(data_dir) / "milvus.db")
         self.embedder = embedder
+        # The embedding model here too, for queries: one text costs less to embed in this process
+        # than a hop to the embedding deployment and back. Writes' chunks still go there, batched.
+        torch.set_num_threads(1)
+        self.query_model = EmbeddingModel(memory.embedding_model)
 
         async def embed(texts: list[str]) -> list[list[float]]:
             return await self.embedder.embed.remote(texts)
 
+        async def embed_query(text: str) -> list[float]:
+            return (await asyncio.to_thread(self.query_model.embed, [text]))[0]
+
         self.service = MemoryService(
             MetadataStore.of_platform(data_dir, metadata_url),
             MilvusIndex(uri, memory.milvus_token),
-            AutoTokenizer.from_pretrained(model_path(memory.embedding_model)),
+            self.query_model.tokenizer,
             embed,
             memory,
+            embed_query,
         )
         self.service.recover(only_writer=memory.memory_replicas == 1)
         for name in protocol_methods(MemoryBanks):  # Serve finds a handle's method by name here

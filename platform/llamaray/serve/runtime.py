@@ -10,12 +10,17 @@ Its gRPC handles take at most 4 MiB per message into a replica by default: a mem
 of one 10 MB document (`memory.max_document_bytes`) failed between the gateway and the memory
 server. `RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH` lifts that above the largest body the gateway
 accepts (`limits.max_body_bytes`, 32 MiB).
+
+`RAY_worker_niceness=0`: Ray's workers run at nice 15 otherwise (see `PLATFORM_PRIORITY_ENV`).
 """
+
+from llamaray.config import PLATFORM_PRIORITY_ENV
 
 GRPC_MESSAGE_BYTES = 128 << 20
 SERVE_ENV = {
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
     "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH": str(GRPC_MESSAGE_BYTES),
+    **PLATFORM_PRIORITY_ENV,  # set where Ray starts, it reaches Serve's proxy too (no runtime_env there)
 }
 
 

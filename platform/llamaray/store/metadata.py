@@ -226,6 +226,20 @@ class MetadataStore:
             ).fetchall()
         return [(self.backend.untext(key), json.loads(value)) for key, value in rows]
 
+    def existing(self, kind: str, keys: list[str]) -> set[str]:
+        """Which of `keys` have a record: an index lookup per key, not a read of the whole kind
+        (a memory bank insert checked its documents against every stored one, content included)."""
+        found: set[str] = set()
+        with self._connect() as db:
+            for start in range(0, len(keys), 500):
+                part = [self._key(key) for key in keys[start : start + 500]]
+                marks = ", ".join("?" * len(part))
+                rows = self._execute(
+                    db, f"SELECT key FROM records WHERE kind = ? AND key IN ({marks})", (kind, *part)
+                ).fetchall()
+                found.update(self.backend.untext(key) for (key,) in rows)
+        return found
+
     def delete(self, kind: str, key: str) -> None:
         with self._connect() as db:
             deleted = self._execute(

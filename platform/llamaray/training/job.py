@@ -18,14 +18,14 @@ from typing import Literal
 
 from llamaray.api.jobs import JobStatus
 from llamaray.api.post_training import PostTrainingRLHFRequest, PostTrainingSFTRequest
-from llamaray.config import PlatformConfig
+from llamaray.config import PLATFORM_PRIORITY_ENV, PlatformConfig
 from llamaray.errors import LlamarayError
 from llamaray.jobs.driver import driver_exit, is_stop, start_driver
 from llamaray.store.storage import SharedStorage
 
 REQUESTS = {"sft": PostTrainingSFTRequest, "dpo": PostTrainingRLHFRequest}
 # The workers' environment (ENV.md): Ray Train's print patch floods logs when `datasets` hashes.
-WORKER_ENV = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0", "TOKENIZERS_PARALLELISM": "false"}
+WORKER_ENV = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0", "TOKENIZERS_PARALLELISM": "false", **PLATFORM_PRIORITY_ENV}
 ERROR_LINES = 15  # of a traceback, in the job's log
 
 
@@ -56,11 +56,12 @@ def run(kind: str, request, platform: PlatformConfig, tracker, dashboard_url: st
         ray.get(tracker.add_warnings.remote(job_uuid, plan.warnings))
         ray.get(tracker.annotate.remote(job_uuid, {"base_model": served_model_id(plan.model_path, platform)}))
         trainer = _torch_trainer(plan, inputs, platform)
-        env = dict(WORKER_ENV, OMP_NUM_THREADS=str(max(1, int(plan.workers.cpus_per_worker))))
+        env = dict(WORKER_ENV, OMP_NUM_THREADS=str(plan.workers.threads))
         if dashboard_url:  # Ray Train's placement-group cleaner asks the dashboard (ENV.md)
             env["RAY_API_SERVER_ADDRESS"] = dashboard_url if "://" in dashboard_url else f"http://{dashboard_url}"
         fit = ray.remote(_fit).options(num_cpus=0, runtime_env={"env_vars": env}).remote(trainer)
-        resources = {**plan.workers.model_dump(), "deepspeed_zero_stage": plan.deepspeed["zero_optimization"]["stage"]}
+        stage = plan.deepspeed["zero_optimization"]["stage"] if plan.deepspeed else None
+        resources = {**plan.workers.model_dump(), "strategy": plan.strategy, "deepspeed_zero_stage": stage}
         ray.get(tracker.start.remote(job_uuid, resources))
         workers = plan.workers
         say(

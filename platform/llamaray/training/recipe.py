@@ -38,8 +38,9 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     storage = SharedStorage(plan.storage_path, plan.data_dir)
     if plan.storage_token:  # before any work: checkpoints written to a disk of this node alone would be lost
         storage.check_mark(plan.storage_token, "jobs", plan.job_uuid)
-    torch.set_num_threads(max(1, int(plan.workers.cpus_per_worker)))
-    deepspeed.init_distributed(dist_backend="nccl" if plan.workers.use_gpu else "gloo")
+    torch.set_num_threads(plan.workers.threads)
+    if plan.deepspeed is not None:  # on the process group Ray Train set up; DDP needs nothing more
+        deepspeed.init_distributed(dist_backend="nccl" if plan.workers.use_gpu else "gloo")
     tracker = ray.get_actor(NAME, namespace=NAMESPACE) if rank == 0 else None
     # The TRL config comes before the model: under ZeRO-3 it makes from_pretrained partition.
     args = _trl_config(plan)
@@ -67,8 +68,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
             if parameter.requires_grad:
                 parameter.data = parameter.data.to(training_dtype(plan.workers.use_gpu))
     progress.say(
-        f"training {plan.algorithm} on {len(train_set)} examples, {plan.workers.num_workers} workers, "
-        f"ZeRO-{plan.deepspeed['zero_optimization']['stage']}"
+        f"training {plan.algorithm} on {len(train_set)} examples, {plan.workers.num_workers} workers, {plan.strategy}"
     )
     if plan.load_in_4bit:
         import bitsandbytes
@@ -247,7 +247,8 @@ class ProgressCallback(TrainerCallback):
         import torch.distributed as dist
 
         name = f"checkpoint-{state.global_step}"
-        self.storage.publish(Path(args.output_dir) / name, "jobs", self.plan.job_uuid, "trainer", name)
+        if (Path(args.output_dir) / name).is_dir():  # every rank writes its RNG state there, ZeRO its shard
+            self.storage.publish(Path(args.output_dir) / name, "jobs", self.plan.job_uuid, "trainer", name)
         if dist.is_initialized():
             dist.barrier()
         if not dist.is_initialized() or dist.get_rank() == 0:
