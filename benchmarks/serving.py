@@ -20,6 +20,9 @@ The table gives medians of the repetitions, their spread, and the ratio to the b
 
     python benchmarks/serving.py --concurrency 32,128 --requests 1000 --repetitions 3
 
+`--haproxy` runs the Ray side under Serve's HAProxy ingress (`RAY_SERVE_ENABLE_HA_PROXY=1`) instead
+of its Python proxy (see `llamaray.serve.runtime` for why the platform does not ship it yet).
+
 The adapter column (`--adapter`): llamaray trains a LoRA adapter (rank 16, every attention and MLP
 projection) with a real SFT job through its own API and serves it on the same replica; vLLM's
 server serves a random adapter of the same shape (`--lora-modules`), the adapter's own baseline.
@@ -439,6 +442,9 @@ def main() -> None:
     parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
     parser.add_argument("--adapter", action="store_true", help="add the adapter columns")
     parser.add_argument("--vllm-stream-interval", type=int, default=8, help="vllm serve's --stream-interval")
+    parser.add_argument(
+        "--haproxy", action="store_true", help="Serve's HAProxy ingress instead of its Python proxy (both Ray apps)"
+    )
     args = parser.parse_args()
     logging.getLogger("httpx").setLevel(logging.WARNING)
     modes = {"stream": [True], "non-stream": [False], "both": [False, True]}[args.mode]
@@ -477,6 +483,8 @@ def main() -> None:
             from llamaray.serve.runtime import SERVE_ENV
 
             os.environ.update(SERVE_ENV)  # where Ray starts: the same Serve settings and priority for both
+            if args.haproxy:
+                os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
             # The adapter's training job is a Ray Job: its `python` must be this one.
             os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
             ray.init(
@@ -507,6 +515,7 @@ def main() -> None:
 
         for system in systems:
             print(f"{system.name}: nice {niceness(system.processes())}", flush=True)
+        print(f"Ray's HTTP ingress: {'HAProxy' if args.haproxy else 'the Python proxy'}", flush=True)
         for rep in range(args.repetitions):
             order = systems[rep % len(systems) :] + systems[: rep % len(systems)]
             for concurrency in concurrencies:

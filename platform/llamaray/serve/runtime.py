@@ -3,12 +3,16 @@
 `RAY_SERVE_THROUGHPUT_OPTIMIZED=1` is Ray Serve's own preset for throughput: ingress replicas
 listen for HTTP themselves (direct ingress), handles talk gRPC, and user code shares the
 replica's event loop. On the 2-core machines it lifted /v1 throughput from 0.59 to 0.74 of vLLM's
-own server (benchmarks/serving.py). `RAY_SERVE_ENABLE_HA_PROXY=1` puts Serve's HAProxy (its
-binary ships with `ray[serve]`) on the HTTP port in place of the Python proxy, forwarding to those
-replicas: with the chat engine in the gateway replica (`gateway.engine_model`) one Python process
-is left between a client and the engine, as with `vllm serve` (streaming went from 0.64 to 1.18 of
-it at concurrency 32). Ray reads these when its processes start, so they must be in the
-environment of whatever starts Ray: `make serve` exports them, and so do the tests and benchmarks.
+own server (benchmarks/serving.py). Ray reads these when its processes start, so they must be in
+the environment of whatever starts Ray: `make serve` exports them, and so do the tests and
+benchmarks.
+
+Not set here: `RAY_SERVE_ENABLE_HA_PROXY=1`, Serve's HAProxy on the HTTP port in place of the
+Python proxy. With the chat engine in the gateway replica (`gateway.engine_model`) it leaves one
+Python process between a client and the engine, as with `vllm serve` (streaming at concurrency 32
+went from 0.64 to 1.18 of it, `benchmarks/serving.py --haproxy`); but under it a client that leaves
+a long non-streaming request (a batch route waiting on its job) was not always seen to leave, so the
+job ran on (tests/integration/test_data_http.py). Set it where Ray starts to trade that for speed.
 
 Its gRPC handles take at most 4 MiB per message into a replica by default: a memory bank insert
 of one 10 MB document (`memory.max_document_bytes`) failed between the gateway and the memory
@@ -23,7 +27,6 @@ from llamaray.config import PLATFORM_PRIORITY_ENV
 GRPC_MESSAGE_BYTES = 128 << 20
 SERVE_ENV = {
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
-    "RAY_SERVE_ENABLE_HA_PROXY": "1",
     "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH": str(GRPC_MESSAGE_BYTES),
     **PLATFORM_PRIORITY_ENV,  # set where Ray starts, it reaches Serve's proxy too (no runtime_env there)
 }
