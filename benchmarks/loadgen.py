@@ -120,6 +120,25 @@ async def run_load(
     )
 
 
+def cpu_seconds(processes) -> dict[int, float]:
+    """User plus system CPU-seconds of each `psutil.Process` still alive, by pid."""
+    import psutil
+
+    seconds = {}
+    for p in processes:
+        try:
+            t = p.cpu_times()
+            seconds[p.pid] = t.user + t.system
+        except psutil.NoSuchProcess:
+            pass
+    return seconds
+
+
+def spent(before: dict[int, float], after: dict[int, float]) -> float:
+    """CPU-seconds between two `cpu_seconds` readings (a process that started between counts whole)."""
+    return sum(after.values()) - sum(before.get(pid, 0.0) for pid in after)
+
+
 def wait_http(url: str, timeout: float, process=None) -> None:
     """Wait until `url` answers 200; give up early if the server `process` has exited."""
     deadline = time.monotonic() + timeout

@@ -35,7 +35,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "platform"))
 sys.path.insert(0, str(Path(__file__).parent))
 
-from loadgen import write_result  # noqa: E402
+from loadgen import cpu_seconds, spent, write_result  # noqa: E402
 
 WORDS = (
     "river mountain engine garden violin harbor planet circuit lantern meadow copper falcon "
@@ -54,21 +54,6 @@ def documents(n: int) -> list[tuple[str, str]]:
 def percentile(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
-
-
-def cpu_seconds(processes: list[psutil.Process]) -> dict[int, float]:
-    seconds = {}
-    for p in processes:
-        try:
-            t = p.cpu_times()
-            seconds[p.pid] = t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return seconds
-
-
-def spent(before: dict[int, float], after: dict[int, float]) -> float:
-    return sum(after.values()) - sum(before.get(pid, 0.0) for pid in after)
 
 
 class Direct:

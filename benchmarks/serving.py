@@ -52,7 +52,7 @@ HERE = Path(__file__).parent
 sys.path.insert(0, str(ROOT / "platform"))
 sys.path.insert(0, str(HERE))
 
-from loadgen import wait_http, write_result  # noqa: E402
+from loadgen import cpu_seconds, spent, wait_http, write_result  # noqa: E402
 
 MODEL_ID = "tiny-llama-chat"
 ENGINE = {"dtype": "float32", "enforce_eager": True, "max_model_len": 2048, "gpu_memory_utilization": 0.3}
@@ -77,17 +77,6 @@ def tree(pid: int) -> list[psutil.Process]:
         return [root, *root.children(recursive=True)]
     except psutil.NoSuchProcess:
         return []
-
-
-def cpu_times(processes: list[psutil.Process]) -> dict[int, float]:
-    seconds = {}
-    for p in processes:
-        try:
-            t = p.cpu_times()
-            seconds[p.pid] = t.user + t.system
-        except psutil.NoSuchProcess:
-            pass
-    return seconds
 
 
 def niceness(processes: list[psutil.Process]) -> list[int]:
@@ -152,10 +141,9 @@ def run_cell(system: System, args, concurrency: int, stream: bool, rep: int, mod
             "--max-tokens",
             str(args.max_tokens),
         ]
-    before = cpu_times(system.processes())
+    before = cpu_seconds(system.processes())
     done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OPENAI_API_KEY": ""})
-    after = cpu_times(system.processes())
-    cpu = sum(after.values()) - sum(before.get(pid, 0.0) for pid in after)
+    cpu = spent(before, cpu_seconds(system.processes()))
     if done.returncode != 0:
         raise RuntimeError(f"{system.name}: the load generator failed:\n{done.stderr[-3000:]}")
     if stream:

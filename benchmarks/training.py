@@ -32,7 +32,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import psutil  # noqa: E402
 
-from loadgen import write_result  # noqa: E402
+from loadgen import cpu_seconds, spent, write_result  # noqa: E402
 
 WORDS = "alpha bravo charlie delta echo foxtrot golf hotel india juliet kilo lima mike november oscar papa".split()
 
@@ -90,17 +90,6 @@ def platform_config(data_dir: Path, dataset_dir: Path, model: Path):
     ).resolved()
 
 
-def cpu_seconds(processes) -> float:
-    total = 0.0
-    for p in processes:
-        try:
-            t = p.cpu_times()
-            total += t.user + t.system
-        except Exception:  # gone meanwhile
-            pass
-    return total
-
-
 def ray_processes() -> list[psutil.Process]:
     """The Ray cluster this process started: its GCS, raylet, workers and their children."""
     return psutil.Process().children(recursive=True)
@@ -140,7 +129,7 @@ def bench_plain(platform, dataset: dict, args) -> dict:
         "tokens": tokens,
         "train_runtime_s": metrics["train_runtime"],
         "wall_s": time.perf_counter() - started,
-        "cpu_s": cpu_seconds([psutil.Process()]) - cpu_before,
+        "cpu_s": spent(cpu_before, cpu_seconds([psutil.Process()])),
     }
 
 
@@ -151,7 +140,7 @@ def bench_job(platform, service, tracker, dataset: dict, args, workers: int) -> 
 
     job_uuid = f"bench-{workers}w-{time.time_ns()}"
     body = request_body(job_uuid, dataset, args, workers, args.cpus / workers)
-    before = {p.pid: cpu_seconds([p]) for p in ray_processes()}
+    before = cpu_seconds(ray_processes())
     started = time.perf_counter()
     asyncio.run(service.post_supervised_fine_tune(PostTrainingSFTRequest.model_validate(body)))
     while (record := ray.get(tracker.get.remote(job_uuid)))["status"] not in ("completed", "failed", "cancelled"):
@@ -164,13 +153,13 @@ def bench_job(platform, service, tracker, dataset: dict, args, workers: int) -> 
         if "train_runtime" in m and "num_input_tokens_seen" in m
     )
     wall = time.perf_counter() - started
-    after = {p.pid: cpu_seconds([p]) for p in ray_processes()}
+    after = cpu_seconds(ray_processes())
     return {
         "tokens": summary["num_input_tokens_seen"],
         "train_runtime_s": summary["train_runtime"],
         "wall_s": wall,
         "startup_s": wall - summary["train_runtime"],  # submission to first step, and the end's save
-        "cpu_s": sum(after.values()) - sum(before.get(pid, 0.0) for pid in after),
+        "cpu_s": spent(before, after),
         "strategy": (record["resources_allocated"] or {}).get("strategy"),
     }
 
