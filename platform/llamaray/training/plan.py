@@ -207,12 +207,12 @@ def lora_config(config: LoraFinetuningConfig, algorithm: FinetuningAlgorithm, mo
 
 
 def deepspeed_config(training: TrainingConfig, workers: Workers, adapters_only: bool) -> dict[str, Any] | None:
-    """ZeRO from the draft's FSDP flags, or None where DeepSpeed only costs: one worker has nothing
-    to shard, and an adapter's gradients and optimizer state are small enough that DDP's
-    all-reduce beats ZeRO's partitioning (measured: LoRA on one worker went from 0.80 of plain
-    TRL under ZeRO-2). Full fine-tuning on two or more workers shards its optimizer (ZeRO-2) unless
-    asked for more. The optimizer stays PyTorch's (ENV.md: DeepSpeed's own CPU Adam is a 70 s JIT
-    build), which ZeRO accepts with `zero_allow_untested_optimizer`."""
+    """ZeRO from the draft's FSDP flags, or None where DeepSpeed has nothing to give: one worker
+    has nothing to shard, and an adapter's gradients and optimizer state are small enough to
+    replicate, so DDP's one all-reduce does (and its start-up is shorter: no DeepSpeed engine).
+    Full fine-tuning on two or more workers shards its optimizer (ZeRO-2) unless asked for more.
+    The optimizer stays PyTorch's (ENV.md: DeepSpeed's own CPU Adam is a 70 s JIT build), which
+    ZeRO accepts with `zero_allow_untested_optimizer`."""
     asked = training.memory_efficient_fsdp_wrap or training.fsdp_cpu_offload
     if not asked and (workers.num_workers == 1 or adapters_only):
         return None
