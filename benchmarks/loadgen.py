@@ -163,10 +163,6 @@ def write_result(name: str, record: dict) -> None:
         f.write(line + "\n")
 
 
-def as_dict(result: LoadResult) -> dict:
-    return asdict(result)
-
-
 def main() -> None:
     import argparse
 

@@ -69,10 +69,12 @@ class VLLMEngine:
     async def generate(self, request: EngineRequest) -> EngineOutput:
         """The whole answer at once: vLLM's `FINAL_ONLY` output, one message from the engine per
         request, as `vllm serve` answers a non-streaming request (no deltas merged here)."""
-        async for out in self._outputs(request, final_only=True):
-            if out.finished:
-                return out
-        raise EngineUnavailableError(f"the engine of {self.model.model_id} ended {request.request_id} unfinished")
+        final = None
+        async for out in self._outputs(request, final_only=True):  # to its end: leaving early would abort it
+            final = out
+        if final is None or not final.finished:
+            raise EngineUnavailableError(f"the engine of {self.model.model_id} ended {request.request_id} unfinished")
+        return final
 
     async def _outputs(self, request: EngineRequest, final_only: bool) -> AsyncIterator[EngineOutput]:
         from vllm.exceptions import VLLMClientError
