@@ -47,7 +47,8 @@ models: $(STAMP)
 # Serve's throughput preset (see platform/llamaray/serve/runtime.py) must be set where Ray starts.
 # Ray Jobs run `python` from the head's PATH: this environment's (ENV.md).
 serve: setup models
-	PATH="$(abspath $(BIN)):$$PATH" RAY_SERVE_THROUGHPUT_OPTIMIZED=1 RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH=134217728 RAY_worker_niceness=0 \
+	PATH="$(abspath $(BIN)):$$PATH" RAY_SERVE_THROUGHPUT_OPTIMIZED=1 RAY_SERVE_ENABLE_HA_PROXY=1 RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH=134217728 RAY_worker_niceness=0 \
+		RAY_SERVE_HAPROXY_BINARY_PATH="$(abspath $(BIN))/llamaray-haproxy" \
 		RAY_DEDUP_LOGS=0 $(BIN)/serve run $(CONFIG)
 
 # ruff's config (line length 120, the rules) is in pyproject.toml.

@@ -152,9 +152,9 @@ async def bench_llamaray(models: Path, args) -> list[dict]:
     from ray import serve
 
     from llamaray.serve.app import build_app
-    from llamaray.serve.runtime import SERVE_ENV
+    from llamaray.serve.runtime import serve_env
 
-    os.environ.update(SERVE_ENV)
+    os.environ.update(serve_env())
     port = 8112
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, configure_logging=False)
     config = {

@@ -121,12 +121,12 @@ class Platform:
 
         from llamaray.models.tiny import build_tiny_models
         from llamaray.serve.app import build_app
-        from llamaray.serve.runtime import SERVE_ENV
+        from llamaray.serve.runtime import serve_env
 
         models = ROOT / "models"
         if not (models / "tiny-llama-chat").exists():
             build_tiny_models(models)
-        os.environ.update(SERVE_ENV)
+        os.environ.update(serve_env())
         ray.init(num_cpus=4, _node_ip_address="127.0.0.1", include_dashboard=False, log_to_driver=False)
         serve.start(http_options={"host": "127.0.0.1", "port": PORT})
         platform = {

@@ -9,7 +9,8 @@ interleaved (each repetition in a rotated order), each cell after warm-up:
     30 ms of deltas into one event), and the table shows the events per stream of each system;
   - llamaray as `make serve` starts it: `deployments/local.yaml`'s own config (or, with
     `--topology gateway`, every model in a deployment of its own behind the gateway);
-  - Ray Serve LLM's default app (`ray.serve.llm.build_openai_app`).
+  - Ray Serve LLM's default app (`ray.serve.llm.build_openai_app`), and the same app in its
+    direct-streaming mode.
 Streaming cells are driven by vLLM's own client, `vllm bench serve` (random prompts, exactly
 --max-tokens tokens each, `ignore_eos`); non-streaming ones by `loadgen.py`; both in processes of
 their own, never in the Ray driver. Every system and every load generator runs at nice 0 (the
@@ -20,8 +21,9 @@ The table gives medians of the repetitions, their spread, and the ratio to the b
 
     python benchmarks/serving.py --concurrency 32,128 --requests 1000 --repetitions 3
 
-`--haproxy` runs the Ray side under Serve's HAProxy ingress (`RAY_SERVE_ENABLE_HA_PROXY=1`) instead
-of its Python proxy (see `llamaray.serve.runtime` for why the platform does not ship it yet).
+The Ray side runs behind Serve's HAProxy ingress, as the platform ships (`llamaray.serve.runtime`);
+`--python-proxy` puts every Ray app behind Serve's Python proxy instead. Ray Serve LLM runs twice:
+its default OpenAI app, and its direct-streaming mode (`LLMServer` itself the HTTP ingress).
 
 The adapter column (`--adapter`): llamaray trains a LoRA adapter (rank 16, every attention and MLP
 projection) with a real SFT job through its own API and serves it on the same replica; vLLM's
@@ -276,8 +278,12 @@ def start_llamaray(models_dir: Path, topology: str) -> str:
     return url
 
 
-def start_ray_serve_llm(model_path: Path) -> str:
+def start_ray_serve_llm(model_path: Path, direct: bool = False) -> str:
+    """Ray Serve LLM's OpenAI app: its default (an ingress deployment calling `LLMServer` through
+    a handle), or `direct`, its direct-streaming mode (`RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING`:
+    `LLMServer` is the HTTP ingress behind HAProxy, vLLM's own FastAPI app in the replica)."""
     from ray import serve
+    from ray.llm._internal.serve.core.ingress import builder
     from ray.serve.llm import LLMConfig, build_openai_app
 
     llm_config = LLMConfig(
@@ -291,8 +297,11 @@ def start_ray_serve_llm(model_path: Path) -> str:
             "autoscaling_config": {"min_replicas": 1, "max_replicas": 1},
         },
     )
-    serve.run(build_openai_app({"llm_configs": [llm_config]}), name="ray-serve-llm", route_prefix="/rsllm")
-    url = f"http://127.0.0.1:{LLAMARAY_PORT}/rsllm"
+    # Ray reads the switch once, at import; the builder's copy is what decides the app's shape.
+    builder.RAY_SERVE_LLM_ENABLE_DIRECT_STREAMING = direct
+    name = "ray-serve-llm-direct" if direct else "ray-serve-llm"
+    serve.run(build_openai_app({"llm_configs": [llm_config]}), name=name, route_prefix=f"/{name}")
+    url = f"http://127.0.0.1:{LLAMARAY_PORT}/{name}"
     wait_http(f"{url}/v1/models", timeout=300)
     return url
 
@@ -425,13 +434,15 @@ def main() -> None:
     parser.add_argument("--warmups", type=int, default=16)
     parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument("--mode", choices=["stream", "non-stream", "both"], default="both")
-    parser.add_argument("--systems", default="vllm,llamaray,ray-serve-llm", help="comma-separated subset to run")
+    parser.add_argument(
+        "--systems", default="vllm,llamaray,ray-serve-llm,ray-serve-llm-direct", help="comma-separated subset to run"
+    )
     parser.add_argument("--topology", choices=["shipped", "gateway"], default="shipped", help="llamaray's")
     parser.add_argument("--models-dir", type=Path, default=ROOT / "models")
     parser.add_argument("--adapter", action="store_true", help="add the adapter columns")
     parser.add_argument("--vllm-stream-interval", type=int, default=8, help="vllm serve's --stream-interval")
     parser.add_argument(
-        "--haproxy", action="store_true", help="Serve's HAProxy ingress instead of its Python proxy (both Ray apps)"
+        "--python-proxy", action="store_true", help="Serve's Python proxy instead of HAProxy (every Ray app)"
     )
     args = parser.parse_args()
     logging.getLogger("httpx").setLevel(logging.WARNING)
@@ -465,14 +476,14 @@ def main() -> None:
                     systems.append(
                         System(f"{name}+lora", url, "bench-adapter", lambda pid=server.pid: tree(pid), baseline=True)
                     )
-        if {"llamaray", "ray-serve-llm"} & set(wanted):
+        if {"llamaray", "ray-serve-llm", "ray-serve-llm-direct"} & set(wanted):
             import ray
 
-            from llamaray.serve.runtime import SERVE_ENV
+            from llamaray.serve.runtime import serve_env
 
-            os.environ.update(SERVE_ENV)  # where Ray starts: the same Serve settings and priority for both
-            if args.haproxy:
-                os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1"
+            os.environ.update(serve_env())  # where Ray starts: the same Serve settings and priority for both
+            if args.python_proxy:
+                os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "0"
             # The adapter's training job is a Ray Job: its `python` must be this one.
             os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
             ray.init(
@@ -500,10 +511,13 @@ def main() -> None:
                     systems.append(System(f"{label}+lora", url, adapter_id, ray_tree))
             if "ray-serve-llm" in wanted:
                 systems.append(System("ray.serve.llm", start_ray_serve_llm(model_path), MODEL_ID, ray_tree))
+            if "ray-serve-llm-direct" in wanted:
+                url = start_ray_serve_llm(model_path, direct=True)
+                systems.append(System("ray.serve.llm direct", url, MODEL_ID, ray_tree))
 
         for system in systems:
             print(f"{system.name}: nice {niceness(system.processes())}", flush=True)
-        print(f"Ray's HTTP ingress: {'HAProxy' if args.haproxy else 'the Python proxy'}", flush=True)
+        print(f"Ray's HTTP ingress: {'the Python proxy' if args.python_proxy else 'HAProxy'}", flush=True)
         for rep in range(args.repetitions):
             order = systems[rep % len(systems) :] + systems[: rep % len(systems)]
             for concurrency in concurrencies:

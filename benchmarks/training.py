@@ -181,9 +181,9 @@ def main() -> None:
         build_tiny_models(args.models)
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"  # the jobs' python
 
-    from llamaray.serve.runtime import SERVE_ENV
+    from llamaray.serve.runtime import serve_env
 
-    os.environ.update(SERVE_ENV)  # Ray's workers at nice 0, as this process and the baseline
+    os.environ.update(serve_env())  # Ray's workers at nice 0, as this process and the baseline
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         (work / "data").mkdir()

@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from llamaray.serve.runtime import SERVE_ENV
+from llamaray.serve.runtime import serve_env
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -134,7 +134,7 @@ def prepare_environment() -> None:
     """What Ray's processes must inherit from the tests: Serve's settings, and this environment's
     `python` first on the PATH (a Ray Job's driver runs the first one; ENV.md)."""
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
-    os.environ.update(SERVE_ENV)
+    os.environ.update(serve_env())
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
 
 

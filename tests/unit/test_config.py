@@ -202,6 +202,8 @@ def test_every_place_that_starts_ray_sets_the_serve_environment():
         for where, text in texts.items():
             assert f"{name}={value}" in text, (where, name)
         assert f"- name: {name}" in service and f'value: "{value}"' in service, name
+    for text in (*texts.values(), service):  # HAProxy through the launcher without splice()
+        assert "RAY_SERVE_HAPROXY_BINARY_PATH" in text and "llamaray-haproxy" in text
 
 
 def test_cluster_yaml_passes_ray_launchers_own_schema_and_starts_the_platform():

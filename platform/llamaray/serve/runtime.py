@@ -7,12 +7,16 @@ own server (benchmarks/serving.py). Ray reads these when its processes start, so
 the environment of whatever starts Ray: `make serve` exports them, and so do the tests and
 benchmarks.
 
-Not set here: `RAY_SERVE_ENABLE_HA_PROXY=1`, Serve's HAProxy on the HTTP port in place of the
-Python proxy. With the chat engine in the gateway replica (`gateway.engine_model`) it leaves one
-Python process between a client and the engine, as with `vllm serve` (streaming at concurrency 32
-went from 0.64 to 1.18 of it, `benchmarks/serving.py --haproxy`); but under it a client that leaves
-a long non-streaming request (a batch route waiting on its job) was not always seen to leave, so the
-job ran on (tests/integration/test_data_http.py). Set it where Ray starts to trade that for speed.
+`RAY_SERVE_ENABLE_HA_PROXY=1`: Serve's HAProxy on the HTTP port in place of the Python proxy.
+With the chat engine in the gateway replica (`gateway.engine_model`) it leaves one Python process
+between a client and the engine, as with `vllm serve` (streaming at concurrency 32 went from 0.64
+to 1.18 of it, `benchmarks/serving.py`). HAProxy runs through `llamaray-haproxy`
+(`llamaray.serve.haproxy`: no `splice()`, or a client that leaves a long request is not seen to
+leave), so `RAY_SERVE_HAPROXY_BINARY_PATH` names that launcher of the environment Ray runs in;
+`serve_env()` adds it for a Python process that starts Ray. Under HAProxy, Serve binds the
+ingress replicas' own HTTP ports to the node's address, not loopback, so HAProxy on other nodes
+reaches them: the gateway's access policy guards them as it guards the proxy's port (API keys,
+or, without keys, loopback clients only).
 
 Its gRPC handles take at most 4 MiB per message into a replica by default: a memory bank insert
 of one 10 MB document (`memory.max_document_bytes`) failed between the gateway and the memory
@@ -22,14 +26,28 @@ accepts (`limits.max_body_bytes`, 32 MiB).
 `RAY_worker_niceness=0`: Ray's workers run at nice 15 otherwise (see `PLATFORM_PRIORITY_ENV`).
 """
 
+import sys
+from pathlib import Path
+
 from llamaray.config import PLATFORM_PRIORITY_ENV
+from llamaray.serve.haproxy import BINARY_ENV
 
 GRPC_MESSAGE_BYTES = 128 << 20
 SERVE_ENV = {
     "RAY_SERVE_THROUGHPUT_OPTIMIZED": "1",
+    "RAY_SERVE_ENABLE_HA_PROXY": "1",
     "RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH": str(GRPC_MESSAGE_BYTES),
     **PLATFORM_PRIORITY_ENV,  # set where Ray starts, it reaches Serve's proxy too (no runtime_env there)
 }
+
+
+def serve_env() -> dict[str, str]:
+    """`SERVE_ENV` and the HAProxy launcher beside this Python (a virtual environment's `bin/`),
+    for a process that starts Ray itself: the tests and the benchmarks."""
+    launcher = Path(sys.executable).parent / "llamaray-haproxy"
+    if not launcher.is_file():
+        raise RuntimeError(f"{launcher} is missing: install the platform into this environment (pip install -e .)")
+    return {**SERVE_ENV, BINARY_ENV: str(launcher)}
 
 
 def replica_id() -> str | None:
