@@ -37,7 +37,8 @@ class MilvusIndex:
     def __init__(self, uri: str, token: str | None = None) -> None:
         from pymilvus import MilvusClient
 
-        if "://" not in uri:  # Milvus Lite: a file, which only a local disk keeps safe
+        self.lite = "://" not in uri
+        if self.lite:  # Milvus Lite: a file, which only a local disk keeps safe
             require_local_disk(Path(uri).parent, "Milvus Lite's database")
         self.client = MilvusClient(uri=uri, token=token or "")
         self.full_text = has_full_text(self.client.get_server_version())  # else tried on first create
@@ -105,9 +106,15 @@ class MilvusIndex:
             self.client.drop_collection(name)
 
     def insert(self, name: str, rows: list[dict[str, Any]]) -> None:
+        """Milvus Lite searches rows not yet flushed one by one (~40 us a row: 400 ms a query at 10k
+        chunks) and flushed ones through the index (~25 ms), and never flushes by itself; a flush
+        costs ~0.1 ms a row, so each write is flushed. A Milvus server seals and indexes its
+        growing segments itself, and rate-limits flushes: left to it."""
         self._ready(name)
         for start in range(0, len(rows), 1000):
             self.client.insert(name, rows[start : start + 1000])
+        if self.lite and rows:
+            self.client.flush(name)
 
     def delete_documents(self, name: str, document_uuids: list[str], versions: str = "") -> None:
         """Deletes the documents' chunks; `versions` narrows it (`== 7`: one write, `!= 7`: all others)."""
