@@ -197,6 +197,8 @@ def test_lora_job_learns_the_training_set_and_streams_its_logs(client, datasets,
     trained = losses(status)
     assert trained[-1] < trained[0], trained
     assert any("tokens_per_second" in m for m in status["metrics"])
+    (startup,) = [m["startup_seconds"] for m in status["metrics"] if "startup_seconds" in m]
+    assert 0 < startup < 600 and any("training began" in line for line in lines)
     assert client.get("/post_training/job/logs", params={"job_uuid": "sft-lora"}).json()["log_lines"] == lines
 
     checkpoint = final_checkpoint(client, "sft-lora")

@@ -155,6 +155,18 @@ class JobTracker:
     def start(self, job_uuid: str, resources: dict[str, Any]) -> None:
         self._update(job_uuid, status=JobStatus.running.value, started_at=now(), resources_allocated=resources)
 
+    def training_began(self, job_uuid: str) -> float:
+        """The job's start-up: seconds from its submission to its first training step (a wait in
+        the queue, logged apart, included), kept among its metrics and said in its log."""
+        submitted = datetime.fromisoformat(self.get(job_uuid)["scheduled_at"])
+        seconds = (datetime.now(timezone.utc) - submitted).total_seconds()
+        self.report(
+            job_uuid,
+            [f"training began {seconds:.1f} s after the job was submitted"],
+            [{"step": 0.0, "startup_seconds": seconds}],
+        )
+        return seconds
+
     def log(self, job_uuid: str, lines: list[str]) -> None:
         with self._lock:  # lines are numbered by count: two writers at once would collide
             self._store.append_lines(LOG_KIND, job_uuid, [stamp(line) for line in lines])

@@ -166,6 +166,7 @@ def _metric_gauges() -> dict[str, Any]:
         "loss": "training loss of the last logged step",
         "learning_rate": "learning rate of the last logged step",
         "tokens_per_second": "training tokens per second since the last log",
+        "startup_seconds": "seconds from the job's submission to its first training step",
     }
     return {
         key: Gauge(f"llamaray_training_{key}", description=text, tag_keys=("job_uuid",)) for key, text in names.items()
@@ -229,6 +230,14 @@ class ProgressCallback(TrainerCallback):
                 gauge.set(entry[key], tags={"job_uuid": self.plan.job_uuid})
         shown = ", ".join(f"{k}={v:.4g}" for k, v in entry.items() if k != "step")
         self.say(f"step {state.global_step}/{state.max_steps}: {shown}")
+
+    def on_train_begin(self, args, state, control, **kwargs) -> None:
+        if self.tracker and state.global_step == 0:  # not again when a lost worker's run resumes
+            import ray
+
+            self.flush(force=True)  # the log keeps its order
+            seconds = ray.get(self.tracker.training_began.remote(self.plan.job_uuid))
+            self.gauges["startup_seconds"].set(seconds, tags={"job_uuid": self.plan.job_uuid})
 
     def on_train_end(self, args, state, control, **kwargs) -> None:
         self.flush(force=True)
