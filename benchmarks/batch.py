@@ -1,17 +1,21 @@
 """Batch completion throughput: llamaray's Ray Data pipeline against vLLM alone and ray.data.llm.
 
-One run measures, each in a fresh process one after the other, the same N prompts on the tiny
-model, every completion exactly --max-tokens long (ignore_eos), greedy:
+One run measures, each in a fresh process, A/B interleaved over --repetitions (the order rotated
+each time), the same N prompts on the tiny model, every completion exactly --max-tokens long
+(ignore_eos), greedy:
   1. vLLM's offline `LLM.generate` on all prompts in one process (the baseline),
   2. llamaray's pipeline (`llamaray.pipelines.pipeline.batch_dataset`: map_batches over an actor
      pool of vLLM engines, several batches in flight per engine), on a local Ray cluster,
   3. `ray.data.llm`'s vLLM processor on the same cluster size, tokenizer stages off (vLLM
      tokenizes inside the engine, as in 1 and 2).
-It prints generated tokens/s end to end (engine start included, which is what a user waits for)
-and over generation alone (from the engine being ready to the last answer; 1 and 2), with the
-ratios. Goal: at least 0.9 of vLLM alone at N=2000, and ahead of ray.data.llm.
+It prints the medians and spread of generated tokens/s end to end (engine start included, which
+is what a user waits for) and over generation alone (from the engine being ready to the last
+answer; 1 and 2), with the ratios, and the CPU-seconds of each run's process tree (sampled every
+0.2 s: the Ray sides' short-lived processes may be undercounted). Every process runs at nice 0;
+the Ray drivers read their results with `iter_batches`, progress bars off.
+Goal: at least 0.95 of vLLM alone at N=2000, and at least 1.5x ray.data.llm.
 
-    python benchmarks/batch.py --prompts 2000 --max-tokens 64
+    python benchmarks/batch.py --prompts 2000 --max-tokens 64 --repetitions 3
 """
 
 from __future__ import annotations
@@ -19,16 +23,20 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import statistics
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
+
+import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "platform"))
 sys.path.insert(0, str(Path(__file__).parent))
 
-from loadgen import write_result  # noqa: E402
+from loadgen import cpu_seconds, write_result  # noqa: E402
 
 TOPICS = "rivers mountains bread music clocks bridges gardens trains stars paper".split()
 
@@ -89,7 +97,7 @@ def run_llamaray(args) -> dict:
             batch["done_at"] = [time.time()] * len(batch["index"])
             return batch
 
-    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
+    quiet_ray(args)
     settings = DataSettings(
         batch_size=args.batch_size, max_concurrent_batches=args.concurrent_batches, generator_num_cpus=args.cpus - 0.5
     )
@@ -99,9 +107,9 @@ def run_llamaray(args) -> dict:
     rows = batch_rows(request, None, None)  # inline prompts: no platform or store needed
     ds = generation_stage(ray.data.from_items(rows), model_config(args.model), params, [], settings, TimedGenerate)
     tokens, ready, done = 0, float("inf"), 0.0
-    for row in ds.iter_rows():
-        tokens += int(row["generated_tokens"])
-        ready, done = min(ready, row["ready_at"]), max(done, row["done_at"])
+    for batch in ds.iter_batches(batch_size=None):
+        tokens += int(batch["generated_tokens"].sum())
+        ready, done = min(ready, float(batch["ready_at"].min())), max(done, float(batch["done_at"].max()))
     finished = time.time()
     return {"tokens": tokens, "wall_s": finished - started, "generation_s": done - ready}
 
@@ -112,7 +120,7 @@ def run_ray_data_llm(args) -> dict:
 
     from llamaray.config import CPU_ENGINE_ENV
 
-    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
+    quiet_ray(args)
     config = vLLMEngineProcessorConfig(
         model_source=str(args.model),
         engine_kwargs={"dtype": "float32", "enforce_eager": True, "max_model_len": 1024, "gpu_memory_utilization": 0.3},
@@ -138,8 +146,23 @@ def run_ray_data_llm(args) -> dict:
     )
     started = time.time()
     ds = processor(ray.data.from_items([{"prompt": p} for p in prompts(args.prompts)]))
-    tokens = sum(int(row["tokens"]) for row in ds.iter_rows())
+    tokens = sum(int(batch["tokens"].sum()) for batch in ds.iter_batches(batch_size=None))
     return {"tokens": tokens, "wall_s": time.time() - started, "generation_s": None}
+
+
+def quiet_ray(args) -> None:
+    """A local Ray cluster whose workers run at nice 0, as the baseline does, and a Ray Data
+    driver that draws no progress bars (their redraws cost the 2 cores the engine needs)."""
+    import ray
+    import ray.data
+
+    from llamaray.config import PLATFORM_PRIORITY_ENV
+
+    os.environ.update(PLATFORM_PRIORITY_ENV)
+    ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False
+    context.print_on_execution_start = False
 
 
 RUNS = {"direct": run_direct, "llamaray": run_llamaray, "ray_data_llm": run_ray_data_llm}
@@ -153,6 +176,7 @@ def main() -> None:
     parser.add_argument("--concurrent-batches", type=int, default=8)
     parser.add_argument("--cpus", type=float, default=2)
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "tiny-llama-chat")
+    parser.add_argument("--repetitions", type=int, default=3)
     parser.add_argument("--only", choices=sorted(RUNS), help="run one variant in this process (used by the full run)")
     args = parser.parse_args()
     if not args.model.exists():
@@ -163,29 +187,40 @@ def main() -> None:
         print("RESULT " + json.dumps(RUNS[args.only](args)), flush=True)
         return
 
-    results = {}
-    for name in RUNS:
-        cmd = [sys.executable, __file__, "--only", name, *sys.argv[1:]]
-        out = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
-        line = next((text for text in out.stdout.splitlines() if text.startswith("RESULT ")), None)
-        if line is None:
-            sys.exit(f"{name} failed:\n{out.stdout[-3000:]}\n{out.stderr[-5000:]}")
-        results[name] = json.loads(line[len("RESULT ") :])
-        r = results[name]
-        gen = f", {r['tokens'] / r['generation_s']:.0f} tok/s over generation" if r["generation_s"] else ""
-        print(
-            f"{name:13s} {r['tokens']} tokens in {r['wall_s']:.1f} s: "
-            f"{r['tokens'] / r['wall_s']:.0f} tok/s end to end{gen}",
-            flush=True,
-        )
-    tps = {name: r["tokens"] / r["wall_s"] for name, r in results.items()}
-    gen = {name: r["tokens"] / r["generation_s"] for name, r in results.items() if r["generation_s"]}
+    runs: dict[str, list[dict]] = {name: [] for name in RUNS}
+    names = list(RUNS)
+    for rep in range(args.repetitions):
+        for name in names[rep % len(names) :] + names[: rep % len(names)]:
+            r = run_once(name)
+            runs[name].append(r)
+            gen = f", {r['tokens'] / r['generation_s']:.0f} over generation" if r["generation_s"] else ""
+            print(
+                f"  rep {rep} {name:13s} {r['tokens']} tokens in {r['wall_s']:.1f} s: "
+                f"{r['tokens'] / r['wall_s']:.0f} tok/s end to end{gen}; cpu {r['cpu_s']:.0f} s",
+                flush=True,
+            )
+
+    def rates(name: str, key: str) -> list[float]:
+        return [r["tokens"] / r[key] for r in runs[name] if r[key]]
+
+    tps = {name: statistics.median(rates(name, "wall_s")) for name in runs}
+    gen = {name: statistics.median(rates(name, "generation_s")) for name in runs if rates(name, "generation_s")}
+    print(f"\n{args.prompts} prompts x {args.max_tokens} tokens; medians of {args.repetitions} A/B interleaved runs")
+    header = ("system", "end to end", "spread", "ratio", "generation", "ratio", "cpu s")
+    print("  {:<13} {:>10} {:>12} {:>6} {:>10} {:>6} {:>6}".format(*header))
+    for name in runs:
+        spread = f"[{min(rates(name, 'wall_s')):.0f}, {max(rates(name, 'wall_s')):.0f}]"
+        g = f"{gen[name]:>10.0f} {gen[name] / gen['direct']:>6.2f}" if name in gen else f"{'-':>10} {'-':>6}"
+        cpu = statistics.median(r["cpu_s"] for r in runs[name])
+        print(f"  {name:<13} {tps[name]:>10.0f} {spread:>12} {tps[name] / tps['direct']:>6.2f} {g} {cpu:>6.0f}")
     record = {
         "prompts": args.prompts,
         "max_tokens": args.max_tokens,
         "batch_size": args.batch_size,
         "concurrent_batches": args.concurrent_batches,
         "cpus": args.cpus,
+        "repetitions": args.repetitions,
+        "runs": runs,
         "tokens_per_s_end_to_end": tps,
         "tokens_per_s_generation": gen,
         "ratio_end_to_end_vs_vllm": tps["llamaray"] / tps["direct"],
@@ -198,6 +233,31 @@ def main() -> None:
         f"llamaray / ray.data.llm: {record['ratio_end_to_end_vs_ray_data_llm']:.2f} end to end"
     )
     write_result("batch", record)
+
+
+def run_once(name: str) -> dict:
+    """One variant in a fresh process; its result, and the CPU-seconds of its process tree."""
+    cmd = [sys.executable, __file__, "--only", name, *sys.argv[1:]]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+    seen: dict[int, float] = {}
+
+    def sample() -> None:
+        root = psutil.Process(proc.pid)
+        while proc.poll() is None:
+            try:
+                seen.update(cpu_seconds([root, *root.children(recursive=True)]))
+            except psutil.NoSuchProcess:
+                break
+            time.sleep(0.2)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    stdout, stderr = proc.communicate()
+    sampler.join()
+    line = next((text for text in stdout.splitlines() if text.startswith("RESULT ")), None)
+    if line is None:
+        sys.exit(f"{name} failed:\n{stdout[-3000:]}\n{stderr[-5000:]}")
+    return {**json.loads(line[len("RESULT ") :]), "cpu_s": sum(seen.values())}
 
 
 if __name__ == "__main__":

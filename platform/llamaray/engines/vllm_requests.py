@@ -22,6 +22,20 @@ def tokens_prompt(tokenizer, request: EngineRequest) -> tuple[Any, int]:
     return TokensPrompt(prompt_token_ids=ids), len(ids)
 
 
+def tokens_prompts(tokenizer, requests: list[EngineRequest]) -> list[tuple[Any, int]]:
+    """`tokens_prompt` of many requests, with one tokenizer call for each `add_special_tokens`
+    value among them (a fast tokenizer encodes a list at once)."""
+    from vllm.inputs import TokensPrompt
+
+    ids: list[list[int]] = [[] for _ in requests]
+    for special in {request.add_special_tokens for request in requests}:
+        chosen = [i for i, request in enumerate(requests) if request.add_special_tokens == special]
+        encoded = tokenizer([requests[i].prompt for i in chosen], add_special_tokens=special).input_ids
+        for i, row in zip(chosen, encoded):
+            ids[i] = row
+    return [(TokensPrompt(prompt_token_ids=row), len(row)) for row in ids]
+
+
 def lora_request(adapter: AdapterRef | None) -> Any:
     """vLLM's `LoRARequest` for the adapter: the engine loads it on first use and keeps it."""
     if adapter is None:

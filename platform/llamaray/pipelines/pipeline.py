@@ -12,7 +12,6 @@ anything nested, so every stage and the output are plain columns.
 
 from __future__ import annotations
 
-import asyncio
 import dataclasses
 import json
 import math
@@ -42,15 +41,15 @@ class Generate:
         self.adapter = adapter
 
     async def __call__(self, batch: Batch) -> Batch:
-        outs = await asyncio.gather(
-            *(self._one(str(p), bool(a)) for p, a in zip(batch["prompt"], batch["add_special_tokens"]))
+        outs = await self.engine.generate_many(
+            [self._request(str(p), bool(a)) for p, a in zip(batch["prompt"], batch["add_special_tokens"])]
         )
         batch["outputs"] = [json.dumps([dataclasses.asdict(s) for s in out.sequences]) for out in outs]
         batch["generated_tokens"] = [sum(s.num_tokens for s in out.sequences) for out in outs]
         return batch
 
-    async def _one(self, prompt: str, add_special_tokens: bool):
-        request = EngineRequest(
+    def _request(self, prompt: str, add_special_tokens: bool) -> EngineRequest:
+        return EngineRequest(
             request_id=f"batch-{uuid.uuid4().hex}",
             prompt=prompt,
             params=self.params,
@@ -58,7 +57,6 @@ class Generate:
             stop_tokens=self.stop_tokens,
             adapter=self.adapter,
         )
-        return await self.engine.generate(request)
 
 
 class Score:
