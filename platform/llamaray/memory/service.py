@@ -30,6 +30,8 @@ from contextlib import asynccontextmanager
 from typing import Any, AsyncIterator, Awaitable, Callable
 from uuid import uuid4
 
+import numpy as np
+
 from llamaray.api.common import content_text
 from llamaray.api.memory_banks import (
     MemoryBank,
@@ -51,8 +53,8 @@ BANK_KIND = "memory_bank"
 WRITER_KIND = "memory_writer"  # a bank's write lease
 LEASE_WAIT_S = 120.0  # a write waits this long for another replica's (`write_lease_s`), then 429
 MIN_CHUNK_TOKENS, MAX_CHUNK_TOKENS = 16, 8192
-Embed = Callable[[list[str]], Awaitable[list[list[float]]]]
-EmbedOne = Callable[[str], Awaitable[list[float]]]
+Embed = Callable[[list[str]], Awaitable[np.ndarray]]  # float32, one row per text
+EmbedOne = Callable[[str], Awaitable[np.ndarray]]
 
 
 def document_kind(bank_uuid: str) -> str:

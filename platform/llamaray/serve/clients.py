@@ -190,7 +190,7 @@ class EmbeddingsClient:
         )
 
 
-def _encoded(vector: list[float], encoding: str) -> list[float] | str:
+def _encoded(vector: np.ndarray, encoding: str) -> list[float] | str:
     if encoding == "base64":
         return base64.b64encode(np.asarray(vector, dtype="<f4").tobytes()).decode()
-    return vector
+    return vector.tolist()

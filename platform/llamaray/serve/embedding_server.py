@@ -6,6 +6,7 @@ little more than over one on these CPUs; its replicas autoscale like the LLM ser
 
 from __future__ import annotations
 
+import numpy as np
 from ray import serve
 
 from llamaray.memory.embeddings import EmbeddingModel
@@ -20,11 +21,11 @@ class EmbeddingServer:
         torch.set_num_threads(threads)  # by default one core per replica: replicas scale it out
         self.model = EmbeddingModel(name, batch_size)
 
-    async def embed(self, texts: list[str]) -> list[list[float]]:
+    async def embed(self, texts: list[str]) -> np.ndarray:
         return await self._embed_batched(texts)
 
     @serve.batch(max_batch_size=16, batch_wait_timeout_s=0.002)
-    async def _embed_batched(self, requests: list[list[str]]) -> list[list[list[float]]]:
+    async def _embed_batched(self, requests: list[list[str]]) -> list[np.ndarray]:
         flat = [text for texts in requests for text in texts]
         vectors = self.model.embed(flat)
         answers, start = [], 0

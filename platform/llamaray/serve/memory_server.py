@@ -12,6 +12,8 @@ import asyncio
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from llamaray.api.memory_banks import MemoryBanks
 from llamaray.api.protocols import protocol_methods
 from llamaray.config import MemorySettings
@@ -33,10 +35,10 @@ class MemoryServer:
         torch.set_num_threads(1)
         self.query_model = EmbeddingModel(memory.embedding_model)
 
-        async def embed(texts: list[str]) -> list[list[float]]:
+        async def embed(texts: list[str]) -> np.ndarray:
             return await self.embedder.embed.remote(texts)
 
-        async def embed_query(text: str) -> list[float]:
+        async def embed_query(text: str) -> np.ndarray:
             return (await asyncio.to_thread(self.query_model.embed, [text]))[0]
 
         self.service = MemoryService(

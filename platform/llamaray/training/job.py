@@ -3,14 +3,13 @@
 `ray job submit -- python jobs/sft.py --config C.yaml` and `POST /post_training/*` both end
 here, so a job behaves the same whichever way it came. The driver reads the request, registers
 the job with the `JobTracker` (unless the gateway already did), hands the examples to Ray Train
-through Ray Data and runs `TorchTrainer.fit()` in a task of its own. A cancel (`Stopped`, see
+through Ray's object store and runs `TorchTrainer.fit()` in a task of its own. A cancel (`Stopped`, see
 `llamaray.jobs.driver`) cancels that task, which is what stops the workers and frees their
 placement group in seconds.
 """
 
 from __future__ import annotations
 
-import json
 import sys
 import traceback
 from pathlib import Path
@@ -92,21 +91,25 @@ def _fit(trainer) -> None:
 
 
 def _torch_trainer(plan, inputs, platform: PlatformConfig):
-    import ray.data
-    from ray.train import DataConfig, FailureConfig, RunConfig, ScalingConfig
+    """The examples go to the workers as one object in Ray's object store (this driver owns it
+    for the job's life, a restarted worker reads it again), not as Ray Data datasets: a dataset
+    per split started Ray Data's executor and a split coordinator in every run, seconds of
+    start-up for rows every worker reads whole anyway."""
+    import ray
+    from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
 
     from llamaray.training.recipe import train_loop_per_worker
-
-    def dataset(examples):
-        return ray.data.from_items([{"example": json.dumps(example)} for example in examples])
 
     workers = plan.workers
     run_storage, run_filesystem = SharedStorage.of_platform(platform).ray_train()
     resources = {"CPU": workers.cpus_per_worker, **({"GPU": workers.gpus_per_worker} if workers.use_gpu else {})}
     return TorchTrainer(
         train_loop_per_worker,
-        train_loop_config={"plan": plan.model_dump()},
+        train_loop_config={
+            "plan": plan.model_dump(),
+            "examples": ray.put({"train": inputs.train, "validation": inputs.validation}),
+        },
         scaling_config=ScalingConfig(
             num_workers=workers.num_workers,
             use_gpu=workers.use_gpu,
@@ -120,8 +123,6 @@ def _torch_trainer(plan, inputs, platform: PlatformConfig):
             storage_filesystem=run_filesystem,
             failure_config=FailureConfig(max_failures=plan.max_failures),
         ),
-        datasets={"train": dataset(inputs.train), "validation": dataset(inputs.validation)},
-        dataset_config=DataConfig(datasets_to_split=[]),  # each rank reads all; the trainer's sampler shards
     )
 
 

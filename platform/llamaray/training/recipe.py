@@ -8,7 +8,6 @@ the sharded weights.
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
@@ -26,7 +25,6 @@ OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD"}
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
-    import deepspeed
     import ray
     import ray.train
     import torch
@@ -40,6 +38,8 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         storage.check_mark(plan.storage_token, "jobs", plan.job_uuid)
     torch.set_num_threads(plan.workers.threads)
     if plan.deepspeed is not None:  # on the process group Ray Train set up; DDP needs nothing more
+        import deepspeed  # seconds to import: only where the plan uses it
+
         deepspeed.init_distributed(dist_backend="nccl" if plan.workers.use_gpu else "gloo")
     tracker = ray.get_actor(NAME, namespace=NAMESPACE) if rank == 0 else None
     # The TRL config comes before the model: under ZeRO-3 it makes from_pretrained partition.
@@ -53,11 +53,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
         tokenizer.pad_token = tokenizer.eos_token
     model = _model(plan)
 
-    # Data: Ray Data carries the examples; every worker gets them all, and the trainer's
-    # distributed sampler gives each rank its share of every epoch.
+    # Data: the examples are one object in Ray's object store, which every worker reads whole;
+    # the trainer's distributed sampler gives each rank its share of every epoch.
     adds_bos = tokenizer.bos_token_id is not None and tokenizer("x").input_ids[:1] == [tokenizer.bos_token_id]
-    train_set = _examples(ray.train.get_dataset_shard("train"), adds_bos)
-    eval_set = _examples(ray.train.get_dataset_shard("validation"), adds_bos)
+    examples = ray.get(config["examples"])
+    train_set = _examples(examples["train"], adds_bos)
+    eval_set = _examples(examples["validation"], adds_bos)
 
     # Train
     trainer = _trainer(plan, model, tokenizer, args, train_set, eval_set)
@@ -122,10 +123,9 @@ def _model(plan: TrainingPlan):
     return model
 
 
-def _examples(shard, adds_bos: bool) -> Any:
+def _examples(examples: list[dict[str, Any]], adds_bos: bool) -> Any:
     from datasets import Dataset
 
-    examples = [json.loads(row["example"]) for row in shard.iter_rows()]
     return Dataset.from_list(for_tokenizer(examples, adds_bos))
 
 
