@@ -9,8 +9,8 @@ benchmarks.
 
 `RAY_SERVE_ENABLE_HA_PROXY=1`: Serve's HAProxy on the HTTP port in place of the Python proxy.
 With the chat engine in the gateway replica (`gateway.engine_model`) it leaves one Python process
-between a client and the engine, as with `vllm serve` (streaming at concurrency 32 went from 0.64
-to 1.18 of it, `benchmarks/serving.py`). HAProxy runs through `llamaray-haproxy`
+between a client and the engine, as with `vllm serve` (streaming at concurrency 32 / 128 went
+from 0.73 / 0.69 of it to 1.14 / 0.99, `benchmarks/serving.py`). HAProxy runs through `llamaray-haproxy`
 (`llamaray.serve.haproxy`: no `splice()`, or a client that leaves a long request is not seen to
 leave), so `RAY_SERVE_HAPROXY_BINARY_PATH` names that launcher of the environment Ray runs in;
 `serve_env()` adds it for a Python process that starts Ray. Under HAProxy, Serve binds the
