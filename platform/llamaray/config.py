@@ -200,6 +200,7 @@ class MemorySettings(Settings):
     embedding_num_cpus: float = Field(default=0.5, ge=0)  # Ray's logical CPUs per replica
     chunk_size_tokens: int = Field(default=256, ge=16)  # the embedder's tokens; MiniLM reads 256
     chunk_overlap_tokens: int = Field(default=32, ge=0)
+    full_text: bool = True  # banks analysed for BM25 unless their create says `full_text=false`
     max_document_bytes: int = Field(default=10_000_000, ge=1)
     max_chunks_per_document: int = Field(default=20_000, ge=1)  # a 10 MB text in 256-token chunks: ~10k
     embedding_autoscaling_config: AutoscalingConfig = Field(default_factory=AutoscalingConfig)

@@ -245,6 +245,18 @@ def test_chunk_sizes_per_bank(client):
     assert bad.status_code == 400 and bad.json()["error"]["param"] == "chunk_overlap_tokens"
 
 
+def test_a_bank_without_full_text_answers_dense_queries_and_refuses_bm25(client):
+    params = {"bank_uuid": "dense-only", "bank_name": "d", "full_text": "false"}
+    created = client.post("/memory_banks/create", params=params, json=[doc("egypt", TOPICS["pyramids"])])
+    assert created.status_code == 200, created.text
+    assert query(client, "dense-only", "tombs of Egyptian kings")[0]["document_uuid"] == "egypt"
+    for mode in ("bm25", "hybrid"):
+        refused = client.post("/memory_bank/query", json={"bank_uuid": "dense-only", "query": "Giza", "mode": mode})
+        assert refused.status_code == 400 and refused.json()["error"]["param"] == "mode", refused.text
+        assert "full_text=false" in refused.json()["error"]["message"]
+    assert client.delete("/memory_banks/drop", params={"bank_uuid": "dense-only"}).status_code == 200
+
+
 ODD_IDS = ["résumé", 'say "hi"\\', "line\nbreak\ttab", "東京🚀", "nul\x00byte", "\u2028sep"]
 
 

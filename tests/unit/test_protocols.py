@@ -158,6 +158,6 @@ def test_the_check_finds_a_drift():
         async def get_memory_banks(self, limit: int = 10) -> list: ...
 
     problems = mismatches(MemoryBanks, Drifted)
-    assert "create_memory_bank: lacks parameters ['chunking']" in problems
+    assert "create_memory_bank: lacks parameters ['chunking', 'full_text']" in problems
     assert "get_memory_banks: missing" in problems
     assert "get_memory_banks: parameters the Protocol lacks: ['limit']" in mismatches(MemoryBanks, Extended)

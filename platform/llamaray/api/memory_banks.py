@@ -106,8 +106,11 @@ class MemoryBanks(Protocol):
         bank_name: str,
         documents: list[MemoryBankDocument],
         chunking: dict[str, int] | None = None,
+        full_text: bool | None = None,
     ) -> None:
-        """`chunking` (an extension): `chunk_size_tokens` and `chunk_overlap_tokens` for this bank."""
+        """Extensions: `chunking` (`chunk_size_tokens`, `chunk_overlap_tokens`) for this bank;
+        `full_text` (None: the deployment's `memory.full_text`) whether its chunks are analysed for
+        BM25 (`bm25` and `hybrid` queries), which costs every write its analysis."""
         ...
 
     async def get_memory_banks(self) -> list[MemoryBank]: ...

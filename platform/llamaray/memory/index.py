@@ -51,7 +51,9 @@ class MilvusIndex:
                 self.client.load_collection(name)
             self._loaded.add(name)
 
-    def create(self, name: str, dimension: int) -> None:
+    def create(self, name: str, dimension: int, full_text: bool = True) -> None:
+        """Makes the collection (if missing), with the BM25 function if asked for and this Milvus
+        has full-text search."""
         from pymilvus import DataType, Function, FunctionType, MilvusClient
 
         def schema(full_text: bool):
@@ -80,7 +82,7 @@ class MilvusIndex:
 
         if self.client.has_collection(name):
             return
-        if self.full_text:
+        if full_text and self.full_text:
             try:
                 s, index = schema(True)
                 self.client.create_collection(name, schema=s, index_params=index, consistency_level="Strong")

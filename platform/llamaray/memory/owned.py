@@ -35,8 +35,9 @@ class OwnedMemoryBanks:
         bank_name: str,
         documents: list[MemoryBankDocument],
         chunking: dict[str, int] | None = None,
+        full_text: bool | None = None,
     ) -> None:
-        await self.banks.create_memory_bank(bank_uuid, bank_name, documents, chunking)
+        await self.banks.create_memory_bank(bank_uuid, bank_name, documents, chunking, full_text)
         self.owners.claim(KIND, bank_uuid)
 
     async def get_memory_banks(self) -> list[MemoryBank]:

@@ -54,7 +54,7 @@ WRITER_KIND = "memory_writer"  # a bank's write lease
 LEASE_WAIT_S = 120.0  # a write waits this long for another replica's (`write_lease_s`), then 429
 MIN_CHUNK_TOKENS, MAX_CHUNK_TOKENS = 16, 8192
 Embed = Callable[[list[str]], Awaitable[np.ndarray]]  # float32, one row per text
-EmbedOne = Callable[[str], Awaitable[np.ndarray]]
+EmbedOne = Callable[[str], np.ndarray]  # blocking: it runs on the query's worker thread
 
 
 def document_kind(bank_uuid: str) -> str:
@@ -72,7 +72,8 @@ class MemoryService:
         embed_query: EmbedOne | None = None,
     ) -> None:
         """`embed` takes a write's chunks (batched by the embedding deployment); `embed_query`,
-        if given, embeds one query in this process: a query then makes no hop to the embedder."""
+        if given, embeds one query in this process (blocking, on the query's worker thread): a
+        query then makes no hop to the embedder."""
         self.store = store
         self.index = index
         self.tokenizer = tokenizer
@@ -88,9 +89,11 @@ class MemoryService:
         bank_name: str,
         documents: list[MemoryBankDocument],
         chunking: dict[str, int] | None = None,
+        full_text: bool | None = None,
     ) -> None:
         """`chunking` (`chunk_size_tokens`, `chunk_overlap_tokens`) overrides the deployment's
-        sizes for this bank; every later write to the bank uses them."""
+        sizes for this bank; every later write to the bank uses them. `full_text` (default: the
+        deployment's) decides whether its collection has the BM25 function."""
         if not bank_uuid:
             raise InvalidRequestError("bank_uuid must not be empty", "bank_uuid")
         sizes = self._chunking(chunking or {})
@@ -104,10 +107,18 @@ class MemoryService:
             name = collection_name(bank_uuid)
             dimension = len(rows[0]["vector"]) if rows else len((await self.embed(["dimension"]))[0])
             await asyncio.to_thread(self.index.drop, name)  # a create that crashed before its commit
-            await asyncio.to_thread(self.index.create, name, dimension)
+            wanted = self.settings.full_text if full_text is None else full_text
+            await asyncio.to_thread(self.index.create, name, dimension, wanted)
             try:
                 await asyncio.to_thread(self.index.insert, name, rows)
-                bank = {"name": bank_name, "collection": name, "version": 1, "next_version": 2, "chunking": sizes}
+                bank = {
+                    "name": bank_name,
+                    "collection": name,
+                    "version": 1,
+                    "next_version": 2,
+                    "chunking": sizes,
+                    "full_text": wanted,  # asked for; a Milvus without BM25 says so at query time
+                }
                 commit = [(BANK_KIND, bank_uuid, bank), *self._document_records(bank_uuid, documents, 1)]
                 await asyncio.to_thread(self.store.write_many, commit)  # the bank exists from here
             except Exception:
@@ -169,20 +180,30 @@ class MemoryService:
             await self._clean(bank_uuid, {**bank, "cleanup": cleanup})
 
     async def query_memory_bank(self, request: QueryMemoryBankRequest) -> QueryMemoryBankResponse:
+        if self.embed_query is not None:  # the whole query in one trip to a thread
+            return await asyncio.to_thread(self._query_here, request)
         bank = await self._bank(request.bank_uuid)
-        text = content_text(request.query)
-        if not text.strip():
-            raise InvalidRequestError("the query is empty", "query")
-        vector = await self.embed_query(text) if self.embed_query else (await self.embed([text]))[0]
-        hits = await asyncio.to_thread(
-            self.index.search,
-            bank["collection"],
-            vector,
-            text,
-            request.top_k,
-            request.mode.value,
-            request.filter,
-            uncommitted(bank),
+        text = query_text(request)
+        return await asyncio.to_thread(self._search, bank, (await self.embed([text]))[0], text, request)
+
+    def _query_here(self, request: QueryMemoryBankRequest) -> QueryMemoryBankResponse:
+        """The bank's record, the query's vector and the search, on one worker thread: at ~30 ms a
+        query, each extra hop between the event loop and a thread cost a measurable share of it."""
+        bank = self._bank_now(request.bank_uuid)
+        text = query_text(request)
+        return self._search(bank, self.embed_query(text), text, request)
+
+    def _search(
+        self, bank: dict[str, Any], vector: np.ndarray, text: str, request: QueryMemoryBankRequest
+    ) -> QueryMemoryBankResponse:
+        if request.mode.value != "dense" and not bank.get("full_text", True):  # banks before the option had it
+            raise InvalidRequestError(
+                f"mode {request.mode.value!r} needs full-text search; bank {request.bank_uuid!r} was created "
+                "with full_text=false",
+                "mode",
+            )
+        hits = self.index.search(
+            bank["collection"], vector, text, request.top_k, request.mode.value, request.filter, uncommitted(bank)
         )
         return QueryMemoryBankResponse(chunks=[MemoryChunk(**hit) for hit in hits])
 
@@ -375,8 +396,11 @@ class MemoryService:
         ]
 
     async def _bank(self, bank_uuid: str) -> dict[str, Any]:
+        return await asyncio.to_thread(self._bank_now, bank_uuid)
+
+    def _bank_now(self, bank_uuid: str) -> dict[str, Any]:
         try:
-            return await asyncio.to_thread(self.store.get, BANK_KIND, bank_uuid)
+            return self.store.get(BANK_KIND, bank_uuid)
         except NotFoundError:
             raise NotFoundError(f"memory bank {bank_uuid!r} does not exist", "bank_uuid") from None
 
@@ -388,6 +412,13 @@ class MemoryService:
             except NotFoundError:
                 raise NotFoundError(f"document {uuid!r} is not in bank {bank_uuid!r}", param.format(i=i)) from None
         return records
+
+
+def query_text(request: QueryMemoryBankRequest) -> str:
+    text = content_text(request.query)
+    if not text.strip():
+        raise InvalidRequestError("the query is empty", "query")
+    return text
 
 
 def uncommitted(bank: dict[str, Any]) -> str:

@@ -139,8 +139,9 @@ class MemoryBanksClient:
         bank_name: str,
         documents: list[MemoryBankDocument],
         chunking: dict[str, int] | None = None,
+        full_text: bool | None = None,
     ) -> None:
-        await self.handle.create_memory_bank.remote(bank_uuid, bank_name, documents, chunking)
+        await self.handle.create_memory_bank.remote(bank_uuid, bank_name, documents, chunking, full_text)
 
     async def get_memory_banks(self) -> list[MemoryBank]:
         return await self.handle.get_memory_banks.remote()

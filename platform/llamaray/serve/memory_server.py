@@ -8,7 +8,6 @@ client calls each one on the handle by name and nothing is dispatched by a strin
 
 from __future__ import annotations
 
-import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -32,14 +31,15 @@ class MemoryServer:
         self.embedder = embedder
         # The embedding model here too, for queries: one text costs less to embed in this process
         # than a hop to the embedding deployment and back. Writes' chunks still go there, batched.
-        torch.set_num_threads(1)
+        # It gets the embedder's threads: a query's latency is one forward pass.
+        torch.set_num_threads(memory.embedding_threads)
         self.query_model = EmbeddingModel(memory.embedding_model)
 
         async def embed(texts: list[str]) -> np.ndarray:
             return await self.embedder.embed.remote(texts)
 
-        async def embed_query(text: str) -> np.ndarray:
-            return (await asyncio.to_thread(self.query_model.embed, [text]))[0]
+        def embed_query(text: str) -> np.ndarray:
+            return self.query_model.embed([text])[0]
 
         self.service = MemoryService(
             MetadataStore.of_platform(data_dir, metadata_url),

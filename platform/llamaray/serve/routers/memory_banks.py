@@ -25,15 +25,17 @@ async def create_memory_bank(
     documents: Documents = Body(default_factory=list),
     chunk_size_tokens: int | None = None,
     chunk_overlap_tokens: int | None = None,
+    full_text: bool | None = None,
     s: Services = Depends(services),
 ) -> None:
-    """The two chunk sizes (query parameters, an extension) override the deployment's for this bank."""
+    """Extensions (query parameters): the two chunk sizes override the deployment's for this bank;
+    `full_text=false` makes a bank for dense queries only (no BM25 analysis on its writes)."""
     chunking = {
         k: v
         for k, v in {"chunk_size_tokens": chunk_size_tokens, "chunk_overlap_tokens": chunk_overlap_tokens}.items()
         if v is not None
     }
-    await s.memory.create_memory_bank(bank_uuid, bank_name, documents, chunking)
+    await s.memory.create_memory_bank(bank_uuid, bank_name, documents, chunking, full_text)
 
 
 @router.get("/memory_banks/get", response_model=list[MemoryBank])
