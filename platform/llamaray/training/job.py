@@ -48,6 +48,11 @@ def run(kind: str, request, platform: PlatformConfig, tracker, dashboard_url: st
         ray.get(tracker.log.remote(job_uuid, [line]))
 
     fit = None
+    # The process that will run fit() starts now, beside the request's checks (5-7 s of a ~30 s
+    # start-up went to starting it and importing Ray Train and transformers after them): the same
+    # job and environment, so Ray hands `_fit` this warmed, idle worker.
+    env = _fit_env(dashboard_url)
+    warm = ray.remote(_warm_up).options(num_cpus=0, runtime_env={"env_vars": env}).remote()
     try:
         inputs = prepare(kind, request, platform, extra_roots=[Path.cwd()])
         plan = inputs.plan
@@ -55,9 +60,7 @@ def run(kind: str, request, platform: PlatformConfig, tracker, dashboard_url: st
         ray.get(tracker.add_warnings.remote(job_uuid, plan.warnings))
         ray.get(tracker.annotate.remote(job_uuid, {"base_model": served_model_id(plan.model_path, platform)}))
         trainer = _torch_trainer(plan, inputs, platform)
-        env = dict(WORKER_ENV, OMP_NUM_THREADS=str(plan.workers.threads))
-        if dashboard_url:  # Ray Train's placement-group cleaner asks the dashboard (ENV.md)
-            env["RAY_API_SERVER_ADDRESS"] = dashboard_url if "://" in dashboard_url else f"http://{dashboard_url}"
+        ray.get(warm)  # done by now, or sooner done than a fresh worker would be
         fit = ray.remote(_fit).options(num_cpus=0, runtime_env={"env_vars": env}).remote(trainer)
         stage = plan.deepspeed["zero_optimization"]["stage"] if plan.deepspeed else None
         resources = {**plan.workers.model_dump(), "strategy": plan.strategy, "deepspeed_zero_stage": stage}
@@ -84,6 +87,23 @@ def run(kind: str, request, platform: PlatformConfig, tracker, dashboard_url: st
         ray.get(tracker.log.remote(job_uuid, lines))
         print(error, file=sys.stderr)
     return 1 if status == JobStatus.failed.value else 0
+
+
+def _fit_env(dashboard_url: str | None) -> dict[str, str]:
+    """The environment of the task that runs fit(); Ray Train's controller and workers inherit
+    it. Known before the plan, so the warm-up task gets the same (the workers' OpenMP threads,
+    which the plan decides, go through `RunConfig.worker_runtime_env`)."""
+    env = dict(WORKER_ENV)
+    if dashboard_url:  # Ray Train's placement-group cleaner asks the dashboard (ENV.md)
+        env["RAY_API_SERVER_ADDRESS"] = dashboard_url if "://" in dashboard_url else f"http://{dashboard_url}"
+    return env
+
+
+def _warm_up() -> None:
+    """What `_fit` would import while unpickling the trainer (Ray Train, the recipe, transformers)."""
+    import ray.train.torch  # noqa: F401
+
+    import llamaray.training.recipe  # noqa: F401
 
 
 def _fit(trainer) -> None:
@@ -122,6 +142,7 @@ def _torch_trainer(plan, inputs, platform: PlatformConfig):
             storage_path=run_storage,
             storage_filesystem=run_filesystem,
             failure_config=FailureConfig(max_failures=plan.max_failures),
+            worker_runtime_env={"env_vars": {"OMP_NUM_THREADS": str(workers.threads)}},
         ),
     )
 
