@@ -173,3 +173,145 @@ def test_a_developer_message_is_the_system_prompt(oai):
             max_tokens=2,
         )
     assert bad.value.body["param"] == "messages[2].tool_calls"
+
+
+CITY_TOOLS = [
+    {
+        "type": "function",
+        "function": {
+            "name": "get_weather",
+            "parameters": {
+                "type": "object",
+                "properties": {"city": {"enum": ["Paris", "Rome"]}},
+                "required": ["city"],
+                "additionalProperties": False,
+            },
+        },
+    },
+    {
+        "type": "function",
+        "function": {
+            "name": "get_time",
+            "parameters": {
+                "type": "object",
+                "properties": {"utc": {"type": "boolean"}},
+                "required": ["utc"],
+                "additionalProperties": False,
+            },
+        },
+    },
+]
+WEATHER = [{"role": "user", "content": "Weather in Paris?"}]
+
+
+def test_one_model_by_id(oai):
+    assert oai.models.retrieve(MODEL_ID).id == MODEL_ID
+    assert oai.models.retrieve("sentence-transformers/all-MiniLM-L6-v2").model_extra["kind"] == "embedding"
+    with pytest.raises(openai.NotFoundError) as missing:
+        oai.models.retrieve("no-such-model")
+    assert "no-such-model" in missing.value.body["message"]
+
+
+def test_response_format_json_schema_and_json_object(oai):
+    """A random tiny model answers in shape: vLLM's structured outputs allow only tokens that keep
+    the answer valid JSON of the schema."""
+    schema = {
+        "type": "object",
+        "properties": {"answer": {"enum": ["yes", "no"]}, "sure": {"type": "boolean"}},
+        "required": ["answer", "sure"],
+        "additionalProperties": False,
+    }
+    r = oai.chat.completions.create(
+        model=MODEL_ID,
+        messages=MESSAGES,
+        max_tokens=40,
+        response_format={"type": "json_schema", "json_schema": {"name": "verdict", "schema": schema, "strict": True}},
+    )
+    answer = json.loads(r.choices[0].message.content)
+    assert answer["answer"] in ("yes", "no") and isinstance(answer["sure"], bool) and set(answer) == {"answer", "sure"}
+    streamed = oai.chat.completions.create(
+        model=MODEL_ID,
+        messages=MESSAGES,
+        max_tokens=40,
+        temperature=0,
+        stream=True,
+        response_format={"type": "json_schema", "json_schema": {"name": "verdict", "schema": schema}},
+    )
+    text = "".join(c.choices[0].delta.content or "" for c in streamed if c.choices)
+    assert json.loads(text)["answer"] in ("yes", "no")
+    r = oai.chat.completions.create(
+        model=MODEL_ID, messages=MESSAGES, max_tokens=200, temperature=0, response_format={"type": "json_object"}
+    )
+    assert r.choices[0].message.content.startswith("{")
+    if r.choices[0].finish_reason == "stop":
+        assert isinstance(json.loads(r.choices[0].message.content), dict)
+    with pytest.raises(openai.BadRequestError) as bad:
+        oai.chat.completions.create(
+            model=MODEL_ID, messages=MESSAGES, response_format={"type": "json_schema", "json_schema": {"name": "x"}}
+        )
+    assert bad.value.body["param"] == "response_format.json_schema"
+
+
+def test_tool_choice_named_and_required(oai):
+    named = oai.chat.completions.create(
+        model=MODEL_ID,
+        messages=WEATHER,
+        tools=CITY_TOOLS,
+        max_tokens=40,
+        tool_choice={"type": "function", "function": {"name": "get_weather"}},
+    )
+    (call,) = named.choices[0].message.tool_calls
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments)["city"] in ("Paris", "Rome")
+    assert named.choices[0].message.content is None and named.choices[0].finish_reason == "stop"
+
+    required = oai.chat.completions.create(
+        model=MODEL_ID, messages=WEATHER, tools=CITY_TOOLS, max_tokens=80, tool_choice="required"
+    )
+    calls = required.choices[0].message.tool_calls
+    if required.choices[0].finish_reason != "length":  # a long array of calls may be cut short
+        assert calls and {c.function.name for c in calls} <= {"get_weather", "get_time"}
+        assert required.choices[0].finish_reason == "tool_calls"
+
+    stream = oai.chat.completions.create(
+        model=MODEL_ID,
+        messages=WEATHER,
+        tools=CITY_TOOLS,
+        max_tokens=40,
+        stream=True,
+        tool_choice={"type": "function", "function": {"name": "get_time"}},
+    )
+    chunks = list(stream)
+    calls = [tc for chunk in chunks for choice in chunk.choices for tc in (choice.delta.tool_calls or [])]
+    assert [c.function.name for c in calls] == ["get_time"]
+    assert isinstance(json.loads(calls[0].function.arguments)["utc"], bool)
+    assert not any(choice.delta.content for chunk in chunks for choice in chunk.choices)
+
+    with pytest.raises(openai.BadRequestError) as unknown:
+        oai.chat.completions.create(
+            model=MODEL_ID,
+            messages=WEATHER,
+            tools=CITY_TOOLS,
+            tool_choice={"type": "function", "function": {"name": "nope"}},
+        )
+    assert unknown.value.body["param"] == "tool_choice"
+    with pytest.raises(openai.BadRequestError) as no_tools:
+        oai.chat.completions.create(model=MODEL_ID, messages=WEATHER, tool_choice="required")
+    assert no_tools.value.body["param"] == "tool_choice"
+
+
+def test_image_parts_are_a_400_naming_the_part(oai):
+    with pytest.raises(openai.BadRequestError) as image:
+        oai.chat.completions.create(
+            model=MODEL_ID,
+            messages=[
+                {
+                    "role": "user",
+                    "content": [
+                        {"type": "text", "text": "What is in this picture?"},
+                        {"type": "image_url", "image_url": {"url": "data:image/png;base64,iVBORw0KGgo="}},
+                    ],
+                }
+            ],
+        )
+    assert image.value.body["param"] == "messages[0].content[1].type"
+    assert "image_url" in image.value.body["message"]

@@ -44,8 +44,21 @@ class ToolSpec(OpenAIModel):
 
 
 class ContentPart(OpenAIModel):
-    type: str = "text"
+    type: str = "text"  # only text is read; any other part (image_url, input_audio, file) is a 400
     text: str | None = None
+
+
+class JsonSchemaFormat(OpenAIModel):
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+    name: str | None = None
+    description: str | None = None
+    schema_: dict[str, Any] | None = Field(default=None, alias="schema")
+    strict: bool | None = None  # the schema is always enforced (vLLM's structured outputs)
+
+
+class ResponseFormat(OpenAIModel):
+    type: Literal["text", "json_object", "json_schema"]
+    json_schema: JsonSchemaFormat | None = None
 
 
 class ChatMessage(OpenAIModel):
@@ -91,6 +104,7 @@ class ChatCompletionRequest(SamplingFields):
     top_logprobs: int | None = Field(default=None, ge=0, le=20)
     tools: list[ToolSpec] | None = None
     tool_choice: Union[Literal["none", "auto", "required"], dict[str, Any], None] = None
+    response_format: ResponseFormat | None = None
     continue_final_message: bool = False
     echo: bool = False
 
@@ -256,6 +270,8 @@ class OpenAICompatible(Protocol):
     which the route sends as Server-Sent Events."""
 
     async def models(self) -> ModelList: ...
+
+    async def model(self, model_id: str) -> ModelCard: ...
 
     async def chat_completions(self, request: ChatCompletionRequest) -> ChatCompletion | AsyncIterator[str]: ...
 

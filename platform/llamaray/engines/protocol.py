@@ -36,6 +36,8 @@ class GenerationParams:
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
     skip_special_tokens: bool = True
+    json_schema: dict[str, Any] | None = None  # structured output: JSON of this schema
+    json_object: bool = False  # structured output: any JSON object
 
 
 @dataclass(frozen=True)

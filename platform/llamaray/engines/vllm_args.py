@@ -56,5 +56,14 @@ def vllm_engine_args(model: ModelConfig, runner: Runner = "generate", in_process
         # multiprocess executor (vLLM's CPU platform has no Ray executor; inside a placement
         # group vLLM would otherwise pick Ray), workers beside the replica, one core each.
         args["distributed_executor_backend"] = "ray" if model.accelerator == "gpu" else "mp"
+    # response_format and forced tool calls: compact JSON (vLLM sets it per engine, not per
+    # request); with free whitespace a small model spent its max_tokens on "\r\r\r..." mid-object.
+    # guidance (llguidance) takes the widest JSON Schema. `engine_kwargs` may say otherwise.
+    if runner == "generate":
+        args["structured_outputs_config"] = {"backend": "guidance", "disable_any_whitespace": True}
     args.update(model.engine_kwargs)
+    if isinstance(args.get("structured_outputs_config"), dict):  # vLLM's EngineArgs takes only its class here
+        from vllm.config import StructuredOutputsConfig
+
+        args["structured_outputs_config"] = StructuredOutputsConfig(**args["structured_outputs_config"])
     return args

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from llamaray.engines.protocol import AdapterRef, EngineRequest, SequenceDelta, TokenLogprob
+from llamaray.engines.protocol import AdapterRef, EngineRequest, GenerationParams, SequenceDelta, TokenLogprob
 from llamaray.errors import InvalidRequestError
 from llamaray.store.storage import NODE_CACHE, local_copy_of
 
@@ -90,9 +90,22 @@ def sampling_params(
             frequency_penalty=p.frequency_penalty,
             skip_special_tokens=p.skip_special_tokens,
             output_kind=RequestOutputKind.FINAL_ONLY if final_only else RequestOutputKind.DELTA,
+            structured_outputs=structured_outputs(p),
         )
     except (ValueError, VLLMClientError) as exc:  # vLLM's own checks of the request
         raise InvalidRequestError(str(exc), getattr(exc, "parameter", None)) from None
+
+
+def structured_outputs(p: GenerationParams) -> Any:
+    """vLLM's grammar-constrained sampling for a JSON answer (the engine's
+    `structured_outputs_config` says how: `vllm_args`)."""
+    from vllm.sampling_params import StructuredOutputsParams
+
+    if p.json_schema is not None:
+        return StructuredOutputsParams(json=p.json_schema)
+    if p.json_object:
+        return StructuredOutputsParams(json_object=True)
+    return None
 
 
 def sequence_delta(output) -> SequenceDelta:

@@ -12,8 +12,9 @@ from typing import AsyncIterator
 from llamaray.api import openai as oai
 from llamaray.api.common import Message, Role, ToolCall, ToolDefinition
 from llamaray.engines.protocol import EngineOutput, EngineRequest, GenerationParams, SequenceDelta, TokenLogprob
-from llamaray.errors import InvalidRequestError
+from llamaray.errors import InvalidRequestError, NotFoundError
 from llamaray.inference.chat_format import prefill_text
+from llamaray.inference.forced_output import ForcedCallStream, ForcedOutput, forced_calls, forced_output
 from llamaray.inference.registry import ModelRegistry
 from llamaray.inference.service import chat_engine_request
 from llamaray.inference.tool_parser import parse_tool_calls
@@ -37,11 +38,17 @@ def _params(request: oai.SamplingFields, max_tokens: int | None, logprobs: int |
     )
 
 
-def _message_text(message: oai.ChatMessage) -> str:
+def _message_text(message: oai.ChatMessage, i: int) -> str:
     if message.content is None:
         return ""
     if isinstance(message.content, str):
         return message.content
+    for j, part in enumerate(message.content):
+        if part.type != "text":
+            raise InvalidRequestError(
+                f"{part.type!r} content parts are not supported: the models served here read text only",
+                f"messages[{i}].content[{j}].type",
+            )
     return "".join(part.text or "" for part in message.content)
 
 
@@ -59,7 +66,7 @@ def to_llama_messages(messages: list[oai.ChatMessage]) -> list[Message]:
             calls.append(ToolCall(tool_name=call.function.name, arguments=arguments))
         # OpenAI's `developer` is the system prompt of its newer models.
         role = Role.system if message.role == "developer" else Role(message.role)
-        converted.append(Message(role=role, content=_message_text(message), tool_calls=calls))
+        converted.append(Message(role=role, content=_message_text(message, i), tool_calls=calls))
     return converted
 
 
@@ -168,30 +175,44 @@ class OpenAIService:
         cards += [oai.ModelCard(id=model_id, kind="embedding") for model_id in self.embedding_models]
         return oai.ModelList(data=cards)
 
+    async def model(self, model_id: str) -> oai.ModelCard:
+        for card in (await self.models()).data:
+            if card.id == model_id:
+                return card
+        raise NotFoundError(f"model {model_id!r} does not exist", "model")
+
     # -- chat ------------------------------------------------------------------------------
 
     async def chat_completions(self, request: oai.ChatCompletionRequest) -> oai.ChatCompletion | AsyncIterator[str]:
         engine = (await self.registry.chat(request.model)).client
         messages = to_llama_messages(request.messages)
+        forced = forced_output(request)
         max_tokens = request.max_completion_tokens or request.max_tokens
         top = request.top_logprobs or 0
-        params = _params(request, max_tokens, top if request.logprobs else None)
+        params = replace(
+            _params(request, max_tokens, top if request.logprobs else None),
+            json_schema=forced.json_schema,
+            json_object=forced.json_object,
+        )
         engine_request = chat_engine_request(
             messages, to_llama_tools(request), params, "messages", request.continue_final_message
         )
         prefill = prefill_text(messages) if request.continue_final_message and request.echo else ""
         if request.stream:
-            return self._stream_chat(engine, engine_request, request, prefill, top)
+            return self._stream_chat(engine, engine_request, request, prefill, top, forced)
         out = await engine.generate(engine_request)
         choices = []
         for seq in out.sequences:
-            parsed = parse_tool_calls(prefill + seq.text)
-            finish = "tool_calls" if parsed.tool_calls else _finish(seq)
+            if forced.tool_calls:
+                content, calls = None, forced_calls(forced, seq.text)
+            else:
+                parsed = parse_tool_calls(prefill + seq.text)
+                content, calls = parsed.content, parsed.tool_calls
             choices.append(
                 oai.ChatChoice(
                     index=seq.index,
-                    message=oai.AssistantMessage(content=parsed.content, tool_calls=_tool_calls_out(parsed.tool_calls)),
-                    finish_reason=finish,
+                    message=oai.AssistantMessage(content=content, tool_calls=_tool_calls_out(calls)),
+                    finish_reason=_chat_finish(seq, calls, forced),
                     logprobs=_chat_logprobs(seq.logprobs, top),
                 )
             )
@@ -199,7 +220,13 @@ class OpenAIService:
         return oai.ChatCompletion(id=engine_request.request_id, model=request.model, choices=choices, usage=usage)
 
     async def _stream_chat(
-        self, engine, engine_request: EngineRequest, request: oai.ChatCompletionRequest, prefill: str, top: int
+        self,
+        engine,
+        engine_request: EngineRequest,
+        request: oai.ChatCompletionRequest,
+        prefill: str,
+        top: int,
+        forced: ForcedOutput,
     ) -> AsyncIterator[str]:
         def chunk(index: int, delta: oai.DeltaMessage, finish: str | None = None, logprobs=None) -> str:
             choice = oai.ChatChunkChoice(index=index, delta=delta, finish_reason=finish, logprobs=logprobs)
@@ -207,7 +234,7 @@ class OpenAIService:
                 id=engine_request.request_id, model=request.model, choices=[choice]
             ).model_dump_json(exclude_none=True)
 
-        streams = {i: ToolCallStream() for i in range(request.n)}
+        streams = {i: ForcedCallStream(forced) if forced.tool_calls else ToolCallStream() for i in range(request.n)}
         for i in range(request.n):
             first = streams[i].feed(prefill) if prefill else ""
             yield chunk(i, oai.DeltaMessage(role="assistant", content=first))
@@ -230,7 +257,7 @@ class OpenAIService:
                             for k, c in enumerate(_tool_calls_out(calls))
                         ]
                         yield chunk(seq.index, oai.DeltaMessage(tool_calls=deltas))
-                    yield chunk(seq.index, oai.DeltaMessage(), "tool_calls" if calls else _finish(seq))
+                    yield chunk(seq.index, oai.DeltaMessage(), _chat_finish(seq, calls, forced))
         if request.stream_options and request.stream_options.include_usage:
             yield oai.ChatCompletionChunk(
                 id=engine_request.request_id,
@@ -323,6 +350,14 @@ class OpenAIService:
         finally:
             for task in tasks:
                 task.cancel()
+
+
+def _chat_finish(seq: SequenceDelta, calls: list[ToolCall], forced: ForcedOutput) -> str | None:
+    """`tool_calls` when the answer calls tools, but `stop` for a named `tool_choice`, as OpenAI
+    and vLLM answer it (a forced answer cut short has no calls: `length`)."""
+    if calls and forced.named_tool is None:
+        return "tool_calls"
+    return _finish(seq)
 
 
 def _finish(seq: SequenceDelta) -> str | None:

@@ -16,6 +16,12 @@ async def models(s: Services = Depends(services)):
     return await s.openai.models()
 
 
+@router.get("/models/{model_id:path}", response_model=oai.ModelCard)
+async def model(model_id: str, s: Services = Depends(services)):
+    """An id with a `/` in it (`sentence-transformers/all-MiniLM-L6-v2`) is one id."""
+    return await s.openai.model(model_id)
+
+
 @router.post("/chat/completions", response_model=oai.ChatCompletion, response_model_exclude_none=True)
 async def chat_completions(request: oai.ChatCompletionRequest, s: Services = Depends(services)):
     result = await s.openai.chat_completions(request)
