@@ -231,6 +231,14 @@ def test_openai_embeddings(platform_url):
     assert np.allclose(plain.data[0].embedding, vectors[0], atol=1e-5)
     with pytest.raises(openai.NotFoundError):
         client.embeddings.create(model="no-such-embedder", input="x")
+    # Token ids of the model's own tokenizer (all-MiniLM-L6-v2's: "a" 1037, "cat" 4937), one list or several.
+    ids = client.embeddings.create(model="all-MiniLM-L6-v2", input=[[1037, 4937], [1037, 4937]])
+    assert np.allclose(ids.data[1].embedding, vectors[0], atol=1e-5) and ids.usage.prompt_tokens == 4
+    one = client.embeddings.create(model="all-MiniLM-L6-v2", input=[1037, 4937])
+    assert len(one.data) == 1 and np.allclose(one.data[0].embedding, vectors[0], atol=1e-5)
+    with pytest.raises(openai.BadRequestError) as bad:
+        client.embeddings.create(model="all-MiniLM-L6-v2", input=[[1037], [10**9]])
+    assert bad.value.body["param"] == "input[1]"
 
 
 def test_chunk_sizes_per_bank(client):

@@ -241,7 +241,14 @@ class ModelList(BaseModel):
 
 class EmbeddingRequest(OpenAIModel):
     model: str
-    input: Union[str, Annotated[list[str], at_most("max_prompts", "inputs")]]
+    # Text, or token ids of the embedding model's own tokenizer (one list, or one per input), as
+    # vLLM takes them; LangChain's OpenAIEmbeddings sends ids unless check_embedding_ctx_length=False.
+    input: Union[
+        str,
+        Annotated[list[str], at_most("max_prompts", "inputs")],
+        Annotated[list[int], Field(min_length=1)],
+        Annotated[list[Annotated[list[int], Field(min_length=1)]], at_most("max_prompts", "inputs")],
+    ]
     encoding_format: Literal["float", "base64"] = "float"  # the official client asks for base64
     dimensions: Optional[int] = None
     user: Optional[str] = None

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from llamaray.errors import InvalidRequestError
+
 DEFAULT_MODEL = "all-MiniLM-L6-v2"
 
 
@@ -40,6 +42,15 @@ class EmbeddingModel:
         """One float32 row per text. An array, not lists of floats, across Serve's hops and into
         Milvus: a 10k-chunk write is 3.8 million Python floats otherwise, made and pickled."""
         return self.model.encode(texts, batch_size=self.batch_size, normalize_embeddings=True, convert_to_numpy=True)
+
+    def decode(self, token_lists: list[list[int]]) -> list[str]:
+        """Token ids of this model's tokenizer back to text (`/v1/embeddings` takes ids, as
+        vLLM does); an id outside the vocabulary is a 400 naming its input."""
+        size = len(self.tokenizer)
+        for i, ids in enumerate(token_lists):
+            if any(not 0 <= token < size for token in ids):
+                raise InvalidRequestError(f"token ids must be in [0, {size}) for {self.name}", f"input[{i}]")
+        return self.tokenizer.batch_decode(token_lists, skip_special_tokens=True)
 
     def count_tokens(self, texts: list[str]) -> int:
         return sum(len(ids) for ids in self.tokenizer(texts, add_special_tokens=True, truncation=True)["input_ids"])

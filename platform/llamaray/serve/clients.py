@@ -178,17 +178,23 @@ class EmbeddingsClient:
             raise NotFoundError(
                 f"embedding model {request.model!r} is not served (served: {', '.join(sorted(self.ids))})", "model"
             )
-        texts = [request.input] if isinstance(request.input, str) else request.input
-        if not texts or len(texts) > MAX_INPUTS or any(not text for text in texts):
-            raise InvalidRequestError(f"input must be 1 to {MAX_INPUTS} non-empty strings", "input")
+        given = [request.input] if isinstance(request.input, str) or _is_ids(request.input) else request.input
+        if not given or len(given) > MAX_INPUTS or any(not item for item in given):
+            raise InvalidRequestError(f"input must be 1 to {MAX_INPUTS} non-empty strings or token id lists", "input")
+        ids = isinstance(given[0], list)
+        texts = await self.handle.decode.remote(given) if ids else given
         vectors = await self.handle.embed.remote(texts)
         if request.dimensions is not None and request.dimensions != len(vectors[0]):
             raise InvalidRequestError(f"{self.model} makes {len(vectors[0])}-dimensional embeddings", "dimensions")
-        tokens = await self.handle.count_tokens.remote(texts)
+        tokens = sum(map(len, given)) if ids else await self.handle.count_tokens.remote(texts)
         data = [oai.Embedding(index=i, embedding=_encoded(v, request.encoding_format)) for i, v in enumerate(vectors)]
         return oai.EmbeddingResponse(
             data=data, model=request.model, usage=oai.EmbeddingUsage(prompt_tokens=tokens, total_tokens=tokens)
         )
+
+
+def _is_ids(value: list) -> bool:
+    return bool(value) and isinstance(value[0], int)
 
 
 def _encoded(vector: np.ndarray, encoding: str) -> list[float] | str:

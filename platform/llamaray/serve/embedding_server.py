@@ -36,3 +36,6 @@ class EmbeddingServer:
 
     def count_tokens(self, texts: list[str]) -> int:
         return self.model.count_tokens(texts)
+
+    def decode(self, token_lists: list[list[int]]) -> list[str]:
+        return self.model.decode(token_lists)
