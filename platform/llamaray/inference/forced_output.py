@@ -37,8 +37,23 @@ class ForcedOutput:
 
 def forced_output(request: oai.ChatCompletionRequest) -> ForcedOutput:
     """The request's `tool_choice` and `response_format`, checked (400 naming the field)."""
-    tools = {tool.function.name: tool.function for tool in request.tools or []}
-    choice = request.tool_choice
+    fmt = request.response_format
+    forced_call = _forced_call(request.tool_choice, {t.function.name: t.function for t in request.tools or []})
+    if forced_call is not None:
+        if fmt and fmt.type != "text":
+            raise InvalidRequestError("a forced tool call cannot also follow response_format", "response_format")
+        return forced_call
+    if fmt is None or fmt.type == "text":
+        return ForcedOutput()
+    if fmt.type == "json_object":
+        return ForcedOutput(json_object=True)
+    if fmt.json_schema is None or not isinstance(fmt.json_schema.schema_, dict):
+        raise InvalidRequestError("response_format json_schema needs json_schema.schema", "response_format.json_schema")
+    return ForcedOutput(json_schema=fmt.json_schema.schema_)
+
+
+def _forced_call(choice: Any, tools: dict[str, oai.FunctionDefinition]) -> ForcedOutput | None:
+    """A named function's or `required`'s forced answer; None for `auto` and `none`."""
     if isinstance(choice, dict):
         name = (choice.get("function") or {}).get("name") if choice.get("type") == "function" else None
         if not isinstance(name, str):
@@ -48,23 +63,12 @@ def forced_output(request: oai.ChatCompletionRequest) -> ForcedOutput:
             )
         if name not in tools:
             raise InvalidRequestError(f"tool_choice names {name!r}, not one of the request's tools", "tool_choice")
-        if request.response_format and request.response_format.type != "text":
-            raise InvalidRequestError("a forced tool call cannot also follow response_format", "response_format")
         return ForcedOutput(json_schema=tools[name].parameters or ANY_OBJECT, named_tool=name)
     if choice == "required":
         if not tools:
             raise InvalidRequestError('tool_choice "required" needs tools', "tool_choice")
-        if request.response_format and request.response_format.type != "text":
-            raise InvalidRequestError("a forced tool call cannot also follow response_format", "response_format")
         return ForcedOutput(json_schema=required_calls_schema(tools), required_tools=True)
-    fmt = request.response_format
-    if fmt is None or fmt.type == "text":
-        return ForcedOutput()
-    if fmt.type == "json_object":
-        return ForcedOutput(json_object=True)
-    if fmt.json_schema is None or not isinstance(fmt.json_schema.schema_, dict):
-        raise InvalidRequestError("response_format json_schema needs json_schema.schema", "response_format.json_schema")
-    return ForcedOutput(json_schema=fmt.json_schema.schema_)
+    return None
 
 
 def required_calls_schema(tools: dict[str, oai.FunctionDefinition]) -> dict[str, Any]:
