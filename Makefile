@@ -44,12 +44,11 @@ setup-gpu:
 models: $(STAMP)
 	$(BIN)/llamaray models build-tiny $(MODELS)
 
-# Serve's throughput preset (see platform/llamaray/serve/runtime.py) must be set where Ray starts.
-# Ray Jobs run `python` from the head's PATH: this environment's (ENV.md).
+# `llamaray serve` is `serve run` with the environment Ray must start with (Serve's throughput
+# preset and HAProxy, platform/llamaray/serve/runtime.py) and this environment's `python` first on
+# PATH, which Ray Jobs run (ENV.md).
 serve: setup models
-	PATH="$(abspath $(BIN)):$$PATH" RAY_SERVE_THROUGHPUT_OPTIMIZED=1 RAY_SERVE_ENABLE_HA_PROXY=1 RAY_SERVE_REPLICA_GRPC_MAX_MESSAGE_LENGTH=134217728 RAY_worker_niceness=0 \
-		RAY_SERVE_HAPROXY_BINARY_PATH="$(abspath $(BIN))/llamaray-haproxy" \
-		RAY_DEDUP_LOGS=0 $(BIN)/serve run $(CONFIG)
+	$(BIN)/llamaray serve $(CONFIG)
 
 # ruff's config (line length 120, the rules) is in pyproject.toml.
 lint: setup

@@ -24,6 +24,7 @@ from llamaray.api.post_training import PostTraining
 from llamaray.api.protocols import protocol_methods
 from llamaray.api.reward_scoring import RewardScoring
 from llamaray.api.synthetic_data_generation import SyntheticDataGeneration
+from llamaray.client import apis as client
 from llamaray.datasets.service import DatasetsService
 from llamaray.engines.offline_vllm import OfflineVLLMEngine
 from llamaray.engines.pooling import PoolingEngine
@@ -79,6 +80,18 @@ IMPLEMENTATIONS = [
     (Readiness, ModelRegistry),
     (RequestMetrics, GatewayMetrics),
     (StepMetrics, GatewayMetrics),
+    # llamaray.client: the same APIs over HTTP
+    (Inference, client.InferenceClient),
+    (OpenAICompatible, client.OpenAIClient),
+    (Embeddings, client.EmbeddingsClient),
+    (Models, client.ModelsClient),
+    (Datasets, client.DatasetsClient),
+    (PostTraining, client.PostTrainingClient),
+    (MemoryBanks, client.MemoryBanksClient),
+    (RewardScoring, client.RewardScoringClient),
+    (SyntheticDataGeneration, client.SyntheticDataGenerationClient),
+    (DataJobs, client.DataJobsClient),
+    (AgenticSystem, client.AgenticSystemClient),
 ]
 
 

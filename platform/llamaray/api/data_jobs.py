@@ -72,6 +72,15 @@ class DataJobStatusResponse(ApiModel):
 
 
 class DataJobs(Protocol):
+    async def submit_batch_job(self, request: BatchJobRequest) -> DataJobStatusResponse:
+        """Batch completion as a job, answered at once with its status (`POST /data_jobs/batch`;
+        an extension: the batch routes wait for their job's end)."""
+        ...
+
+    async def list_data_jobs(self) -> list[DataJobStatusResponse]:
+        """Every SDG and batch job the caller may see, oldest first (an extension)."""
+        ...
+
     async def get_data_job_status(self, job_uuid: str) -> DataJobStatusResponse: ...
 
     async def get_data_job_logs(self, job_uuid: str) -> list[str]: ...

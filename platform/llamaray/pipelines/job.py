@@ -205,12 +205,13 @@ def _progress(
                 )
                 metric = {
                     "prompts_done": bar.n,
+                    "prompts_total": total,
                     "generated_tokens": statistics.generated_tokens,
                     "tokens_per_second": rate,
                 }
                 ray.get(tracker.report.remote(job_uuid, [line], [metric]))
-                for key, value in metric.items():
-                    gauges[key].set(value, tags=tags)
+                for key, gauge in gauges.items():
+                    gauge.set(metric[key], tags=tags)
 
 
 def _what(request) -> str:

@@ -63,9 +63,20 @@ class DataJobsService:
         )
         return job_uuid
 
+    async def submit_batch_job(self, request: BatchJobRequest) -> DataJobStatusResponse:
+        await inputs.check_batch(request, self.platform, self.store, self.adapters)  # a 4xx now, not a failed job
+        return await self.get_data_job_status(await self.submit(DataJobKind.batch, request, "batch job"))
+
+    async def list_data_jobs(self) -> list[DataJobStatusResponse]:
+        records = [record for record in await self.jobs.jobs() if record["kind"] in DATA_KINDS]
+        return [self._status(record, await self.jobs.metrics(record["job_uuid"])) for record in records]
+
     async def get_data_job_status(self, job_uuid: str) -> DataJobStatusResponse:
-        record = await self._record(job_uuid)
-        metrics = await self.jobs.metrics(job_uuid)
+        return self._status(await self._record(job_uuid), await self.jobs.metrics(job_uuid))
+
+    @staticmethod
+    def _status(record: dict[str, Any], metrics: list[dict[str, float]]) -> DataJobStatusResponse:
+        job_uuid = record["job_uuid"]
         return DataJobStatusResponse(
             job_uuid=job_uuid,
             kind=record["kind"],

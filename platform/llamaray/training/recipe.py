@@ -218,7 +218,7 @@ class ProgressCallback(TrainerCallback):
     def on_log(self, args, state, control, logs=None, **kwargs) -> None:
         if not self.tracker or not logs:
             return
-        entry = {"step": float(state.global_step)}
+        entry = {"step": float(state.global_step), "max_steps": float(state.max_steps)}  # a follower's bar needs both
         entry.update({k: float(v) for k, v in logs.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
         moment, tokens = time.perf_counter(), state.num_input_tokens_seen or 0
         if tokens > self.last[1]:
@@ -228,7 +228,7 @@ class ProgressCallback(TrainerCallback):
         for key, gauge in self.gauges.items():
             if key in entry:
                 gauge.set(entry[key], tags={"job_uuid": self.plan.job_uuid})
-        shown = ", ".join(f"{k}={v:.4g}" for k, v in entry.items() if k != "step")
+        shown = ", ".join(f"{k}={v:.4g}" for k, v in entry.items() if k not in ("step", "max_steps"))
         self.say(f"step {state.global_step}/{state.max_steps}: {shown}")
 
     def on_train_begin(self, args, state, control, **kwargs) -> None:

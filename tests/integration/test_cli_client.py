@@ -1,0 +1,129 @@
+"""The `llamaray` command and `llamaray.client` against the real platform: what a user types
+and what a user's Python calls, with nothing between them and the routes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from llamaray.api.datasets import CreateDatasetRequest, Dataset
+from llamaray.api.inference import ChatCompletionRequest
+from llamaray.api.memory_banks import MemoryBankDocument, QueryMemoryBankRequest
+from llamaray.api.openai import EmbeddingRequest
+from llamaray.client import AsyncLlamaRay, LlamaRay
+from llamaray.errors import InvalidRequestError, NotFoundError
+
+from .conftest import MODEL_ID, PROMPTS, REPO
+from .test_post_training_http import greedy_answer, sft_request
+
+LLAMARAY = str(Path(sys.executable).parent / "llamaray")
+USER = {"role": "user", "content": PROMPTS[0]}
+
+
+def cli(platform_url: str, *args: str, timeout: float = 60, cwd: Path = REPO) -> subprocess.CompletedProcess:
+    env = {**os.environ, "LLAMARAY_URL": platform_url}
+    return subprocess.run([LLAMARAY, *args], capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
+
+
+def test_the_sync_client_speaks_every_kind_of_route(platform_url, dataset_dir):
+    with LlamaRay(platform_url) as lr:
+        assert lr.health() == {"status": "ok"}
+        assert MODEL_ID in [card.id for card in lr.openai.models().data]
+        assert lr.openai.model(MODEL_ID).kind == "chat"
+
+        request = ChatCompletionRequest(model=MODEL_ID, dialog={"message": USER}, max_tokens=8)
+        answer = lr.inference.chat_completion(request)
+        streamed = list(lr.inference.chat_completion(request.model_copy(update={"stream": True})))
+        assert streamed[-1].stop_reason is not None
+        assert "".join(chunk.text_delta for chunk in streamed) == answer.content  # greedy: the same words
+
+        bank = "client-bank"
+        documents = [MemoryBankDocument(uuid="d1", content=b"Ray Serve hosts the vLLM engines.")]
+        lr.memory_banks.create_memory_bank(bank, "client", documents)
+        chunks = lr.memory_banks.query_memory_bank(QueryMemoryBankRequest(bank_uuid=bank, query="vLLM")).chunks
+        assert chunks[0].document_uuid == "d1"
+        assert lr.memory_banks.post_get_memory_documents(bank, ["d1"])[0].content == documents[0].content
+        assert lr.memory_banks.remove_memory_bank(bank)
+
+        path = dataset_dir / "client.jsonl"
+        path.write_text(json.dumps({"text": "hello"}) + "\n")
+        dataset = Dataset(columns={"text": "text"}, content_url=path.as_uri())
+        lr.datasets.create_dataset(CreateDatasetRequest(uuid="client-ds", dataset=dataset))
+        assert lr.datasets.get_dataset("client-ds").content_url == path.as_uri()
+        lr.datasets.delete_dataset("client-ds")
+
+        # The platform's refusals arrive as the platform's own errors, naming the field.
+        with pytest.raises(NotFoundError) as missing:
+            lr.datasets.get_dataset("client-ds")
+        assert missing.value.status_code == 404 and missing.value.param == "dataset_id"
+        with pytest.raises(InvalidRequestError) as bad:
+            lr.embeddings.embeddings(EmbeddingRequest(model="sentence-transformers/all-MiniLM-L6-v2", input=[10**9]))
+        assert bad.value.status_code == 400 and bad.value.param == "input[0]"
+
+
+def test_the_async_client_streams_as_an_async_iterator(platform_url):
+    async def main() -> tuple[str, str]:
+        async with AsyncLlamaRay(platform_url) as lr:
+            request = ChatCompletionRequest(model=MODEL_ID, dialog={"message": USER}, max_tokens=8)
+            whole = (await lr.inference.chat_completion(request)).content
+            stream = await lr.inference.chat_completion(request.model_copy(update={"stream": True}))
+            return whole, "".join([chunk.text_delta async for chunk in stream])
+
+    whole, streamed = asyncio.run(main())
+    assert whole == streamed
+
+
+def test_the_cli_trains_follows_exports_and_reads_the_job(platform_url, datasets, tiny_models, tmp_path):
+    """`llamaray train CONFIG` submits, draws its bar until the job ends and exits 0; the jobs
+    commands read it back (tables and --json); `llamaray export` merges its adapter into weights
+    that transformers loads and that answer as the adapter does."""
+    job = "sft-cli"
+    request = sft_request(job, datasets["sft"], n_iters=8)
+    request["resources"] = {"num_workers": 1}
+    config = tmp_path / "sft.yaml"
+    config.write_text(yaml.safe_dump({"request": request}))
+
+    trained = cli(platform_url, "train", str(config), timeout=400)
+    assert trained.returncode == 0, trained.stdout[-2000:] + trained.stderr[-3000:]
+    assert f"submitted {job}" in trained.stdout and "completed" in trained.stdout
+    assert "8/8" in trained.stderr and "loss=" in trained.stderr  # the bar: steps of max_steps, and the loss
+
+    status = json.loads(cli(platform_url, "jobs", "status", job, "--json").stdout)
+    assert status["status"] == "completed" and status["metrics"][-1]["step"] == 8
+    listed = cli(platform_url, "jobs", "list")
+    assert listed.returncode == 0 and job in listed.stdout and "JOB_UUID" in listed.stdout
+    logs = cli(platform_url, "jobs", "logs", job)
+    assert "step 8/8" in logs.stdout
+    artifacts = json.loads(cli(platform_url, "jobs", "artifacts", job, "--json").stdout)
+    checkpoint = Path(artifacts[-1]["path"].removeprefix("file://"))
+
+    out = tmp_path / "merged"
+    exported = cli(platform_url, "export", job, "--out", str(out), timeout=300)
+    assert exported.returncode == 0, exported.stderr[-3000:]
+    assert (out / "config.json").is_file() and not (out / "adapter_config.json").exists()
+    assert greedy_answer(out) == greedy_answer(tiny_models / "tiny-llama-chat", checkpoint)
+
+    missing = cli(platform_url, "jobs", "status", "no-such-job")
+    assert missing.returncode == 1 and "error 404 (job_uuid)" in missing.stderr
+
+
+def test_the_cli_lists_models_and_works_a_bank(platform_url, tmp_path):
+    models = cli(platform_url, "models", "list")
+    assert models.returncode == 0 and MODEL_ID in models.stdout and "KIND" in models.stdout
+    note = tmp_path / "note.md"
+    note.write_text("# Serving\nRay Serve hosts the vLLM engines of the platform.\n")
+    created = cli(platform_url, "banks", "create", "cli-bank", str(note))
+    assert created.returncode == 0, created.stderr
+    query = json.loads(cli(platform_url, "banks", "query", "cli-bank", "vLLM engines", "--json").stdout)
+    assert query[0]["document_uuid"] == str(note) and "vLLM" in query[0]["text"]
+    assert "cli-bank" in cli(platform_url, "banks", "list").stdout
+    assert cli(platform_url, "banks", "drop", "cli-bank").returncode == 0
+    gone = cli(platform_url, "banks", "query", "cli-bank", "vLLM")
+    assert gone.returncode == 1 and "404" in gone.stderr
