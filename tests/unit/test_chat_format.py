@@ -154,7 +154,7 @@ def test_training_examples_are_the_prompt_inference_writes():
     from llamaray.training.examples import dpo_examples, sft_examples
 
     dialog = [m.model_dump(mode="json") for m in TOOL_DIALOG[:3]] + [{"role": "assistant", "content": "It is sunny."}]
-    (example,) = sft_examples(
+    *_, example = sft_examples(  # the tool call is trained on too: the answer is the last example
         Dataset(columns={"dialog": "dialog"}, content_url="file:///d.jsonl"), [{"dialog": dialog}]
     )
     assert example["prompt"] == encode_dialog(TOOL_DIALOG[:3])

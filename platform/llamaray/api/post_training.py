@@ -36,6 +36,8 @@ class TrainingConfig(ApiModel):
     enable_activation_checkpointing: bool
     memory_efficient_fsdp_wrap: bool
     fsdp_cpu_offload: bool
+    # An extension: SFT on the last assistant turn of each dialog only (default: on every one).
+    last_turn_only: bool = False
 
 
 class FinetuningAlgorithm(str, Enum):

@@ -1,4 +1,5 @@
-"""Rows out of a dataset's `content_url`: `file://` (JSONL, JSON, Parquet, CSV), `data:`
+"""Rows out of a dataset's `content_url`: `file://` (JSONL, JSON, Parquet, CSV, or a directory
+a Hugging Face dataset was saved to with `save_to_disk`), `data:`
 (inline JSONL, plain or base64), `https://` for machines that reach the internet, and the
 platform's own object store (`s3://`, `gs://` under `storage_path`: what data jobs wrote there).
 
@@ -32,8 +33,26 @@ def read_rows(
     outbound: OutboundSettings | None = None,
     storage: SharedStorage | None = None,
 ) -> list[dict[str, Any]]:
+    if url.startswith("file://") and (directory := path_inside(url, roots, param)).is_dir():
+        return _saved_dataset_rows(directory, param)
     payload, suffix = read_payload(url, roots, param, outbound, storage)
     return parse_payload(payload, suffix, param)
+
+
+def _saved_dataset_rows(directory: Path, param: str) -> list[dict[str, Any]]:
+    """A Hugging Face dataset written by `save_to_disk` (a `DatasetDict`: its `train` split)."""
+    if not any((directory / name).is_file() for name in ("state.json", "dataset_dict.json")):
+        raise InvalidRequestError(
+            f"{directory} is a directory but not a dataset saved by Hugging Face datasets' save_to_disk", param
+        )
+    from datasets import DatasetDict, load_from_disk
+
+    saved = load_from_disk(str(directory))
+    if isinstance(saved, DatasetDict):
+        if "train" not in saved:
+            raise InvalidRequestError(f"the saved DatasetDict has no `train` split (it has {list(saved)})", param)
+        saved = saved["train"]
+    return saved.to_list()
 
 
 def read_payload(

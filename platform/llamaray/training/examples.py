@@ -1,7 +1,9 @@
 """Dataset rows as the examples TRL's trainers take.
 
-SFT trains on the last message of a `dialog` column (TRL's prompt-completion form, so the loss
-covers only the answer) or on a `text` column as plain language modelling. DPO needs `prompt`
+SFT trains on every assistant turn of a dialog (TRL's prompt-completion form, one example per
+turn, so the loss covers only the answers; `training_config.last_turn_only` for the last alone),
+in any format `llamaray.datasets.formats` maps (a `dialog` column, Alpaca, ShareGPT, OpenAI
+messages), or on a `text` column as plain language modelling. DPO needs `prompt`
 (a dialog or text), `chosen` and `rejected` (text, or a dialog whose last message is the
 answer). A dialog is rendered to text here by the encoder that serves (`training_text`), not by
 the tokenizer's chat template, so an adapter sees at serving the prompt it learned on. The
@@ -15,6 +17,7 @@ from typing import Any
 
 from llamaray.api.common import Message, Role
 from llamaray.api.datasets import Dataset, DatasetColumnType
+from llamaray.datasets.formats import dialog_column, dialogs, format_of
 from llamaray.errors import InvalidRequestError
 from llamaray.inference.chat_format import BEGIN_OF_TEXT, Turn, chat_turns, training_text
 
@@ -27,28 +30,30 @@ def turns(messages: list[dict[str, Any]]) -> list[Turn]:
     return chat_turns(Message.model_validate(m) for m in messages)
 
 
-def sft_examples(dataset: Dataset, rows: list[dict[str, Any]], param: str = "dataset") -> list[Example]:
-    dialogs = [name for name, kind in dataset.columns.items() if kind is DatasetColumnType.dialog]
-    if dialogs:
-        column = dialogs[0]
-        examples = []
-        for i, row in enumerate(rows):
-            messages = [Message.model_validate(m) for m in row[column]]
-            if messages[-1].role is not Role.assistant:
-                raise InvalidRequestError(
-                    f"row {i}: the last message of column {column!r} must be the assistant's answer to train on",
-                    f"{param}.columns.{column}",
-                )
-            prompt, completion = training_text(messages[:-1], messages[-1])
-            examples.append({"prompt": prompt, "completion": completion})
-        return examples
-    if dataset.columns.get("text") is DatasetColumnType.text:
+def sft_examples(
+    dataset: Dataset, rows: list[dict[str, Any]], param: str = "dataset", last_turn_only: bool = False
+) -> list[Example]:
+    """One prompt-completion example per assistant turn of each dialog (its history the prompt,
+    so every answer is in the loss once, in its context), or per dialog's last turn alone; a
+    `text` dataset is plain language modelling. Rows in any format `datasets.formats` maps."""
+    mapped = dialogs(dataset, rows, param)
+    if mapped is None:
         return [{"text": row["text"]} for row in rows]
-    raise InvalidRequestError(
-        f"supervised fine-tuning needs a column of type `dialog` (or a `text` column named 'text'); "
-        f"the dataset has {dict((k, v.value) for k, v in dataset.columns.items())}",
-        f"{param}.columns",
-    )
+    examples = []
+    for i, messages in enumerate(mapped):
+        if not messages or messages[-1].role is not Role.assistant:
+            column = dialog_column(dataset, format_of(dataset, param))
+            raise InvalidRequestError(
+                f"row {i}: the last message of column {column!r} must be the assistant's answer to train on",
+                f"{param}.columns.{column}",
+            )
+        answers = [j for j, m in enumerate(messages) if m.role is Role.assistant]
+        if last_turn_only:
+            answers = answers[-1:]
+        for j in answers:
+            prompt, completion = training_text(messages[:j], messages[j])
+            examples.append({"prompt": prompt, "completion": completion})
+    return examples
 
 
 def dpo_examples(dataset: Dataset, rows: list[dict[str, Any]], param: str = "dataset") -> list[Example]:

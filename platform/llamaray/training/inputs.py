@@ -37,7 +37,13 @@ def prepare(
     else:
         base = resolve_model(request.finetuned_model, platform, "finetuned_model")
     roots = [Path(root) for root in dict.fromkeys([platform.data_dir, *platform.dataset_roots])] + list(extra_roots)
-    to_examples = sft_examples if kind == "sft" else dpo_examples
+    if kind == "sft":
+        last_turn_only = request.training_config.last_turn_only
+
+        def to_examples(dataset: Dataset, rows: list[dict], param: str) -> list[Example]:
+            return sft_examples(dataset, rows, param, last_turn_only)
+    else:
+        to_examples = dpo_examples
     outbound, storage = platform.outbound, SharedStorage.of_platform(platform)
     train = to_examples(request.dataset, _rows(request.dataset, roots, "dataset", outbound, storage), "dataset")
     validation = to_examples(
