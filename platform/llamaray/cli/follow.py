@@ -24,7 +24,9 @@ def follow_training(
     with tqdm(desc="queued", unit="step", file=sys.stderr, dynamic_ncols=True) as bar:
         while True:
             job = status()
-            latest = job.metrics[-1] if job.metrics else {}
+            latest: dict[str, float] = {}  # the last value of each: an eval entry has no `loss`
+            for entry in job.metrics:
+                latest.update(entry)
             total = int(latest.get("max_steps", 0)) or None
             if total and bar.total != total:
                 bar.total = total

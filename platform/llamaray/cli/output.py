@@ -52,6 +52,9 @@ def _cell(value: Any) -> str:
             return datetime.fromisoformat(value).strftime("%Y-%m-%d %H:%M:%S")
         except ValueError:
             return value
+    if isinstance(value, str):  # one line per row: a table is for reading, --json has it whole
+        text = " ".join(value.split())
+        return text if len(text) <= 80 else text[:77] + "..."
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, (list, dict)):
