@@ -87,6 +87,7 @@ def test_the_cli_trains_follows_exports_and_reads_the_job(platform_url, datasets
     job = "sft-cli"
     request = sft_request(job, datasets["sft"], n_iters=8)
     request["resources"] = {"num_workers": 1}
+    request["logger_config"] = {"eval_every_n_steps": 4, "report_to": ["tensorboard", "mlflow"]}
     config = tmp_path / "sft.yaml"
     config.write_text(yaml.safe_dump({"request": request}))
 
@@ -102,7 +103,18 @@ def test_the_cli_trains_follows_exports_and_reads_the_job(platform_url, datasets
     logs = cli(platform_url, "jobs", "logs", job)
     assert "step 8/8" in logs.stdout
     artifacts = json.loads(cli(platform_url, "jobs", "artifacts", job, "--json").stdout)
-    checkpoint = Path(artifacts[-1]["path"].removeprefix("file://"))
+    checkpoint = Path(artifacts["checkpoints"][-1]["path"].removeprefix("file://"))
+
+    # Watched: validation every 4 steps (and at the end), the trackers' files, the curves.
+    evaluated = [m["step"] for m in status["metrics"] if "eval_loss" in m]
+    assert evaluated[:2] == [4, 8], status["metrics"]
+    files = {name: Path(uri.removeprefix("file://")) for name, uri in artifacts["files"].items()}
+    assert set(files) == {"plot", "tensorboard", "mlflow"}, files
+    assert list(files["tensorboard"].rglob("events.out.tfevents.*"))
+    assert any(path.name == "eval_loss" for path in files["mlflow"].rglob("*") if "metrics" in path.parts)
+    assert files["plot"].read_bytes().startswith(b"\x89PNG")
+    plotted = cli(platform_url, "jobs", "plot", job, "--out", str(tmp_path / "curves.png"))
+    assert plotted.returncode == 0 and (tmp_path / "curves.png").read_bytes().startswith(b"\x89PNG")
 
     out = tmp_path / "merged"
     exported = cli(platform_url, "export", job, "--out", str(out), timeout=300)

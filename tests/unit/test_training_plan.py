@@ -201,3 +201,48 @@ def test_dpo_refuses_impossible_values(field, value):
     with pytest.raises(InvalidRequestError) as error:
         plan_of(dpo(**{field: value}), "dpo")
     assert error.value.param == f"algorithm_config.{field}"
+
+
+def test_evaluation_every_n_steps_or_epoch_and_the_trackers(monkeypatch):
+    assert plan_of(sft()).trainer_args["eval_strategy"] == "no"  # the recipe evaluates once, at the end
+    steps = plan_of(sft(logger_config={"eval_every_n_steps": 5}))
+    assert steps.trainer_args["eval_strategy"] == "steps" and steps.trainer_args["eval_steps"] == 5
+    assert plan_of(sft(logger_config={"eval_every_epoch": True})).trainer_args["eval_strategy"] == "epoch"
+
+    plan = plan_of(sft(logger_config={"report_to": ["tensorboard", "mlflow"]}))
+    assert plan.trainer_args["report_to"] == ["tensorboard", "mlflow"]
+    assert plan.tracker_env["TENSORBOARD_LOGGING_DIR"] == "/data/jobs/j/tensorboard"  # among the job's files
+    assert plan.tracker_env["MLFLOW_TRACKING_URI"] == "file:///data/jobs/j/mlflow"
+    assert plan.tracker_env["MLFLOW_ALLOW_FILE_STORE"] == "true" and plan.tracker_env["MLFLOW_RUN_NAME"] == "j"
+    assert plan_of(sft()).trainer_args["report_to"] == "none" and not plan_of(sft()).tracker_env
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    with pytest.raises(InvalidRequestError) as no_key:
+        plan_of(sft(logger_config={"report_to": "wandb"}))
+    assert no_key.value.param == "logger_config.report_to" and "WANDB_API_KEY" in no_key.value.message
+    monkeypatch.setenv("WANDB_API_KEY", "k")
+    wandb = plan_of(sft(logger_config={"report_to": "wandb", "wandb_project": "p"}))
+    assert wandb.trainer_args["report_to"] == ["wandb"] and wandb.tracker_env["WANDB_PROJECT"] == "p"
+
+
+@pytest.mark.parametrize(
+    ("logger", "param"),
+    [
+        ({"eval_every_n_steps": 0}, "logger_config.eval_every_n_steps"),
+        ({"eval_every_n_steps": True}, "logger_config.eval_every_n_steps"),
+        ({"report_to": ["comet"]}, "logger_config.report_to"),
+        ({"report_to": "mlflow", "mlflow_tracking_uri": "file:///etc"}, "logger_config.mlflow_tracking_uri"),
+    ],
+)
+def test_bad_logger_settings_name_their_field(logger, param):
+    with pytest.raises(InvalidRequestError) as error:
+        plan_of(sft(logger_config=logger))
+    assert error.value.param == param
+
+
+def test_the_curves_are_a_png():
+    from llamaray.training.plot import loss_plot
+
+    metrics = [{"step": 1.0, "loss": 2.0, "learning_rate": 1e-3}, {"step": 2.0, "loss": 1.5, "eval_loss": 1.7}]
+    assert loss_plot(metrics, "j").startswith(b"\x89PNG") and loss_plot([], "j").startswith(b"\x89PNG")

@@ -141,6 +141,9 @@ class PostTrainingJobStatusResponse(ApiModel):
 class PostTrainingJobArtifactsResponse(ApiModel):
     job_uuid: str
     checkpoints: list[Checkpoint] = Field(default_factory=list)
+    # An extension: what else the job wrote, by name: `plot` (its curves, PNG), and the trackers'
+    # files `logger_config.report_to` asked for (`tensorboard` event files, an `mlflow` store, `wandb`).
+    files: dict[str, str] = Field(default_factory=dict)
 
 
 class PostTraining(Protocol):
@@ -161,3 +164,7 @@ class PostTraining(Protocol):
     async def cancel_training_job(self, job_uuid: str) -> None: ...
 
     async def get_training_job_artifacts(self, job_uuid: str) -> PostTrainingJobArtifactsResponse: ...
+
+    async def get_training_job_plot(self, job_uuid: str) -> bytes:
+        """The job's loss, validation loss and learning rate so far, as a PNG (an extension)."""
+        ...

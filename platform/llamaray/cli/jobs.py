@@ -158,7 +158,19 @@ def jobs_artifacts(lr: LlamaRay, args: argparse.Namespace) -> int:
         job = lr.data_jobs.get_data_job_status(args.job_uuid)
         emit({"job_uuid": job.job_uuid, "output_dataset_id": job.output_dataset_id}, args.json)
         return 0
-    emit(lr.post_training.get_training_job_artifacts(args.job_uuid).checkpoints, args.json, ["iters", "path"])
+    artifacts = lr.post_training.get_training_job_artifacts(args.job_uuid)
+    if args.json:
+        emit(artifacts, True)
+        return 0
+    rows = [{"artifact": f"checkpoint iters={c.iters}", "uri": c.path} for c in artifacts.checkpoints]
+    emit(rows + [{"artifact": name, "uri": uri} for name, uri in artifacts.files.items()], False)
+    return 0
+
+
+def jobs_plot(lr: LlamaRay, args: argparse.Namespace) -> int:
+    out = Path(args.out or f"{args.job_uuid}.png")
+    out.write_bytes(lr.post_training.get_training_job_plot(args.job_uuid))
+    print(f"wrote {out} (loss, validation loss and learning rate so far)")
     return 0
 
 
@@ -204,10 +216,13 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
         ("status", jobs_status, "a job's status and latest metrics"),
         ("logs", jobs_logs, "a job's log"),
         ("cancel", jobs_cancel, "stop a job (it records `cancelled`)"),
-        ("artifacts", jobs_artifacts, "a training job's checkpoints, a data job's output dataset"),
+        ("artifacts", jobs_artifacts, "a training job's checkpoints and files, a data job's output dataset"),
+        ("plot", jobs_plot, "a training job's curves so far, as a PNG"),
     ):
         command = jobs.add_parser(name, help=what, parents=[common])
         command.add_argument("job_uuid")
+        if name == "plot":
+            command.add_argument("--out", help="the PNG to write (default: JOB_UUID.png)")
         if name == "logs":
             command.add_argument("-f", "--follow", action="store_true", help="follow a training job's log to its end")
         command.set_defaults(func=func)

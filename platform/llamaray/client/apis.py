@@ -183,6 +183,9 @@ class PostTrainingClient:
     async def cancel_training_job(self, job_uuid: str) -> None:
         await self.http.call("POST", "/post_training/job/cancel", params={"job_uuid": job_uuid})
 
+    async def get_training_job_plot(self, job_uuid: str) -> bytes:
+        return await self.http.content("GET", "/post_training/job/plot", params={"job_uuid": job_uuid})
+
     async def get_training_job_artifacts(self, job_uuid: str) -> PostTrainingJobArtifactsResponse:
         answer = await self.http.call("GET", "/post_training/job/artifacts", params={"job_uuid": job_uuid})
         return PostTrainingJobArtifactsResponse.model_validate(answer)

@@ -88,6 +88,13 @@ class Transport:
             return response.json()
         return response.text
 
+    async def content(self, method: str, path: str, *, params: dict[str, Any] | None = None) -> bytes:
+        """The answer's bytes (an image)."""
+        response = await self.http.request(method, path, params=_params(params))
+        if response.status_code >= 400:
+            raise error_from(response.status_code, response.content)
+        return response.content
+
     async def events(
         self, method: str, path: str, *, params: dict[str, Any] | None = None, body: Any = None
     ) -> AsyncIterator[dict[str, Any]]:

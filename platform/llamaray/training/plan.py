@@ -25,6 +25,12 @@
 | DPO `gamma`                                  | weight of an SFT (NLL) term on the chosen answer; 0 = none     |
 | DPO `reward_clip`                            | nothing in TRL: reported back as not applied                   |
 | `logger_config.log_every_n_steps`            | `logging_steps`                                                |
+| `logger_config.eval_every_n_steps`           | `eval_strategy="steps"`, `eval_steps` (and always at the end)  |
+| `logger_config.eval_every_epoch`             | `eval_strategy="epoch"`                                        |
+| `logger_config.report_to`                    | TRL's `report_to`: `tensorboard` (event files among the job's  |
+|                                              | artifacts), `mlflow` (a file store among them, or              |
+|                                              | `mlflow_tracking_uri`), `wandb` (needs `WANDB_API_KEY` or      |
+|                                              | `WANDB_MODE=offline` where Ray runs; `wandb_project`)          |
 | other `logger_config`, `hyperparam_search_config` keys | reported back as not applied                         |
 
 DPO trains a LoRA adapter (rank 8 on every attention and MLP projection) over the model it is
@@ -35,6 +41,7 @@ keeps training that adapter. Bad values are 4xx errors that name the field.
 from __future__ import annotations
 
 import math
+import os
 from typing import Any, Literal, Union
 
 from pydantic import BaseModel, Field
@@ -57,7 +64,15 @@ TrainingRequest = Union[PostTrainingSFTRequest, PostTrainingRLHFRequest]
 MLP_MODULES = ["gate_proj", "up_proj", "down_proj"]
 TORCHTUNE_NAMES = {"output_proj": "o_proj", "w1": "gate_proj", "w2": "down_proj", "w3": "up_proj"}
 DPO_LORA = {"r": 8, "lora_alpha": 16, "target_modules": "all-linear", "lora_dropout": 0.0, "task_type": "CAUSAL_LM"}
-SUPPORTED_LOGGER_KEYS = {"log_every_n_steps"}
+SUPPORTED_LOGGER_KEYS = {
+    "log_every_n_steps",
+    "eval_every_n_steps",
+    "eval_every_epoch",
+    "report_to",
+    "mlflow_tracking_uri",
+    "wandb_project",
+}
+TRACKERS = ("tensorboard", "mlflow", "wandb")
 
 
 class Workers(BaseModel):
@@ -99,6 +114,8 @@ class TrainingPlan(BaseModel):
     storage_token: str = ""
     checkpoint_every_n_steps: int = 0
     max_failures: int = 0
+    # The trackers' settings (TRL's integrations read them from the environment), set on rank 0.
+    tracker_env: dict[str, str] = Field(default_factory=dict)
     warnings: list[str] = Field(default_factory=list)
 
     @property
@@ -132,6 +149,7 @@ def build_plan(
         data_dir=platform.data_dir,
         checkpoint_every_n_steps=platform.training.checkpoint_every_n_steps,
         max_failures=platform.training.max_failures,
+        tracker_env=tracker_env(request, storage),
     )
     if kind == "sft":
         assert isinstance(request, PostTrainingSFTRequest)
@@ -249,9 +267,14 @@ def _trainer_args(
         raise InvalidRequestError(
             f"lr_min ({optimizer.lr_min}) is above lr ({optimizer.lr})", "optimizer_config.lr_min"
         )
-    log_every = logger.get("log_every_n_steps", 1)
-    if not isinstance(log_every, int) or log_every < 1:
-        raise InvalidRequestError("log_every_n_steps must be a positive integer", "logger_config.log_every_n_steps")
+    log_every = _positive(logger, "log_every_n_steps", 1)
+    eval_every = _positive(logger, "eval_every_n_steps", 0)
+    if eval_every:
+        evaluation = {"eval_strategy": "steps", "eval_steps": eval_every}
+    elif logger.get("eval_every_epoch"):
+        evaluation = {"eval_strategy": "epoch"}
+    else:
+        evaluation = {"eval_strategy": "no"}  # the recipe evaluates once at the end
     checkpointing = training.enable_activation_checkpointing
     return {
         "learning_rate": optimizer.lr,
@@ -274,12 +297,65 @@ def _trainer_args(
         # The trainer's own state (optimizer, scheduler, RNG, step) where the adapter checkpoints
         # are taken, the latest only: what a restarted worker group resumes from.
         **_resumable_saves(training, platform.training.checkpoint_every_n_steps),
-        "eval_strategy": "no",
-        "report_to": "none",
+        **evaluation,
+        "report_to": _trackers(logger) or "none",
         "disable_tqdm": True,
         "include_num_input_tokens_seen": True,
         "dataloader_num_workers": 0,
     }
+
+
+def _positive(logger: dict[str, Any], key: str, default: int) -> int:
+    value = logger.get(key, default)
+    if not isinstance(value, int) or isinstance(value, bool) or value < (1 if key in logger else 0):
+        raise InvalidRequestError(f"{key} must be a positive integer", f"logger_config.{key}")
+    return value
+
+
+def _trackers(logger: dict[str, Any]) -> list[str]:
+    asked = logger.get("report_to", [])
+    asked = [asked] if isinstance(asked, str) else asked
+    if not isinstance(asked, list) or any(name not in TRACKERS for name in asked):
+        raise InvalidRequestError(
+            f"report_to is a list of {', '.join(TRACKERS)}; got {asked!r}", "logger_config.report_to"
+        )
+    return list(dict.fromkeys(asked))
+
+
+def tracker_env(request: TrainingRequest, storage: SharedStorage) -> dict[str, str]:
+    """Where each tracker the request names writes: TensorBoard's event files and MLflow's file
+    store in the job's directory (among its artifacts), W&B where its key says."""
+    logger = request.logger_config
+    trackers = _trackers(logger)
+    env: dict[str, str] = {}
+    if "tensorboard" in trackers:
+        env["TENSORBOARD_LOGGING_DIR"] = str(storage.workdir("jobs", request.job_uuid, "tensorboard"))
+    if "mlflow" in trackers:
+        # A tracking server the request names; never a path: a request writes no file outside its job.
+        uri = logger.get("mlflow_tracking_uri") or storage.workdir("jobs", request.job_uuid, "mlflow").as_uri()
+        if "mlflow_tracking_uri" in logger and (
+            not isinstance(uri, str) or not uri.startswith(("http://", "https://", "databricks"))
+        ):
+            raise InvalidRequestError(
+                "mlflow_tracking_uri names a tracking server (http(s)://, databricks); leave it out for a file "
+                "store among the job's artifacts",
+                "logger_config.mlflow_tracking_uri",
+            )
+        env.update(MLFLOW_TRACKING_URI=uri, MLFLOW_EXPERIMENT_NAME="llamaray", MLFLOW_RUN_NAME=request.job_uuid)
+        if uri.startswith("file:"):  # MLflow 3 keeps its file store (no database server) behind this switch
+            env["MLFLOW_ALLOW_FILE_STORE"] = "true"
+    if "wandb" in trackers:
+        if not os.environ.get("WANDB_API_KEY") and os.environ.get("WANDB_MODE") not in ("offline", "disabled"):
+            raise InvalidRequestError(
+                "wandb needs WANDB_API_KEY (or WANDB_MODE=offline) in the environment Ray runs in",
+                "logger_config.report_to",
+            )
+        env.update(
+            WANDB_PROJECT=str(logger.get("wandb_project") or "llamaray"),
+            WANDB_NAME=request.job_uuid,
+            WANDB_DIR=str(storage.workdir("jobs", request.job_uuid)),
+        )
+    return env
 
 
 def _resumable_saves(training: TrainingConfig, every_n_steps: int) -> dict[str, Any]:
@@ -307,9 +383,13 @@ def _unapplied(request: TrainingRequest) -> list[str]:
         f"hyperparam_search_config.{key}: hyperparameter search is not supported; not applied"
         for key in request.hyperparam_search_config
     ]
+    asked = request.logger_config.get("report_to", [])
+    needs = {"mlflow_tracking_uri": "mlflow", "wandb_project": "wandb"}  # a tracker's setting, without it
     warnings += [
         f"logger_config.{key}: not supported; not applied"
-        for key in request.logger_config
         if key not in SUPPORTED_LOGGER_KEYS
+        else f"logger_config.{key}: report_to has no {needs[key]}; not applied"
+        for key in request.logger_config
+        if key not in SUPPORTED_LOGGER_KEYS or (key in needs and needs[key] not in asked)
     ]
     return warnings

@@ -8,6 +8,7 @@ the sharded weights.
 
 from __future__ import annotations
 
+import os
 import shutil
 import time
 from pathlib import Path
@@ -22,6 +23,7 @@ from llamaray.training.models import training_dtype
 from llamaray.training.plan import TrainingPlan
 
 OPTIMIZERS = {"adam": "Adam", "adamw": "AdamW", "sgd": "SGD"}
+PLOT = "plot.png"
 
 
 def train_loop_per_worker(config: dict[str, Any]) -> None:
@@ -42,6 +44,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
 
         deepspeed.init_distributed(dist_backend="nccl" if plan.workers.use_gpu else "gloo")
     tracker = ray.get_actor(NAME, namespace=NAMESPACE) if rank == 0 else None
+    os.environ.update(plan.tracker_env)  # TensorBoard, MLflow, W&B: TRL's callbacks read these (rank 0 logs)
     # The TRL config comes before the model: under ZeRO-3 it makes from_pretrained partition.
     args = _trl_config(plan)
 
@@ -85,6 +88,12 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     # Checkpoint: the final weights, unless the last epoch's checkpoint already holds them.
     progress.checkpoint(trainer.state.global_step)
     progress.flush(force=True)  # the validation loss too, when no checkpoint was left to take
+    progress.write_plot()
+    if rank == 0 and not storage.local:  # the trackers' files join the job's artifacts
+        for name in ("tensorboard", "mlflow", "wandb"):
+            local = storage.workdir("jobs", plan.job_uuid, name)
+            if local.is_dir():
+                storage.publish(local, "jobs", plan.job_uuid, name)
 
 
 def _last_trainer_state(output_dir: str, storage: SharedStorage, job_uuid: str) -> Path | None:
@@ -192,6 +201,7 @@ class ProgressCallback(TrainerCallback):
         self.gauges = _metric_gauges() if tracker else {}
         self.lines: list[str] = []
         self.metrics: list[dict[str, float]] = []
+        self.history: list[dict[str, float]] = []  # every entry, for the plot
         self.flushed = time.perf_counter()
 
     def say(self, line: str) -> None:
@@ -225,6 +235,7 @@ class ProgressCallback(TrainerCallback):
             entry["tokens_per_second"] = (tokens - self.last[1]) / (moment - self.last[0])
         self.last = (moment, tokens)
         self.metrics.append(entry)
+        self.history.append(entry)
         for key, gauge in self.gauges.items():
             if key in entry:
                 gauge.set(entry[key], tags={"job_uuid": self.plan.job_uuid})
@@ -267,6 +278,13 @@ class ProgressCallback(TrainerCallback):
         if not self.plan.checkpoint_every_n_steps and self.plan.trainer_args["max_steps"] <= 0:
             self.checkpoint(state.global_step)  # epochs bound the run: one checkpoint each
 
+    def write_plot(self) -> None:
+        """`plot.png` among the job's artifacts: its curves so far (rank 0)."""
+        if self.tracker and self.history:
+            from llamaray.training.plot import loss_plot
+
+            self.storage.write_bytes(loss_plot(self.history, self.plan.job_uuid), "jobs", self.plan.job_uuid, PLOT)
+
     def checkpoint(self, step: int) -> None:
         """Saves the adapter (or the full weights) with the tokenizer: a directory that peft,
         transformers and vLLM load as it is. Every rank calls it; rank 0 writes."""
@@ -282,3 +300,4 @@ class ProgressCallback(TrainerCallback):
             uri = self.storage.publish(path, "jobs", self.plan.job_uuid, "checkpoints", name)
             self.flush(force=True)  # the log keeps its order: the steps before the checkpoint first
             ray.get(self.tracker.add_checkpoint.remote(self.plan.job_uuid, step, uri))
+            self.write_plot()

@@ -24,6 +24,7 @@ from llamaray.store.metadata import MetadataStore
 from llamaray.store.storage import SharedStorage
 from llamaray.training.inputs import prepare
 from llamaray.training.job import WORKER_ENV
+from llamaray.training.plot import loss_plot
 
 TRAINING_KINDS = ("sft", "dpo")  # the tracker also holds data jobs (llamaray.pipelines.job)
 
@@ -31,7 +32,8 @@ TRAINING_KINDS = ("sft", "dpo")  # the tracker also holds data jobs (llamaray.pi
 class PostTrainingService:
     def __init__(self, platform: PlatformConfig, tracker, store: MetadataStore) -> None:
         self.platform = platform
-        self.jobs = JobControl(SharedStorage.of_platform(platform), tracker, store)
+        self.storage = SharedStorage.of_platform(platform)
+        self.jobs = JobControl(self.storage, tracker, store)
 
     async def post_supervised_fine_tune(self, request: PostTrainingSFTRequest) -> None:
         await self._submit("sft", request)
@@ -78,9 +80,20 @@ class PostTrainingService:
 
     async def get_training_job_artifacts(self, job_uuid: str) -> PostTrainingJobArtifactsResponse:
         record = await self.jobs.record(job_uuid)
+        names = ("plot.png", "tensorboard", "mlflow", "wandb")
+        found = await asyncio.to_thread(lambda: {n: self.storage.uri("jobs", job_uuid, n) for n in names})
+        present = await asyncio.to_thread(lambda: {n: uri for n, uri in found.items() if self.storage.exists(uri)})
         return PostTrainingJobArtifactsResponse(
-            job_uuid=job_uuid, checkpoints=[Checkpoint(**c) for c in record["checkpoints"]]
+            job_uuid=job_uuid,
+            checkpoints=[Checkpoint(**c) for c in record["checkpoints"]],
+            files={name.removesuffix(".png"): uri for name, uri in present.items()},
         )
+
+    async def get_training_job_plot(self, job_uuid: str) -> bytes:
+        """The job's loss, validation loss and learning rate so far, as a PNG."""
+        await self.jobs.record(job_uuid)
+        metrics = await self.jobs.metrics(job_uuid)
+        return await asyncio.to_thread(loss_plot, metrics, job_uuid)
 
 
 def _status(record: dict[str, Any], metrics: list[dict[str, float]] = ()) -> PostTrainingJobStatusResponse:

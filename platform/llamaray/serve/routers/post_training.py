@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 
 from llamaray.api.post_training import (
     PostTrainingJobArtifactsResponse,
@@ -51,6 +51,12 @@ async def jobs(s: Services = Depends(services)):
 @router.post("/job/cancel", response_model=None)
 async def job_cancel(job_uuid: str, s: Services = Depends(services)) -> None:
     await s.post_training.cancel_training_job(job_uuid)
+
+
+@router.get("/job/plot", response_class=Response, responses={200: {"content": {"image/png": {}}}})
+async def job_plot(job_uuid: str, s: Services = Depends(services)) -> Response:
+    """The job's curves so far (loss, validation loss, learning rate), redrawn on each call."""
+    return Response(await s.post_training.get_training_job_plot(job_uuid), media_type="image/png")
 
 
 @router.get("/job/artifacts", response_model=PostTrainingJobArtifactsResponse)
