@@ -3,9 +3,13 @@ Prometheus through Ray's metrics agent."""
 
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 
 import httpx
+
+from tests.grafana import dashboard_series
 
 from .conftest import MODEL_ID
 
@@ -77,3 +81,25 @@ def test_agent_steps_are_exported(client, metrics_port):
             break
         time.sleep(2)
     assert steps(text, "tool_execution") and steps(text, "model_inference"), lines_of(text, "ray_llamaray_agent")
+
+
+DASHBOARD = Path(__file__).resolve().parents[2] / "deployments" / "grafana" / "llamaray_dashboard.json"
+# Series that exist only once a job ran or a shield fired; tests/unit/test_grafana_dashboard.py
+# checks their names against the code that exports them.
+LATER = ("ray_llamaray_training_", "ray_llamaray_data_job_", "ray_llamaray_agent_violations")
+
+
+def test_the_grafana_dashboard_queries_series_the_platform_exports(client, metrics_port):
+    """Runs after the tests above made traffic and agent steps: every series the dashboard's
+    gateway, engine and agent panels query is in Ray's metrics export."""
+    wanted = {name for name in dashboard_series(json.loads(DASHBOARD.read_text())) if not name.startswith(LATER)}
+    deadline = time.monotonic() + 90
+    missing = wanted
+    while time.monotonic() < deadline:
+        text = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+        exported = {line.split("{")[0].split(" ")[0] for line in text.splitlines() if not line.startswith("#")}
+        missing = wanted - exported
+        if not missing:
+            break
+        time.sleep(2)
+    assert not missing, sorted(missing)

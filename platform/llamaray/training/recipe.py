@@ -66,6 +66,7 @@ def train_loop_per_worker(config: dict[str, Any]) -> None:
     # Train
     trainer = _trainer(plan, model, tokenizer, args, train_set, eval_set)
     progress = ProgressCallback(plan, trainer, tracker, storage)
+    progress.in_ray_train = True
     trainer.add_callback(progress)
     if plan.load_in_4bit:  # TRL casts adapters over a 4-bit base to bf16; CPUs train in fp32
         for parameter in trainer.model.parameters():
@@ -203,6 +204,7 @@ class ProgressCallback(TrainerCallback):
         self.metrics: list[dict[str, float]] = []
         self.history: list[dict[str, float]] = []  # every entry, for the plot
         self.flushed = time.perf_counter()
+        self.in_ray_train = False  # set by the worker's loop: outside Ray Train there is nothing to report to
 
     def say(self, line: str) -> None:
         if self.tracker:
@@ -226,7 +228,7 @@ class ProgressCallback(TrainerCallback):
                 ray.get(sent)
 
     def on_log(self, args, state, control, logs=None, **kwargs) -> None:
-        if not self.tracker or not logs:
+        if not logs:
             return
         entry = {"step": float(state.global_step), "max_steps": float(state.max_steps)}  # a follower's bar needs both
         entry.update({k: float(v) for k, v in logs.items() if isinstance(v, (int, float)) and not isinstance(v, bool)})
@@ -234,6 +236,9 @@ class ProgressCallback(TrainerCallback):
         if tokens > self.last[1]:
             entry["tokens_per_second"] = (tokens - self.last[1]) / (moment - self.last[0])
         self.last = (moment, tokens)
+        self.report_to_ray_train(entry)  # every rank logs the same steps
+        if not self.tracker:
+            return
         self.metrics.append(entry)
         self.history.append(entry)
         for key, gauge in self.gauges.items():
@@ -278,6 +283,20 @@ class ProgressCallback(TrainerCallback):
         if not self.plan.checkpoint_every_n_steps and self.plan.trainer_args["max_steps"] <= 0:
             self.checkpoint(state.global_step)  # epochs bound the run: one checkpoint each
 
+    def report_to_ray_train(self, metrics: dict[str, float], checkpoint: Path | None = None) -> None:
+        """The run's metrics and adapter checkpoints in Ray Train's own records (the dashboard's
+        Train tab, `Result`). Every rank calls it the same number of times (Ray Train pairs the
+        calls across ranks); rank 0's metrics are kept. Full weights are not handed over: Ray
+        Train would copy them into its run directory, and they are in the job's already."""
+        if not self.in_ray_train:
+            return
+        import ray.train
+
+        handed = None
+        if checkpoint is not None and self.tracker and self.plan.peft is not None:
+            handed = ray.train.Checkpoint.from_directory(str(checkpoint))
+        ray.train.report(metrics, checkpoint=handed, checkpoint_dir_name=checkpoint.name if checkpoint else None)
+
     def write_plot(self) -> None:
         """`plot.png` among the job's artifacts: its curves so far (rank 0)."""
         if self.tracker and self.history:
@@ -294,6 +313,7 @@ class ProgressCallback(TrainerCallback):
         name = f"iter-{step}"
         path = Path(self.plan.checkpoint_dir) / name
         self.trainer.save_model(str(path))
+        self.report_to_ray_train({"step": float(step)}, path)
         if self.tracker:
             import ray
 
