@@ -77,6 +77,10 @@ class ModelConfig(Settings):
     # lacks the architecture (DeBERTa: Prompt-Guard-86M); `auto` tries vLLM first.
     pooling_backend: Literal["auto", "vllm", "transformers"] = "auto"
     aliases: list[str] = Field(default_factory=list)  # e.g. the draft's `llama3_8b_chat`
+    # How a chat model's prompts are written, in serving and in training on it: `llama3` (the
+    # Llama 3.1 format, with tools), `chat_template` (the tokenizer's own), `auto` (llama3 for a
+    # tokenizer with Llama 3's header tokens, else its chat template). llamaray.inference.prompt_format
+    prompt_format: Literal["auto", "llama3", "chat_template"] = "auto"
     accelerator: Literal["cpu", "gpu"] = "cpu"
     tensor_parallel_size: int = Field(default=1, ge=1)
     pipeline_parallel_size: int = Field(default=1, ge=1)

@@ -192,11 +192,15 @@ def test_a_config_file_is_expanded_with_overrides_on_top(tmp_path):
 
 
 def test_every_place_that_starts_ray_sets_the_serve_environment():
-    """Serve reads these when Ray starts: `make serve`, the cluster launcher and KubeRay must set
-    what the tests run with (a 10 MB document crossed a 4 MiB gRPC limit once)."""
+    """Serve reads these when Ray starts: `make serve` (through `llamaray serve`, which sets
+    `serve_env()`), the cluster launcher and KubeRay must set what the tests run with (a 10 MB
+    document crossed a 4 MiB gRPC limit once)."""
     from llamaray.serve.runtime import SERVE_ENV
 
-    texts = {name: (ROOT / name).read_text() for name in ("Makefile", "cluster.yaml", "README.md")}
+    assert "$(BIN)/llamaray serve $(CONFIG)" in (ROOT / "Makefile").read_text()
+    cli = (ROOT / "platform" / "llamaray" / "cli" / "resources.py").read_text()
+    assert "**serve_env()" in cli and '"serve", "run"' in cli
+    texts = {name: (ROOT / name).read_text() for name in ("cluster.yaml", "README.md")}
     service = (ROOT / "deployments" / "kuberay" / "rayservice.yaml").read_text()
     for name, value in SERVE_ENV.items():
         for where, text in texts.items():

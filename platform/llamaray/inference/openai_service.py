@@ -184,7 +184,8 @@ class OpenAIService:
     # -- chat ------------------------------------------------------------------------------
 
     async def chat_completions(self, request: oai.ChatCompletionRequest) -> oai.ChatCompletion | AsyncIterator[str]:
-        engine = (await self.registry.chat(request.model)).client
+        model = await self.registry.chat(request.model)
+        engine = model.client
         messages = to_llama_messages(request.messages)
         forced = forced_output(request)
         max_tokens = request.max_completion_tokens or request.max_tokens
@@ -195,7 +196,7 @@ class OpenAIService:
             json_object=forced.json_object,
         )
         engine_request = chat_engine_request(
-            messages, to_llama_tools(request), params, "messages", request.continue_final_message
+            messages, to_llama_tools(request), params, "messages", request.continue_final_message, model.prompt_format
         )
         prefill = prefill_text(messages) if request.continue_final_message and request.echo else ""
         if request.stream:

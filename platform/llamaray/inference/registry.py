@@ -16,6 +16,7 @@ from llamaray.config import ModelConfig
 from llamaray.engines.protocol import AdapterRef, EngineClient, EngineOutput, EngineRequest, ScoringClient
 from llamaray.errors import NotFoundError
 from llamaray.inference.adapters import AdapterCatalog, adapter_ref
+from llamaray.inference.prompt_format import LLAMA3, PromptFormat
 from llamaray.security.ownership import current
 
 PROBE_TIMEOUT_S = 10
@@ -28,6 +29,7 @@ class RegisteredModel:
     config: ModelConfig
     client: EngineClient | ScoringClient  # by the model's kind
     adapter: AdapterRef | None = None
+    prompt_format: PromptFormat = LLAMA3  # a chat model's (an adapter's is its base's)
 
 
 class AdapterClient:
@@ -86,7 +88,8 @@ class ModelRegistry:
             raise self._not_served(model_id, "chat", param)
         base, adapter = found
         ref = adapter_ref(adapter)
-        return RegisteredModel(base, AdapterClient(self._by_id[base.model_id].client, ref), ref)
+        served = self._by_id[base.model_id]
+        return RegisteredModel(base, AdapterClient(served.client, ref), ref, served.prompt_format)
 
     def _not_served(self, model_id: str, kind: str, param: str) -> NotFoundError:
         served = sorted(i for m in self.models if m.config.kind == kind for i in m.config.ids)

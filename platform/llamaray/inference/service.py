@@ -19,18 +19,20 @@ from llamaray.api.inference import (
     CompletionResponseStreamChunk,
 )
 from llamaray.engines.protocol import EngineRequest, GenerationParams, SequenceDelta
-from llamaray.inference.chat_format import EOM, EOT, encode_dialog, prefill_text
+from llamaray.inference.chat_format import prefill_text
+from llamaray.inference.prompt_format import LLAMA3, PromptFormat
 from llamaray.inference.registry import ModelRegistry
 from llamaray.inference.sampling import generation_params, logprobs_dict, stop_reason
 from llamaray.inference.tool_parser import parse_tool_calls, strip_special_tokens
 from llamaray.inference.tool_stream import ToolCallStream
 
 
-def chat_stop_tokens(params: GenerationParams) -> list[str]:
-    """A chat turn stops at end of turn or of message, the chat's EOS (`ignore_eos` ignores
-    them too), and keeps special tokens in its text: the python tag must survive to be parsed."""
-    params.skip_special_tokens = False
-    return [] if params.ignore_eos else [EOT, EOM]
+def chat_stop_tokens(params: GenerationParams, prompt_format: PromptFormat = LLAMA3) -> list[str]:
+    """A Llama chat turn stops at end of turn or of message, the chat's EOS (`ignore_eos`
+    ignores them too), and keeps special tokens in its text: the python tag must survive to be
+    parsed. Another model's turn ends at its own EOS."""
+    params.skip_special_tokens = not prompt_format.keeps_special_tokens()
+    return [] if params.ignore_eos else prompt_format.stop_tokens()
 
 
 def chat_engine_request(
@@ -39,15 +41,16 @@ def chat_engine_request(
     params: GenerationParams,
     prompt_param: str,
     continue_final_message: bool = True,
+    prompt_format: PromptFormat = LLAMA3,
 ) -> EngineRequest:
-    """A chat turn as the engine sees it: the Llama 3.1 prompt, stopping at end of turn or message."""
+    """A chat turn as the engine sees it: the prompt in the model's format (`prompt_format`)."""
     return EngineRequest(
         request_id=f"chat-{uuid.uuid4().hex}",
-        prompt=encode_dialog(messages, tools, continue_final_message=continue_final_message),
+        prompt=prompt_format.prompt(messages, tools, continue_final_message),
         params=params,
         add_special_tokens=False,
         prompt_param=prompt_param,
-        stop_tokens=chat_stop_tokens(params),
+        stop_tokens=chat_stop_tokens(params, prompt_format),
     )
 
 
@@ -113,10 +116,13 @@ class InferenceService:
     async def chat_completion(
         self, request: ChatCompletionRequest
     ) -> ChatCompletionResponse | AsyncIterator[ChatCompletionResponseStreamChunk]:
-        engine = (await self.registry.chat(request.model)).client
+        model = await self.registry.chat(request.model)
+        engine = model.client
         messages = request.dialog.messages()
         params = generation_params(request.sampling_params, request.max_tokens, request.logprobs)
-        engine_request = chat_engine_request(messages, request.available_tools, params, "dialog")
+        engine_request = chat_engine_request(
+            messages, request.available_tools, params, "dialog", prompt_format=model.prompt_format
+        )
         prefill = prefill_text(messages)
         if request.stream:
             return self._stream_chat(engine, engine_request, prefill)

@@ -17,6 +17,7 @@ from llamaray.datasets.service import DatasetsService
 from llamaray.engines.protocol import EngineOutput, EngineRequest
 from llamaray.inference.adapters import AdapterCatalog
 from llamaray.inference.openai_service import OpenAIService
+from llamaray.inference.prompt_format import prompt_format_for
 from llamaray.inference.registry import ModelRegistry, RegisteredModel
 from llamaray.inference.reward_scoring import RewardScoringService
 from llamaray.inference.service import InferenceService
@@ -155,7 +156,13 @@ class Gateway:
         storage = SharedStorage.of_platform(platform)
         adapters = AdapterCatalog(platform.models, TrackerRecords(tracker), store, roots, set(embedding_ids), storage)
         deployed = DeployedModels(platform, store, model_deployer(platform.model_dump()), metrics)
-        registry = ModelRegistry([RegisteredModel(m, clients[m.model_id]) for m in platform.models], adapters, deployed)
+        served = [
+            RegisteredModel(m, clients[m.model_id], prompt_format=prompt_format_for(m.path, m.prompt_format))
+            if m.kind == "chat"
+            else RegisteredModel(m, clients[m.model_id])
+            for m in platform.models
+        ]
+        registry = ModelRegistry(served, adapters, deployed)
         data_jobs = DataJobsService(platform, tracker, store, adapters)
         memory_banks = OwnedMemoryBanks(MemoryBanksClient(memory), Owners(store))  # each key its own banks
         deps.install(

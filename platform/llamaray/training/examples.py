@@ -5,8 +5,9 @@ turn, so the loss covers only the answers; `training_config.last_turn_only` for 
 in any format `llamaray.datasets.formats` maps (a `dialog` column, Alpaca, ShareGPT, OpenAI
 messages), or on a `text` column as plain language modelling. DPO needs `prompt`
 (a dialog or text), `chosen` and `rejected` (text, or a dialog whose last message is the
-answer). A dialog is rendered to text here by the encoder that serves (`training_text`), not by
-the tokenizer's chat template, so an adapter sees at serving the prompt it learned on. The
+answer). A dialog is rendered to text here by the prompt format that serves the model
+(`llamaray.inference.prompt_format`: Llama 3.1's, or the tokenizer's chat template), so an
+adapter sees at serving the prompt it learned on. The
 checks name the column that is missing or wrong, so a bad dataset is a 4xx before any worker
 starts.
 """
@@ -19,7 +20,8 @@ from llamaray.api.common import Message, Role
 from llamaray.api.datasets import Dataset, DatasetColumnType
 from llamaray.datasets.formats import dialog_column, dialogs, format_of
 from llamaray.errors import InvalidRequestError
-from llamaray.inference.chat_format import BEGIN_OF_TEXT, Turn, chat_turns, training_text
+from llamaray.inference.chat_format import BEGIN_OF_TEXT, Turn, chat_turns
+from llamaray.inference.prompt_format import LLAMA3, PromptFormat
 
 Example = dict[str, Any]
 
@@ -31,7 +33,11 @@ def turns(messages: list[dict[str, Any]]) -> list[Turn]:
 
 
 def sft_examples(
-    dataset: Dataset, rows: list[dict[str, Any]], param: str = "dataset", last_turn_only: bool = False
+    dataset: Dataset,
+    rows: list[dict[str, Any]],
+    param: str = "dataset",
+    last_turn_only: bool = False,
+    prompt_format: PromptFormat = LLAMA3,
 ) -> list[Example]:
     """One prompt-completion example per assistant turn of each dialog (its history the prompt,
     so every answer is in the loss once, in its context), or per dialog's last turn alone; a
@@ -51,12 +57,14 @@ def sft_examples(
         if last_turn_only:
             answers = answers[-1:]
         for j in answers:
-            prompt, completion = training_text(messages[:j], messages[j])
+            prompt, completion = prompt_format.training_pair(messages[:j], messages[j])
             examples.append({"prompt": prompt, "completion": completion})
     return examples
 
 
-def dpo_examples(dataset: Dataset, rows: list[dict[str, Any]], param: str = "dataset") -> list[Example]:
+def dpo_examples(
+    dataset: Dataset, rows: list[dict[str, Any]], param: str = "dataset", prompt_format: PromptFormat = LLAMA3
+) -> list[Example]:
     missing = [name for name in ("prompt", "chosen", "rejected") if name not in dataset.columns]
     if missing:
         raise InvalidRequestError(
@@ -67,10 +75,10 @@ def dpo_examples(dataset: Dataset, rows: list[dict[str, Any]], param: str = "dat
         if dataset.columns[name] not in (DatasetColumnType.dialog, DatasetColumnType.text):
             raise InvalidRequestError(f"column {name!r} must be of type dialog or text", f"{param}.columns.{name}")
     conversational = dataset.columns["prompt"] is DatasetColumnType.dialog
-    return [_preference(row, conversational) for row in rows]
+    return [_preference(row, conversational, prompt_format) for row in rows]
 
 
-def _preference(row: dict[str, Any], conversational: bool) -> Example:
+def _preference(row: dict[str, Any], conversational: bool, prompt_format: PromptFormat) -> Example:
     def answer(value: Any) -> str:
         return turns(value[-1:])[0]["content"] if isinstance(value, list) else str(value)
 
@@ -79,9 +87,9 @@ def _preference(row: dict[str, Any], conversational: bool) -> Example:
 
         def rendered(value: Any) -> str:
             message = Message.model_validate(value[-1]) if isinstance(value, list) else None
-            return training_text(messages, message or Message(role=Role.assistant, content=str(value)))[1]
+            return prompt_format.training_pair(messages, message or Message(role=Role.assistant, content=str(value)))[1]
 
-        prompt, _ = training_text(messages, Message(role=Role.assistant, content=""))
+        prompt, _ = prompt_format.training_pair(messages, Message(role=Role.assistant, content=""))
         return {"prompt": prompt, "chosen": rendered(row["chosen"]), "rejected": rendered(row["rejected"])}
     prompt = row["prompt"] if isinstance(row["prompt"], str) else "\n".join(t["content"] for t in turns(row["prompt"]))
     return {"prompt": prompt, "chosen": answer(row["chosen"]), "rejected": answer(row["rejected"])}

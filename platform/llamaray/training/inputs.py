@@ -15,6 +15,7 @@ from llamaray.api.post_training import PostTrainingSFTRequest
 from llamaray.config import OutboundSettings, PlatformConfig
 from llamaray.datasets.readers import read_rows
 from llamaray.datasets.registry import check_columns
+from llamaray.inference.prompt_format import prompt_format_for
 from llamaray.store.storage import NODE_CACHE, SharedStorage, local_copy_of
 from llamaray.training.examples import Example, dpo_examples, sft_examples
 from llamaray.training.models import linear_module_names, resolve_model
@@ -37,13 +38,15 @@ def prepare(
     else:
         base = resolve_model(request.finetuned_model, platform, "finetuned_model")
     roots = [Path(root) for root in dict.fromkeys([platform.data_dir, *platform.dataset_roots])] + list(extra_roots)
-    if kind == "sft":
-        last_turn_only = request.training_config.last_turn_only
+    base_dir = str(local_copy_of(base.model_path, NODE_CACHE))
+    served = next((m.prompt_format for m in platform.models if m.path == base.model_path), base.prompt_format)
+    prompt_format = prompt_format_for(base_dir, served)  # as serving writes this model's prompts
 
-        def to_examples(dataset: Dataset, rows: list[dict], param: str) -> list[Example]:
-            return sft_examples(dataset, rows, param, last_turn_only)
-    else:
-        to_examples = dpo_examples
+    def to_examples(dataset: Dataset, rows: list[dict], param: str) -> list[Example]:
+        if kind == "sft":
+            return sft_examples(dataset, rows, param, request.training_config.last_turn_only, prompt_format)
+        return dpo_examples(dataset, rows, param, prompt_format)
+
     outbound, storage = platform.outbound, SharedStorage.of_platform(platform)
     train = to_examples(request.dataset, _rows(request.dataset, roots, "dataset", outbound, storage), "dataset")
     validation = to_examples(
@@ -51,7 +54,7 @@ def prepare(
         _rows(request.validation_dataset, roots, "validation_dataset", outbound, storage),
         "validation_dataset",
     )
-    modules = linear_module_names(str(local_copy_of(base.model_path, NODE_CACHE)))
+    modules = linear_module_names(base_dir)
     plan = build_plan(kind, request, base, modules, platform)
     return JobInputs(plan, train, validation)
 

@@ -18,6 +18,7 @@ class BaseWeights:
 
     model_path: str
     adapter_path: str | None = None
+    prompt_format: str = "auto"  # the served model's `prompt_format` (llamaray.inference.prompt_format)
 
 
 def resolve_model(model: str, platform: PlatformConfig, param: str) -> BaseWeights:
@@ -25,7 +26,7 @@ def resolve_model(model: str, platform: PlatformConfig, param: str) -> BaseWeigh
     or a finished job's adapter (DPO's `finetuned_model` is a URL, so it is one of these)."""
     for config in platform.models:
         if model in config.ids:
-            return BaseWeights(config.path)
+            return BaseWeights(config.path, prompt_format=config.prompt_format)
     known = ", ".join(i for c in platform.models for i in c.ids)
     if is_remote(model):
         return _stored_weights(model, SharedStorage.of_platform(platform), param)
