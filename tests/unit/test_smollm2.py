@@ -19,7 +19,8 @@ def test_converted_smollm2_takes_its_chat_template_and_answers(tmp_path):
     prompt_format = prompt_format_for(str(path))
     assert isinstance(prompt_format, ChatTemplateFormat)  # ChatML, not Llama 3's headers
     question = [Message(role=Role.user, content="What is the capital of France?")]
-    request = chat_engine_request(question, [], GenerationParams(max_tokens=16), "messages", prompt_format=prompt_format)
+    params = GenerationParams(max_tokens=16)
+    request = chat_engine_request(question, [], params, "messages", prompt_format=prompt_format)
     assert "<|im_start|>user\nWhat is the capital of France?<|im_end|>" in request.prompt
 
     tokenizer = AutoTokenizer.from_pretrained(path)
