@@ -12,7 +12,7 @@ import argparse
 import urllib.parse
 import uuid
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import yaml
 
@@ -72,26 +72,29 @@ def batch(lr: LlamaRay, args: argparse.Namespace) -> int:
 
 
 def _submitted_training(lr: LlamaRay, job_uuid: str, args: argparse.Namespace) -> int:
-    if args.detach:
-        emit(lr.post_training.get_training_job_status(job_uuid), args.json, TRAINING_COLUMNS)
-        return 0
-    print(f"submitted {job_uuid}; following it (Ctrl-C stops following, not the job)", flush=True)
-    job = follow_training(lambda: lr.post_training.get_training_job_status(job_uuid))
-    emit(job, args.json, TRAINING_COLUMNS)
-    if job.status.value == "completed" and not args.json:
+    status = lr.post_training.get_training_job_status
+    job = _submitted(lambda: status(job_uuid), follow_training, TRAINING_COLUMNS, args)
+    if job.status.value == "completed" and not args.json and not args.detach:
         for checkpoint in lr.post_training.get_training_job_artifacts(job_uuid).checkpoints:
             print(f"checkpoint iters={checkpoint.iters}: {checkpoint.path}")
-    return 0 if job.status.value == "completed" else 1
+    return 0 if args.detach or job.status.value == "completed" else 1
 
 
 def _submitted_data_job(lr: LlamaRay, job_uuid: str, args: argparse.Namespace) -> int:
+    status = lr.data_jobs.get_data_job_status
+    job = _submitted(lambda: status(job_uuid), follow_data_job, DATA_COLUMNS, args)
+    return 0 if args.detach or job.status.value == "completed" else 1
+
+
+def _submitted(status: Callable[[], Any], follow: Callable, columns: list[str], args: argparse.Namespace) -> Any:
+    """The job's status now (`--detach`), or once it has ended, followed with a bar."""
     if args.detach:
-        emit(lr.data_jobs.get_data_job_status(job_uuid), args.json, DATA_COLUMNS)
-        return 0
-    print(f"submitted {job_uuid}; following it (Ctrl-C stops following, not the job)", flush=True)
-    job = follow_data_job(lambda: lr.data_jobs.get_data_job_status(job_uuid))
-    emit(job, args.json, DATA_COLUMNS)
-    return 0 if job.status.value == "completed" else 1
+        job = status()
+    else:
+        print(f"submitted {status().job_uuid}; following it (Ctrl-C stops following, not the job)", flush=True)
+        job = follow(status)
+    emit(job, args.json, columns)
+    return job
 
 
 def jobs_list(lr: LlamaRay, args: argparse.Namespace) -> int:
