@@ -203,6 +203,7 @@ class ProgressCallback(TrainerCallback):
         self.lines: list[str] = []
         self.metrics: list[dict[str, float]] = []
         self.history: list[dict[str, float]] = []  # every entry, for the plot
+        self.latest: dict[str, float] = {}  # each metric's last value
         self.flushed = time.perf_counter()
         self.in_ray_train = False  # set by the worker's loop: outside Ray Train there is nothing to report to
 
@@ -236,6 +237,7 @@ class ProgressCallback(TrainerCallback):
         if tokens > self.last[1]:
             entry["tokens_per_second"] = (tokens - self.last[1]) / (moment - self.last[0])
         self.last = (moment, tokens)
+        self.latest.update(entry)
         self.report_to_ray_train(entry)  # every rank logs the same steps
         if not self.tracker:
             return
@@ -313,7 +315,7 @@ class ProgressCallback(TrainerCallback):
         name = f"iter-{step}"
         path = Path(self.plan.checkpoint_dir) / name
         self.trainer.save_model(str(path))
-        self.report_to_ray_train({"step": float(step)}, path)
+        self.report_to_ray_train({**self.latest, "step": float(step)}, path)  # the checkpoint's metrics
         if self.tracker:
             import ray
 
