@@ -23,6 +23,7 @@ from llamaray.api import openai as oai
 from llamaray.api.models import Adapter, Models, RegisterAdapterRequest
 from llamaray.config import AutoscalingConfig, ModelConfig, PlatformConfig
 from llamaray.errors import EngineUnavailableError, NotFoundError
+from llamaray.inference.prompt_format import prompt_format_for
 from llamaray.inference.registry import RegisteredModel
 from llamaray.serve.clients import ServeEngineClient
 from llamaray.serve.engine_deployment import deployment_name, engine_deployment
@@ -231,14 +232,16 @@ class DeployedModels:
             raise EngineUnavailableError(f"model {model_id!r} is being deployed ({since} s so far); try again soon")
         if record["status"] == "failed":
             raise EngineUnavailableError(f"model {model_id!r} could not be deployed: {record['error']}")
-        config = derived_config(self.chat[record["base_model"]], model_id, record["path"])
+        base = self.chat[record["base_model"]]
+        config = derived_config(base, model_id, record["path"])
         client = self._clients.get(model_id)
         if client is None:
             from ray import serve
 
             handle = serve.get_deployment_handle(deployment_name(config), record["app"])
             client = self._clients[model_id] = ServeEngineClient(handle, model_id, self.metrics)
-        return RegisteredModel(config, client)
+        # The base's prompts: fine-tuning keeps its tokenizer (read once, when the gateway started).
+        return RegisteredModel(config, client, prompt_format=prompt_format_for(base.path, base.prompt_format))
 
     async def cards(self) -> list[oai.ModelCard]:
         return [
