@@ -64,13 +64,16 @@ class SyncProxy:
     def __init__(self, build: Callable[[], Any], loop: _Loop | None = None) -> None:
         self._loop = loop or _Loop()
         self._target = self._loop.run(_built(build))
+        self._apis: dict[str, SyncProxy] = {}
 
     def __getattr__(self, name: str) -> Any:
         value = getattr(self._target, name)
         if inspect.iscoroutinefunction(value):
             return _blocking(self._loop, value)
-        if type(value).__module__ == "llamaray.client.apis":  # one API's client
-            return SyncProxy(lambda: value, self._loop)
+        if type(value).__module__ == "llamaray.client.apis":  # one API's client, wrapped once
+            if name not in self._apis:
+                self._apis[name] = SyncProxy(lambda: value, self._loop)
+            return self._apis[name]
         return value
 
     def close(self) -> None:

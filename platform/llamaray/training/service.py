@@ -80,14 +80,17 @@ class PostTrainingService:
 
     async def get_training_job_artifacts(self, job_uuid: str) -> PostTrainingJobArtifactsResponse:
         record = await self.jobs.record(job_uuid)
-        names = ("plot.png", "tensorboard", "mlflow", "wandb")
-        found = await asyncio.to_thread(lambda: {n: self.storage.uri("jobs", job_uuid, n) for n in names})
-        present = await asyncio.to_thread(lambda: {n: uri for n, uri in found.items() if self.storage.exists(uri)})
         return PostTrainingJobArtifactsResponse(
             job_uuid=job_uuid,
             checkpoints=[Checkpoint(**c) for c in record["checkpoints"]],
-            files={name.removesuffix(".png"): uri for name, uri in present.items()},
+            files=await asyncio.to_thread(self._files, job_uuid),
         )
+
+    def _files(self, job_uuid: str) -> dict[str, str]:
+        """The job's plot and trackers' files that exist, by name."""
+        names = ("plot.png", "tensorboard", "mlflow", "wandb")
+        uris = {name: self.storage.uri("jobs", job_uuid, name) for name in names}
+        return {name.removesuffix(".png"): uri for name, uri in uris.items() if self.storage.exists(uri)}
 
     async def get_training_job_plot(self, job_uuid: str) -> bytes:
         """The job's loss, validation loss and learning rate so far, as a PNG."""
