@@ -139,3 +139,23 @@ def test_the_cli_lists_models_and_works_a_bank(platform_url, tmp_path):
     assert cli(platform_url, "banks", "drop", "cli-bank").returncode == 0
     gone = cli(platform_url, "banks", "query", "cli-bank", "vLLM")
     assert gone.returncode == 1 and "404" in gone.stderr
+
+
+def test_the_cli_runs_a_batch_job_and_lists_it(platform_url, tmp_path):
+    """`llamaray batch CONFIG` submits through POST /data_jobs/batch, follows the job's prompts
+    to its end, and the job is in /data_jobs/list and `llamaray jobs list`."""
+    config = tmp_path / "batch.yaml"
+    prompts = [f"Count to {i}:" for i in range(6)]
+    request = {"job_uuid": "batch-cli", "model": MODEL_ID, "content_batch": prompts, "max_tokens": 4}
+    config.write_text(yaml.safe_dump({"request": request}))
+    ran = cli(platform_url, "batch", str(config), "--json", timeout=400)
+    assert ran.returncode == 0, ran.stdout[-2000:] + ran.stderr[-3000:]
+    status = json.loads(ran.stdout[ran.stdout.index("{") :])
+    assert status["status"] == "completed" and status["output_dataset_id"] == "batch-cli"
+    assert "6/6" in ran.stderr  # the bar counted the prompts
+    with LlamaRay(platform_url) as lr:
+        assert "batch-cli" in [job.job_uuid for job in lr.data_jobs.list_data_jobs()]
+        assert lr.datasets.get_dataset("batch-cli").content_url
+    assert "batch-cli" in cli(platform_url, "jobs", "list").stdout
+    again = cli(platform_url, "batch", str(config))  # the output dataset exists: refused before any job
+    assert again.returncode == 1 and ("error 409" in again.stderr or "error 400" in again.stderr), again.stderr
