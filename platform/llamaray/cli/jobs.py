@@ -23,31 +23,22 @@ from llamaray.cli.follow import follow_data_job, follow_training
 from llamaray.cli.output import emit
 from llamaray.client import LlamaRay
 from llamaray.errors import InvalidRequestError, NotFoundError
+from llamaray.jobs.driver import relative_urls_resolved
 
-RELATIVE = "file://./"
 TRAINING_COLUMNS = ["job_uuid", "status", "scheduled_at", "started_at", "completed_at", "error"]
 DATA_COLUMNS = ["job_uuid", "kind", "status", "scheduled_at", "completed_at", "output_dataset_id", "error"]
 
 
 def request_of(config: str, base: Path | None = None) -> dict[str, Any]:
-    """The `request:` of a job config, its `file://./` URLs made absolute under `base`."""
+    """The `request:` of a job config, its `file://./` URLs made absolute under `base` (the
+    current directory), as a job's driver resolves them under its working directory."""
     path = Path(config)
     if not path.is_file():
         raise SystemExit(f"no config file at {config}")
     raw = yaml.safe_load(path.read_text()) or {}
     if not isinstance(raw, dict) or not isinstance(raw.get("request"), dict):
         raise SystemExit(f"{config} has no `request:` mapping (the route's body)")
-    return _absolute(raw["request"], (base or Path.cwd()).resolve())
-
-
-def _absolute(fields: Any, base: Path) -> Any:
-    if isinstance(fields, dict):
-        return {key: _absolute(value, base) for key, value in fields.items()}
-    if isinstance(fields, list):
-        return [_absolute(value, base) for value in fields]
-    if isinstance(fields, str) and fields.startswith(RELATIVE):
-        return (base / fields[len(RELATIVE) :]).resolve().as_uri()
-    return fields
+    return relative_urls_resolved(raw["request"], [(base or Path.cwd()).resolve()])
 
 
 def train(lr: LlamaRay, args: argparse.Namespace) -> int:

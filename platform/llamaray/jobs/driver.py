@@ -40,6 +40,8 @@ def relative_urls_resolved(fields: Any, bases: list[Path]) -> Any:
     under the platform's root (the parent of its data dir, where `models/` is)."""
     if isinstance(fields, dict):
         return {key: relative_urls_resolved(value, bases) for key, value in fields.items()}
+    if isinstance(fields, list):
+        return [relative_urls_resolved(value, bases) for value in fields]
     if isinstance(fields, str) and fields.startswith(RELATIVE):
         relative = fields[len(RELATIVE) :]
         found = next((base / relative for base in bases if (base / relative).exists()), bases[0] / relative)
