@@ -132,8 +132,10 @@ def metrics_port() -> int:
 
 def prepare_environment() -> None:
     """What Ray's processes must inherit from the tests: Serve's settings, and this environment's
-    `python` first on the PATH (a Ray Job's driver runs the first one; ENV.md)."""
+    `python` first on the PATH (a Ray Job's driver runs the first one; ENV.md), and W&B offline
+    (no test reaches wandb.ai: a run's files stay in the job's directory)."""
     os.environ.setdefault("RAY_DEDUP_LOGS", "0")
+    os.environ.setdefault("WANDB_MODE", "offline")
     os.environ.update(serve_env())
     os.environ["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"
 

@@ -87,7 +87,8 @@ def test_the_cli_trains_follows_exports_and_reads_the_job(platform_url, datasets
     job = "sft-cli"
     request = sft_request(job, datasets["sft"], n_iters=8)
     request["resources"] = {"num_workers": 1}
-    request["logger_config"] = {"eval_every_n_steps": 4, "report_to": ["tensorboard", "mlflow"]}
+    # W&B runs offline here (the tests' Ray cluster has WANDB_MODE=offline): its run files are kept.
+    request["logger_config"] = {"eval_every_n_steps": 4, "report_to": ["tensorboard", "mlflow", "wandb"]}
     config = tmp_path / "sft.yaml"
     config.write_text(yaml.safe_dump({"request": request}))
 
@@ -109,9 +110,10 @@ def test_the_cli_trains_follows_exports_and_reads_the_job(platform_url, datasets
     evaluated = [m["step"] for m in status["metrics"] if "eval_loss" in m]
     assert evaluated[:2] == [4, 8], status["metrics"]
     files = {name: Path(uri.removeprefix("file://")) for name, uri in artifacts["files"].items()}
-    assert set(files) == {"plot", "tensorboard", "mlflow"}, files
+    assert set(files) == {"plot", "tensorboard", "mlflow", "wandb"}, files
     assert list(files["tensorboard"].rglob("events.out.tfevents.*"))
     assert any(path.name == "eval_loss" for path in files["mlflow"].rglob("*") if "metrics" in path.parts)
+    assert list(files["wandb"].rglob("offline-run-*/run-*.wandb")), list(files["wandb"].rglob("*"))
     assert files["plot"].read_bytes().startswith(b"\x89PNG")
     plotted = cli(platform_url, "jobs", "plot", job, "--out", str(tmp_path / "curves.png"))
     assert plotted.returncode == 0 and (tmp_path / "curves.png").read_bytes().startswith(b"\x89PNG")
@@ -124,6 +126,37 @@ def test_the_cli_trains_follows_exports_and_reads_the_job(platform_url, datasets
 
     missing = cli(platform_url, "jobs", "status", "no-such-job")
     assert missing.returncode == 1 and "error 404 (job_uuid)" in missing.stderr
+
+
+def test_the_cli_chats_once_and_in_a_conversation(platform_url):
+    """`llamaray chat PROMPT` streams the greedy answer the route gives; without a prompt it reads
+    prompts from its input and asks each with the conversation so far as the dialog's history."""
+    with LlamaRay(platform_url) as lr:
+        expected = lr.inference.chat_completion(
+            ChatCompletionRequest(model=MODEL_ID, dialog={"message": USER}, max_tokens=12)
+        ).content
+    once = cli(platform_url, "chat", "-m", MODEL_ID, "--max-tokens", "12", PROMPTS[0])
+    assert once.returncode == 0, once.stderr
+    assert once.stdout == expected + "\n"
+    as_json = json.loads(cli(platform_url, "chat", "-m", MODEL_ID, "--max-tokens", "12", "--json", PROMPTS[0]).stdout)
+    assert as_json["content"] == expected and as_json["stop_reason"]
+
+    env = {**os.environ, "LLAMARAY_URL": platform_url}
+    talk = subprocess.run(
+        [LLAMARAY, "chat", "--max-tokens", "12"],  # the default model: the first chat model served
+        input=f"{PROMPTS[0]}\n\n{PROMPTS[0]}\n",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert talk.returncode == 0, talk.stderr
+    with LlamaRay(platform_url) as lr:  # the second answer read the first exchange as its history
+        history = [USER, {"role": "assistant", "content": expected}]
+        followed = lr.inference.chat_completion(
+            ChatCompletionRequest(model=MODEL_ID, dialog={"message": USER, "message_history": history}, max_tokens=12)
+        ).content
+    assert talk.stdout == f"{expected}\n{followed}\n"  # the empty line asked nothing; no prompt marker when piped
 
 
 def test_the_cli_lists_models_and_works_a_bank(platform_url, tmp_path):

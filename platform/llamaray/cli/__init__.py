@@ -13,7 +13,7 @@ import sys
 
 import httpx
 
-from llamaray.cli import jobs, resources
+from llamaray.cli import chat, jobs, resources
 from llamaray.client import LlamaRay
 from llamaray.errors import LlamarayError
 
@@ -26,6 +26,7 @@ def parser() -> argparse.ArgumentParser:
     main_parser = argparse.ArgumentParser(prog="llamaray", description="Llama Stack on Ray.")
     commands = main_parser.add_subparsers(dest="command", required=True)
     resources.add_commands(commands, common)
+    chat.add_commands(commands, common)
     jobs.add_commands(commands, common)
     return main_parser
 

@@ -29,20 +29,22 @@ TRAINING_COLUMNS = ["job_uuid", "status", "scheduled_at", "started_at", "complet
 DATA_COLUMNS = ["job_uuid", "kind", "status", "scheduled_at", "completed_at", "output_dataset_id", "error"]
 
 
-def request_of(config: str, base: Path | None = None) -> dict[str, Any]:
+def request_of(config: str, base: Path | None = None, job_uuid: str | None = None) -> dict[str, Any]:
     """The `request:` of a job config, its `file://./` URLs made absolute under `base` (the
-    current directory), as a job's driver resolves them under its working directory."""
+    current directory), as a job's driver resolves them under its working directory; `job_uuid`
+    (`--job-uuid`) names the job in place of the config's."""
     path = Path(config)
     if not path.is_file():
         raise SystemExit(f"no config file at {config}")
     raw = yaml.safe_load(path.read_text()) or {}
     if not isinstance(raw, dict) or not isinstance(raw.get("request"), dict):
         raise SystemExit(f"{config} has no `request:` mapping (the route's body)")
-    return relative_urls_resolved(raw["request"], [(base or Path.cwd()).resolve()])
+    request = relative_urls_resolved(raw["request"], [(base or Path.cwd()).resolve()])
+    return {**request, "job_uuid": job_uuid} if job_uuid else request
 
 
 def train(lr: LlamaRay, args: argparse.Namespace) -> int:
-    body = request_of(args.config)
+    body = request_of(args.config, job_uuid=args.job_uuid)
     body.setdefault("job_uuid", f"{'dpo' if args.dpo else 'sft'}-{uuid.uuid4().hex[:12]}")
     if args.dpo:
         lr.post_training.post_preference_optimize(PostTrainingRLHFRequest.model_validate(body))
@@ -52,13 +54,13 @@ def train(lr: LlamaRay, args: argparse.Namespace) -> int:
 
 
 def sdg(lr: LlamaRay, args: argparse.Namespace) -> int:
-    body = {**request_of(args.config), "run_as_job": True}
+    body = {**request_of(args.config, job_uuid=args.job_uuid), "run_as_job": True}
     answer = lr.synthetic_data_generation.post_generate(SyntheticDataGenerationRequest.model_validate(body))
     return _submitted_data_job(lr, (answer.statistics or {})["job_uuid"], args)
 
 
 def batch(lr: LlamaRay, args: argparse.Namespace) -> int:
-    job = lr.data_jobs.submit_batch_job(BatchJobRequest.model_validate(request_of(args.config)))
+    job = lr.data_jobs.submit_batch_job(BatchJobRequest.model_validate(request_of(args.config, job_uuid=args.job_uuid)))
     return _submitted_data_job(lr, job.job_uuid, args)
 
 
@@ -200,6 +202,7 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
         command = commands.add_parser(name, help=what, parents=[common])
         command.add_argument("config", help="a job config: its `request:` is the route's body")
         command.add_argument("--detach", action="store_true", help="submit, print the job, do not follow it")
+        command.add_argument("--job-uuid", help="the job's id (default: the config's, else a new one)")
         if name == "train":
             command.add_argument("--dpo", action="store_true", help="the config is a preference job (jobs/dpo.py's)")
         command.set_defaults(func=func)
