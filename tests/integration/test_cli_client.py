@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import httpx
 import pytest
 import yaml
 
@@ -80,7 +81,7 @@ def test_the_async_client_streams_as_an_async_iterator(platform_url):
     assert whole == streamed
 
 
-def test_the_cli_trains_follows_exports_and_reads_the_job(platform_url, datasets, tiny_models, tmp_path):
+def test_the_cli_trains_follows_exports_and_reads_the_job(platform_url, ray_cluster, datasets, tiny_models, tmp_path):
     """`llamaray train CONFIG` submits, draws its bar until the job ends and exits 0; the jobs
     commands read it back (tables and --json); `llamaray export` merges its adapter into weights
     that transformers loads and that answer as the adapter does."""
@@ -123,6 +124,15 @@ def test_the_cli_trains_follows_exports_and_reads_the_job(platform_url, datasets
     assert exported.returncode == 0, exported.stderr[-3000:]
     assert (out / "config.json").is_file() and not (out / "adapter_config.json").exists()
     assert greedy_answer(out) == greedy_answer(tiny_models / "tiny-llama-chat", checkpoint)
+
+    # The dashboard's Train tab lists the run under the job's name, finished.
+    from ray._private.authentication.http_token_authentication import get_auth_headers_if_auth_enabled
+
+    headers = get_auth_headers_if_auth_enabled({})  # what Ray's own clients send when it asks for its token
+    answer = httpx.get(f"{ray_cluster.dashboard_url}/api/train/v2/runs/v1", headers=headers, timeout=30)
+    assert answer.status_code == 200, answer.text[-2000:]
+    runs = answer.json()["train_runs"]
+    assert [run["status"] for run in runs if run["name"] == job] == ["FINISHED"], runs
 
     missing = cli(platform_url, "jobs", "status", "no-such-job")
     assert missing.returncode == 1 and "error 404 (job_uuid)" in missing.stderr

@@ -24,7 +24,14 @@ from llamaray.store.storage import SharedStorage
 
 REQUESTS = {"sft": PostTrainingSFTRequest, "dpo": PostTrainingRLHFRequest}
 # The workers' environment (ENV.md): Ray Train's print patch floods logs when `datasets` hashes.
-WORKER_ENV = {"RAY_TRAIN_ENABLE_PRINT_PATCH": "0", "TOKENIZERS_PARALLELISM": "false", **PLATFORM_PRIORITY_ENV}
+# Ray Train records a run for the dashboard's Train tab (its attempts, workers and their logs)
+# only with state tracking on, which is off by default.
+WORKER_ENV = {
+    "RAY_TRAIN_ENABLE_PRINT_PATCH": "0",
+    "RAY_TRAIN_ENABLE_STATE_TRACKING": "1",
+    "TOKENIZERS_PARALLELISM": "false",
+    **PLATFORM_PRIORITY_ENV,
+}
 ERROR_LINES = 15  # of a traceback, in the job's log
 
 
