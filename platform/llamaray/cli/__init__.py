@@ -9,6 +9,7 @@ the field it names) and exits 1.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import httpx
@@ -47,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:  # `llamaray jobs logs JOB | head`: the reader has what it wanted
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # Python's own flush at exit stays quiet
+        return 0
     finally:
         lr.close()
 
