@@ -19,6 +19,7 @@ from llamaray.api.post_training import (
     PostTrainingSFTRequest,
 )
 from llamaray.config import PlatformConfig
+from llamaray.errors import NotFoundError
 from llamaray.jobs.control import JobControl
 from llamaray.store.metadata import MetadataStore
 from llamaray.store.storage import SharedStorage
@@ -57,18 +58,19 @@ class PostTrainingService:
         )
 
     async def get_training_job_status(self, job_uuid: str) -> PostTrainingJobStatusResponse:
-        record = await self.jobs.record(job_uuid)
+        record = await self._record(job_uuid)
         return _status(record, await self.jobs.metrics(job_uuid))
 
     async def list_training_jobs(self) -> list[PostTrainingJobStatusResponse]:
         return [_status(record) for record in await self.jobs.jobs() if record["kind"] in TRAINING_KINDS]
 
     async def get_training_job_logstream(self, job_uuid: str) -> PostTrainingJobLogStream:
+        await self._record(job_uuid)
         return PostTrainingJobLogStream(job_uuid=job_uuid, log_lines=await self.jobs.logs(job_uuid))
 
     async def follow_training_job_logs(self, job_uuid: str) -> AsyncIterator[PostTrainingJobLogStream]:
         """The log so far, then each new batch of lines, until the job has ended."""
-        await self.jobs.record(job_uuid)  # a 404 (or a 429) before the stream starts
+        await self._record(job_uuid)  # a 404 (or a 429) before the stream starts
         return self._follow(job_uuid, await self.jobs.follow_logs(job_uuid))
 
     async def _follow(self, job_uuid: str, lines: AsyncIterator[list[str]]) -> AsyncIterator[PostTrainingJobLogStream]:
@@ -76,15 +78,25 @@ class PostTrainingService:
             yield PostTrainingJobLogStream(job_uuid=job_uuid, log_lines=batch)
 
     async def cancel_training_job(self, job_uuid: str) -> None:
+        await self._record(job_uuid)
         await self.jobs.cancel(job_uuid)
 
     async def get_training_job_artifacts(self, job_uuid: str) -> PostTrainingJobArtifactsResponse:
-        record = await self.jobs.record(job_uuid)
+        record = await self._record(job_uuid)
         return PostTrainingJobArtifactsResponse(
             job_uuid=job_uuid,
             checkpoints=[Checkpoint(**c) for c in record["checkpoints"]],
             files=await asyncio.to_thread(self._files, job_uuid),
         )
+
+    async def _record(self, job_uuid: str) -> dict[str, Any]:
+        """The job's record; a data job (the tracker holds both) is not found here."""
+        record = await self.jobs.record(job_uuid)
+        if record["kind"] not in TRAINING_KINDS:
+            raise NotFoundError(
+                f"{job_uuid!r} is a {record['kind']} job, not a training job; see /data_jobs/status", "job_uuid"
+            )
+        return record
 
     def _files(self, job_uuid: str) -> dict[str, str]:
         """The job's plot and trackers' files that exist, by name."""
@@ -94,7 +106,7 @@ class PostTrainingService:
 
     async def get_training_job_plot(self, job_uuid: str) -> bytes:
         """The job's loss, validation loss and learning rate so far, as a PNG."""
-        await self.jobs.record(job_uuid)
+        await self._record(job_uuid)
         metrics = await self.jobs.metrics(job_uuid)
         return await asyncio.to_thread(loss_plot, metrics, job_uuid)
 
