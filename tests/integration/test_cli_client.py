@@ -98,6 +98,8 @@ def test_the_cli_trains_follows_exports_and_reads_the_job(platform_url, ray_clus
     assert f"submitted {job}" in trained.stdout and "completed" in trained.stdout
     assert "8/8" in trained.stderr and "loss=" in trained.stderr  # the bar: steps of max_steps, and the loss
 
+    followed = cli(platform_url, "jobs", "follow", job)  # the bar again, for a job that has ended
+    assert followed.returncode == 0 and "completed" in followed.stdout and "8/8" in followed.stderr
     status = json.loads(cli(platform_url, "jobs", "status", job, "--json").stdout)
     assert status["status"] == "completed" and status["metrics"][-1]["step"] == 8
     listed = cli(platform_url, "jobs", "list")
@@ -200,5 +202,10 @@ def test_the_cli_runs_a_batch_job_and_lists_it(platform_url, tmp_path):
         assert "batch-cli" in [job.job_uuid for job in lr.data_jobs.list_data_jobs()]
         assert lr.datasets.get_dataset("batch-cli").content_url
     assert "batch-cli" in cli(platform_url, "jobs", "list").stdout
+    followed = cli(platform_url, "jobs", "follow", "batch-cli")  # a data job, read at its own routes
+    assert followed.returncode == 0 and "OUTPUT_DATASET_ID" in followed.stdout and "6/6" in followed.stderr
+    with LlamaRay(platform_url) as lr, pytest.raises(NotFoundError) as not_training:
+        lr.post_training.get_training_job_status("batch-cli")
+    assert not_training.value.param == "job_uuid" and "not a training job" in not_training.value.message
     again = cli(platform_url, "batch", str(config))  # the output dataset exists: refused before any job
     assert again.returncode == 1 and ("error 409" in again.stderr or "error 400" in again.stderr), again.stderr

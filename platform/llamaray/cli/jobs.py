@@ -120,6 +120,17 @@ def jobs_status(lr: LlamaRay, args: argparse.Namespace) -> int:
     return 0
 
 
+def jobs_follow(lr: LlamaRay, args: argparse.Namespace) -> int:
+    """The live bar of `train`/`sdg`/`batch` for a job submitted any way; exits 0 once it completed."""
+    if _kind(lr, args.job_uuid) == "training":
+        job = follow_training(lambda: lr.post_training.get_training_job_status(args.job_uuid))
+        emit(job, args.json, TRAINING_COLUMNS)
+    else:
+        job = follow_data_job(lambda: lr.data_jobs.get_data_job_status(args.job_uuid))
+        emit(job, args.json, DATA_COLUMNS)
+    return 0 if job.status.value == "completed" else 1
+
+
 def jobs_logs(lr: LlamaRay, args: argparse.Namespace) -> int:
     if _kind(lr, args.job_uuid) == "data":
         _lines(lr.data_jobs.get_data_job_logs(args.job_uuid), args.json)
@@ -211,6 +222,7 @@ def add_commands(commands: argparse._SubParsersAction, common: argparse.Argument
     jobs.add_parser("list", help="every job, oldest first", parents=[common]).set_defaults(func=jobs_list)
     for name, func, what in (
         ("status", jobs_status, "a job's status and latest metrics"),
+        ("follow", jobs_follow, "a live bar until the job ends (exit 0 if it completed)"),
         ("logs", jobs_logs, "a job's log"),
         ("cancel", jobs_cancel, "stop a job (it records `cancelled`)"),
         ("artifacts", jobs_artifacts, "a training job's checkpoints and files, a data job's output dataset"),
