@@ -104,7 +104,7 @@ def run_llamaray(args) -> dict:
     request = BatchJobRequest(model="tiny-llama-chat", content_batch=prompts(args.prompts))
     params = GenerationParams(max_tokens=args.max_tokens, ignore_eos=True)
     started = time.time()
-    rows = batch_rows(request, None, None)  # inline prompts: no platform or store needed
+    rows = batch_rows(request, None, None, None)  # inline completion prompts: no platform, store or chat format
     ds = generation_stage(ray.data.from_items(rows), model_config(args.model), params, [], settings, TimedGenerate)
     tokens, ready, done = 0, float("inf"), 0.0
     for batch in ds.iter_batches(batch_size=None):

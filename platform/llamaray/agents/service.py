@@ -88,9 +88,11 @@ class AgenticSystemService:
 
     async def _parts(self, agent: AgenticSystemCreateRequest) -> TurnParts:
         tools = {_tool_name(t): t for t in agent.available_tools}
+        model = await self.registry.chat(agent.model, "model")
         return TurnParts(
             agent=agent,
-            engine=(await self.registry.chat(agent.model, "model")).client,
+            engine=model.client,
+            prompt_format=model.prompt_format,
             input_shields=await self._build_shields(agent.input_shields, "input_shields"),
             output_shields=await self._build_shields(agent.output_shields, "output_shields"),
             tool_input_shields={

@@ -32,6 +32,7 @@ from llamaray.api.common import Message, Role, SafetyViolation, StopReason, Tool
 from llamaray.api.memory_banks import MemoryBankDocument, MemoryBanks, QueryMemoryBankRequest
 from llamaray.config import AgentSettings
 from llamaray.engines.protocol import EngineClient, GenerationParams
+from llamaray.inference.prompt_format import LLAMA3, PromptFormat
 from llamaray.inference.sampling import stop_reason
 from llamaray.inference.service import chat_engine_request
 from llamaray.inference.tool_stream import ToolCallStream
@@ -57,6 +58,9 @@ class TurnParts:
     settings: AgentSettings
     stream: bool = True  # False: the model's answers are generated whole, not streamed
     metrics: StepMetrics | None = None
+    # The agent model's prompts: the Llama 3.1 format (tools, `ipython`), or its tokenizer's own
+    # chat template (tools handed to it; tool calls are parsed only from Llama's syntax).
+    prompt_format: PromptFormat = LLAMA3
 
 
 class StepMetrics(Protocol):
@@ -180,7 +184,9 @@ async def _infer(state: TurnState, parts: TurnParts, messages: list[Message]) ->
     kind = ExecutionStepType.model_inference
     yield _chunk(Event.step_start, step_uuid, kind)
     params = GenerationParams(max_tokens=parts.settings.max_tokens)
-    request = chat_engine_request(messages, parts.agent.available_tools, params, "messages")
+    request = chat_engine_request(
+        messages, parts.agent.available_tools, params, "messages", prompt_format=parts.prompt_format
+    )
     tool_stream = ToolCallStream()
     shown, reason = [], StopReason.not_stopped
     started = time.perf_counter()

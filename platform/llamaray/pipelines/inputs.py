@@ -6,6 +6,7 @@ gateway answers a 4xx before any job exists; the driver then calls `*_inputs` fo
 
 from __future__ import annotations
 
+import asyncio
 import json
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,7 +22,7 @@ from llamaray.datasets.registry import registered
 from llamaray.engines.protocol import AdapterRef, GenerationParams
 from llamaray.errors import InvalidRequestError, NotFoundError
 from llamaray.inference.adapters import AdapterCatalog, adapter_ref
-from llamaray.inference.chat_format import encode_dialog
+from llamaray.inference.prompt_format import PromptFormat, prompt_format_for
 from llamaray.inference.sampling import generation_params
 from llamaray.inference.service import chat_stop_tokens
 from llamaray.pipelines.sdg import sdg_params
@@ -61,6 +62,7 @@ class GenerationInputs:
     stop_tokens: list[str]
     chat: bool  # rows carry `messages` and answers are chat completions
     adapter: AdapterRef | None = None
+    prompt_format: PromptFormat | None = None  # the model's (an adapter's is its base's); chat rows only
 
 
 async def check_sdg(
@@ -74,7 +76,8 @@ async def check_sdg(
     params = sdg_params(request, reward)
     if request.dataset_id:
         _prompt_column(store, request.dataset_id, request.prompt_column, "prompt_column")
-    return GenerationInputs(generator, params, chat_stop_tokens(params), chat=True, adapter=adapter), reward
+    prompts = await _prompt_format(generator)
+    return GenerationInputs(generator, params, chat_stop_tokens(params, prompts), True, adapter, prompts), reward
 
 
 async def check_batch(
@@ -85,11 +88,19 @@ async def check_batch(
     chat = request.batch_dialogs is not None
     if request.dataset_id:
         chat = _prompt_column(store, request.dataset_id, request.column, "column") is DatasetColumnType.dialog
-    return GenerationInputs(model, params, chat_stop_tokens(params) if chat else [], chat, adapter)
+    if not chat:
+        return GenerationInputs(model, params, [], chat, adapter)
+    prompts = await _prompt_format(model)
+    return GenerationInputs(model, params, chat_stop_tokens(params, prompts), chat, adapter, prompts)
+
+
+async def _prompt_format(model: ModelConfig) -> PromptFormat:
+    """As the model's replicas write its prompts (its tokenizer read once, off the event loop)."""
+    return await asyncio.to_thread(prompt_format_for, model.path, model.prompt_format)
 
 
 def sdg_rows(
-    request: SyntheticDataGenerationRequest, platform: PlatformConfig, store: MetadataStore
+    request: SyntheticDataGenerationRequest, platform: PlatformConfig, store: MetadataStore, prompts: PromptFormat
 ) -> list[dict[str, Any]]:
     if request.prompts:
         dialogs = [[p] for p in request.prompts]
@@ -98,17 +109,21 @@ def sdg_rows(
             request.dataset_id, request.prompt_column, "prompt_column", platform, store
         )
         dialogs = [_dialog(value, column_type) for value in values]
-    return [_chat_row(i, messages, []) for i, messages in enumerate(dialogs)]
+    return [_chat_row(i, messages, [], prompts) for i, messages in enumerate(dialogs)]
 
 
-def batch_rows(request: BatchJobRequest, platform: PlatformConfig, store: MetadataStore) -> list[dict[str, Any]]:
+def batch_rows(
+    request: BatchJobRequest, platform: PlatformConfig, store: MetadataStore, prompts: PromptFormat | None
+) -> list[dict[str, Any]]:
+    """Each prompt as the engine takes it; dialogs in `prompts`, the model's format (`check_batch`)."""
+    tools = request.available_tools
     if request.content_batch is not None:
         return [_completion_row(i, content_text(c)) for i, c in enumerate(request.content_batch)]
     if request.batch_dialogs is not None:
-        return [_chat_row(i, d.messages(), request.available_tools) for i, d in enumerate(request.batch_dialogs)]
+        return [_chat_row(i, d.messages(), tools, prompts) for i, d in enumerate(request.batch_dialogs)]
     column_type, values = _dataset_column(request.dataset_id, request.column, "column", platform, store)
     if column_type is DatasetColumnType.dialog:
-        return [_chat_row(i, _dialog(value, column_type), request.available_tools) for i, value in enumerate(values)]
+        return [_chat_row(i, _dialog(value, column_type), tools, prompts) for i, value in enumerate(values)]
     return [_completion_row(i, str(value)) for i, value in enumerate(values)]
 
 
@@ -116,10 +131,10 @@ def _completion_row(index: int, text: str) -> dict[str, Any]:
     return {"index": index, "prompt": text, "add_special_tokens": True, "messages": ""}
 
 
-def _chat_row(index: int, messages: list[Message], tools) -> dict[str, Any]:
+def _chat_row(index: int, messages: list[Message], tools, prompts: PromptFormat) -> dict[str, Any]:
     return {
         "index": index,
-        "prompt": encode_dialog(messages, tools),
+        "prompt": prompts.prompt(messages, tools),
         "add_special_tokens": False,
         "messages": json.dumps([m.model_dump(mode="json", exclude_defaults=True) for m in messages]),
     }

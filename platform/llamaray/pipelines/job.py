@@ -99,7 +99,7 @@ def run(kind: str, request, platform: PlatformConfig, tracker) -> int:
 
 def _run_sdg(request: SyntheticDataGenerationRequest, platform, store, tracker, output: DatasetOutput):
     generation, reward = asyncio.run(inputs.check_sdg(request, platform, store, _adapters(platform, store, tracker)))
-    rows = inputs.sdg_rows(request, platform, store)
+    rows = inputs.sdg_rows(request, platform, store, generation.prompt_format)
     ds = pipeline.sdg_dataset(
         rows,
         request,
@@ -134,7 +134,7 @@ def _sdg_row(index: int, messages: list[Message], generation: Message, score: fl
 
 def _run_batch(request: BatchJobRequest, platform, store, tracker, output: DatasetOutput):
     generation = asyncio.run(inputs.check_batch(request, platform, store, _adapters(platform, store, tracker)))
-    rows = inputs.batch_rows(request, platform, store)
+    rows = inputs.batch_rows(request, platform, store, generation.prompt_format)
     ds = pipeline.batch_dataset(
         rows, generation.model, generation.params, generation.stop_tokens, platform.data, generation.adapter
     )

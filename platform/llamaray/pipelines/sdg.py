@@ -20,6 +20,7 @@ from llamaray.config import ModelConfig
 from llamaray.engines.protocol import EngineRequest, GenerationParams, SequenceDelta
 from llamaray.errors import InvalidRequestError
 from llamaray.inference.chat_format import chat_turns
+from llamaray.inference.prompt_format import PromptFormat
 from llamaray.inference.sampling import generation_params
 from llamaray.inference.service import chat_engine_request, chat_response
 from llamaray.pipelines.filters import keep
@@ -49,8 +50,10 @@ def sdg_params(request: SyntheticDataGenerationRequest, scorer: ModelConfig) -> 
     return params
 
 
-def prompt_request(messages: list[Message], params: GenerationParams, param: str) -> EngineRequest:
-    return chat_engine_request(messages, [], copy.deepcopy(params), param)
+def prompt_request(
+    messages: list[Message], params: GenerationParams, param: str, prompt_format: PromptFormat
+) -> EngineRequest:
+    return chat_engine_request(messages, [], copy.deepcopy(params), param, prompt_format=prompt_format)
 
 
 def generated_message(messages: list[Message], sequence: SequenceDelta) -> Message:

@@ -165,7 +165,7 @@ class SyntheticDataGenerationService:
         engine = (await self.registry.chat(request.model or generation.model.model_id)).client
         outs = await asyncio.gather(
             *(
-                engine.generate(prompt_request([p], generation.params, f"prompts[{i}]"))
+                engine.generate(prompt_request([p], generation.params, f"prompts[{i}]", generation.prompt_format))
                 for i, p in enumerate(request.prompts)
             )
         )
