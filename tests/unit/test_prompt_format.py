@@ -97,3 +97,31 @@ def test_a_tokenizer_without_a_template_cannot_be_asked_for_one(llama_dir, tmp_p
     (tmp_path / "chat_template.jinja").unlink(missing_ok=True)
     with pytest.raises(ValueError, match="no chat template"):
         prompt_format_for(str(tmp_path), "chat_template")
+
+
+def test_batch_and_synthetic_data_jobs_write_a_chat_template_models_prompts(chatml_dir):
+    """The jobs' rows take the generator's format, as its chat routes do (they once took Llama's)."""
+    import asyncio
+
+    from llamaray.api.data_jobs import BatchJobRequest
+    from llamaray.api.synthetic_data_generation import SyntheticDataGenerationRequest
+    from llamaray.config import ModelConfig, PlatformConfig
+    from llamaray.pipelines.inputs import batch_rows, check_batch, check_sdg, sdg_rows
+
+    platform = PlatformConfig(
+        models=[
+            ModelConfig(model_id="chatml", path=str(chatml_dir)),
+            ModelConfig(model_id="reward", path=str(chatml_dir), kind="reward", max_model_len=512),
+        ]
+    )
+    expected = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+    batch = BatchJobRequest(model="chatml", batch_dialogs=[{"message": {"role": "user", "content": "Hi"}}])
+    inputs = asyncio.run(check_batch(batch, platform, None))
+    assert isinstance(inputs.prompt_format, ChatTemplateFormat) and inputs.stop_tokens == []
+    assert batch_rows(batch, platform, None, inputs.prompt_format)[0]["prompt"] == expected
+
+    sdg = SyntheticDataGenerationRequest(
+        model="chatml", reward_scoring="reward", prompts=[{"role": "user", "content": "Hi"}], max_tokens=8
+    )
+    inputs, _ = asyncio.run(check_sdg(sdg, platform, None))
+    assert sdg_rows(sdg, platform, None, inputs.prompt_format)[0]["prompt"] == expected
