@@ -125,3 +125,22 @@ def test_batch_and_synthetic_data_jobs_write_a_chat_template_models_prompts(chat
     )
     inputs, _ = asyncio.run(check_sdg(sdg, platform, None))
     assert sdg_rows(sdg, platform, None, inputs.prompt_format)[0]["prompt"] == expected
+
+
+def test_tools_for_a_template_without_them_are_refused_not_dropped(chatml_dir):
+    """CHATML renders no `tools`: a request with tools would be answered as if it had none."""
+    from llamaray.api.common import ToolDefinition
+    from llamaray.errors import InvalidRequestError
+
+    chatml = prompt_format_for(str(chatml_dir))
+    assert not chatml.takes_tools() and LLAMA3.takes_tools()
+    tools = [ToolDefinition(tool_name="get_weather", parameters={"type": "object"})]
+    with pytest.raises(InvalidRequestError) as refused:
+        chat_engine_request(
+            DIALOG[:2], tools, GenerationParams(), "messages", prompt_format=chatml, tools_param="tools"
+        )
+    assert refused.value.param == "tools"
+    forced = chat_engine_request(
+        DIALOG[:2], tools, GenerationParams(), "messages", prompt_format=chatml, tools_param=None
+    )
+    assert forced.prompt.endswith("<|im_start|>assistant\n")  # a forced call's schema shapes the answer instead

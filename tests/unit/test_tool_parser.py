@@ -139,3 +139,30 @@ def test_stream_of_many_small_deltas_is_linear():
 def test_builtin_call_with_a_parenthesis_in_a_string_argument():
     parsed = parse_tool_calls('brave_search.call(query="why (really)?")')
     assert parsed.tool_calls[0].arguments == {"query": "why (really)?"}
+
+
+def test_hermes_tool_call_blocks_of_chat_templates():
+    """Qwen's and SmolLM2's templates ask for `<tool_call>{json}</tool_call>`, one block a call."""
+    out = parse_tool_calls(
+        'Checking both.\n<tool_call>\n{"name": "get_weather", "arguments": {"city": "Paris"}}\n</tool_call>\n'
+        '<tool_call>\n{"name": "get_weather", "arguments": {"city": "Rome"}}'  # stopped before its close
+    )
+    assert out.content == "Checking both."
+    assert out.tool_calls == [
+        ToolCall(tool_name="get_weather", arguments={"city": "Paris"}),
+        ToolCall(tool_name="get_weather", arguments={"city": "Rome"}),
+    ]
+    broken = parse_tool_calls("<tool_call>not json</tool_call>")  # not a call: the text stays
+    assert broken.tool_calls == [] and "not json" in broken.content
+    many = "<tool_call>" * 50_000
+    started = time.perf_counter()
+    assert parse_tool_calls(many).tool_calls == []
+    assert time.perf_counter() - started < 1.0
+
+
+def test_a_streamed_hermes_call_is_held_back_and_parsed():
+    stream = ToolCallStream()
+    shown = "".join(stream.feed(d) for d in ["Sure. <tool", '_call>{"name": "f", ', '"arguments": {}}</tool_call>'])
+    rest, calls = stream.finish()
+    assert (shown, rest) == ("Sure. ", "")  # the text before the tag, never a piece of the call
+    assert calls == [ToolCall(tool_name="f", arguments={})]

@@ -58,7 +58,12 @@ class AgenticSystemService:
         self.metrics = metrics
 
     async def create_agentic_system(self, request: AgenticSystemCreateRequest) -> AgenticSystemCreateResponse:
-        await self.registry.chat(request.model, "model")
+        model = await self.registry.chat(request.model, "model")
+        if request.available_tools and not model.prompt_format.takes_tools():
+            raise InvalidRequestError(
+                f"{request.model}'s chat template takes no tools, so the agent's model would never see them",
+                "available_tools",
+            )
         names = [_tool_name(t) for t in request.available_tools]
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:

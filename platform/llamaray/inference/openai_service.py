@@ -196,7 +196,13 @@ class OpenAIService:
             json_object=forced.json_object,
         )
         engine_request = chat_engine_request(
-            messages, to_llama_tools(request), params, "messages", request.continue_final_message, model.prompt_format
+            messages,
+            to_llama_tools(request),
+            params,
+            "messages",
+            request.continue_final_message,
+            model.prompt_format,
+            tools_param=None if forced.tool_calls else "tools",  # a forced call is shaped by its schema
         )
         prefill = prefill_text(messages) if request.continue_final_message and request.echo else ""
         if request.stream:

@@ -42,6 +42,10 @@ class PromptFormat(Protocol):
         """Whether an answer keeps special tokens in its text (Llama's tool-call tags are parsed)."""
         ...
 
+    def takes_tools(self) -> bool:
+        """Whether tools reach the model's prompt (a template without them would drop them unseen)."""
+        ...
+
 
 class Llama3Format:
     name = "llama3"
@@ -56,6 +60,9 @@ class Llama3Format:
         return [EOT, EOM]
 
     def keeps_special_tokens(self) -> bool:
+        return True
+
+    def takes_tools(self) -> bool:
         return True
 
 
@@ -108,6 +115,9 @@ class ChatTemplateFormat:
 
     def keeps_special_tokens(self) -> bool:
         return False
+
+    def takes_tools(self) -> bool:
+        return "tools" in self.tokenizer.chat_template  # Jinja reads `tools` only where it renders them
 
 
 LLAMA3 = Llama3Format()

@@ -19,6 +19,7 @@ from llamaray.api.inference import (
     CompletionResponseStreamChunk,
 )
 from llamaray.engines.protocol import EngineRequest, GenerationParams, SequenceDelta
+from llamaray.errors import InvalidRequestError
 from llamaray.inference.chat_format import prefill_text
 from llamaray.inference.prompt_format import LLAMA3, PromptFormat
 from llamaray.inference.registry import ModelRegistry
@@ -42,8 +43,13 @@ def chat_engine_request(
     prompt_param: str,
     continue_final_message: bool = True,
     prompt_format: PromptFormat = LLAMA3,
+    tools_param: str | None = "available_tools",
 ) -> EngineRequest:
-    """A chat turn as the engine sees it: the prompt in the model's format (`prompt_format`)."""
+    """A chat turn as the engine sees it: the prompt in the model's format (`prompt_format`).
+    Tools a model's prompt cannot carry are a 400 naming `tools_param` (None: the caller forces
+    the call's shape itself), not a request the model answers without them."""
+    if tools and tools_param and not prompt_format.takes_tools():
+        raise InvalidRequestError("the model's chat template takes no tools, so it would never see them", tools_param)
     return EngineRequest(
         request_id=f"chat-{uuid.uuid4().hex}",
         prompt=prompt_format.prompt(messages, tools, continue_final_message),

@@ -1,8 +1,10 @@
-"""Tool calls out of Llama 3.1 output.
+"""Tool calls out of Llama 3.1 output, and the JSON calls chat templates ask for.
 
-Parse order (API.md): the `<function=NAME>{json}</function>` tag, then a JSON object
-(`{"name": ..., "parameters": ...}`, with or without `"type": "function"`), then a built-in
-call `NAME.call(query=...)`, then any other python-tagged text as code_interpreter input.
+Parse order (API.md): the `<function=NAME>{json}</function>` tag, then `<tool_call>{json}</tool_call>`
+blocks (the Hermes convention of Qwen's and SmolLM2's templates; the close may be missing when
+the model stops at it), then a JSON object (`{"name": ..., "parameters"|"arguments": ...}`, with
+or without `"type": "function"`), then a built-in call `NAME.call(query=...)`, then any other
+python-tagged text as code_interpreter input.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from llamaray.inference.chat_format import MODEL_NAME_TO_BUILTIN, PYTHON_TAG
 FUNCTION_TAG = re.compile(r"<function=(?P<name>[^>]+)>(?P<args>.*?)</function>", re.DOTALL)
 MAX_CALL_NESTING = 32  # brackets in a built-in call's arguments; deeper is not a call
 FUNCTION_CLOSE = "</function>"
+TOOL_CALL_OPEN, TOOL_CALL_CLOSE = "<tool_call>", "</tool_call>"
 BUILTIN_CALL = re.compile(r"^\s*(?P<name>[A-Za-z_][A-Za-z0-9_]*)\.call\(", re.DOTALL)
 # Special tokens a model may emit that are never part of an answer's text.
 SPECIAL_TOKEN = re.compile(
@@ -49,6 +52,11 @@ def parse_tool_calls(text: str) -> ParsedOutput:
     if calls:
         rest = (FUNCTION_TAG.sub("", text[:tagged_end]) + text[tagged_end:]).replace(PYTHON_TAG, "")
         return ParsedOutput(rest.strip(), calls)
+    if TOOL_CALL_OPEN in text:
+        before, *blocks = text.split(TOOL_CALL_OPEN)  # linear, however many opens there are
+        calls = [_json_call(block.split(TOOL_CALL_CLOSE, 1)[0]) for block in blocks]
+        if calls and all(calls):
+            return ParsedOutput(before.strip(), calls)
 
     before, tagged, code = text.partition(PYTHON_TAG)
     candidate = code if tagged else text

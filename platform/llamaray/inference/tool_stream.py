@@ -1,7 +1,7 @@
 """Streaming text that may turn into a tool call.
 
 Plain text is passed on as it arrives; from the point where the output could be a tool call
-(the python tag, a `<function=` tag, or an answer that opens with `{`) it is held back and
+(the python tag, a `<function=` or `<tool_call>` tag, or an answer that opens with `{`) it is held back and
 parsed when generation ends, so a client never sees half a tool call as text.
 """
 
@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from llamaray.api.common import ToolCall
 from llamaray.inference.chat_format import PYTHON_TAG
-from llamaray.inference.tool_parser import parse_tool_calls, strip_special_tokens
+from llamaray.inference.tool_parser import TOOL_CALL_OPEN, parse_tool_calls, strip_special_tokens
 
 FUNCTION_OPEN = "<function="
+MARKERS = (PYTHON_TAG, FUNCTION_OPEN, TOOL_CALL_OPEN)
 
 
 class ToolCallStream:
@@ -54,16 +55,16 @@ class ToolCallStream:
                 if stripped.startswith("{"):
                     return len(self.text) - len(stripped)
         # A marker may straddle the previous delta's end: search from a marker's length before it.
-        start = max(0, self.searched - max(len(PYTHON_TAG), len(FUNCTION_OPEN)))
+        start = max(0, self.searched - max(len(marker) for marker in MARKERS))
         self.searched = len(self.text)
-        found = [i for i in (self.text.find(PYTHON_TAG, start), self.text.find(FUNCTION_OPEN, start)) if i >= 0]
+        found = [i for i in (self.text.find(marker, start) for marker in MARKERS) if i >= 0]
         return min(found) if found else None
 
     def _marker_prefix_at_end(self) -> int:
         """How many trailing characters may still grow into a marker."""
         sizes = [
             size
-            for marker in (PYTHON_TAG, FUNCTION_OPEN)
+            for marker in MARKERS
             for size in range(1, min(len(marker) - 1, len(self.text)) + 1)
             if self.text.endswith(marker[:size])
         ]

@@ -91,6 +91,8 @@ async def check_batch(
     if not chat:
         return GenerationInputs(model, params, [], chat, adapter)
     prompts = await _prompt_format(model)
+    if request.available_tools and not prompts.takes_tools():
+        raise InvalidRequestError(f"{model.model_id}'s chat template takes no tools", "available_tools")
     return GenerationInputs(model, params, chat_stop_tokens(params, prompts), chat, adapter, prompts)
 
 
