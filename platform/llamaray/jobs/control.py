@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from typing import Any, AsyncIterator, Sequence
+from typing import Any, AsyncIterator, Collection, Sequence
 
 from llamaray.api.jobs import FINAL_STATUSES, JobStatus
 from llamaray.api.limits import current_limits
@@ -80,6 +80,18 @@ class JobControl:
         of a driver that could not answer). Another key's job does not exist (a 404)."""
         self._check_owner(job_uuid)
         return await self._reconciled(job_uuid)
+
+    async def record_of_kind(
+        self, job_uuid: str, kinds: Collection[str], family: str, elsewhere: str
+    ) -> dict[str, Any]:
+        """`record`, for a route of one family of jobs: the tracker holds training and data jobs
+        alike, and another family's job is not found here (a 404 that says where it is)."""
+        record = await self.record(job_uuid)
+        if record["kind"] not in kinds:
+            raise NotFoundError(
+                f"{job_uuid!r} is a {record['kind']} job, not a {family} job; see {elsewhere}", "job_uuid"
+            )
+        return record
 
     async def _reconciled(self, job_uuid: str) -> dict[str, Any]:
         record = await self.tracker.get.remote(job_uuid)

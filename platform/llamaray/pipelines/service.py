@@ -20,7 +20,7 @@ from llamaray.api.synthetic_data_generation import SyntheticDataGenerationReques
 from llamaray.config import PlatformConfig
 from llamaray.datasets.readers import read_rows
 from llamaray.datasets.registry import check_free, claim, registered
-from llamaray.errors import DeadlineExceededError, EngineUnavailableError, InvalidRequestError, NotFoundError
+from llamaray.errors import DeadlineExceededError, EngineUnavailableError, InvalidRequestError
 from llamaray.inference.adapters import AdapterCatalog
 from llamaray.inference.registry import ModelRegistry
 from llamaray.jobs.control import JobControl
@@ -130,12 +130,7 @@ class DataJobsService:
         return [json.loads(row["response"]) for row in sorted(rows, key=lambda row: int(row["index"]))]
 
     async def _record(self, job_uuid: str) -> dict[str, Any]:
-        record = await self.jobs.record(job_uuid)
-        if record["kind"] not in DATA_KINDS:
-            raise NotFoundError(
-                f"{job_uuid!r} is a {record['kind']} job, not a data job; see /post_training/job/status", "job_uuid"
-            )
-        return record
+        return await self.jobs.record_of_kind(job_uuid, DATA_KINDS, "data", "/post_training/job/status")
 
 
 class SyntheticDataGenerationService:

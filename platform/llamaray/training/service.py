@@ -19,7 +19,6 @@ from llamaray.api.post_training import (
     PostTrainingSFTRequest,
 )
 from llamaray.config import PlatformConfig
-from llamaray.errors import NotFoundError
 from llamaray.jobs.control import JobControl
 from llamaray.store.metadata import MetadataStore
 from llamaray.store.storage import SharedStorage
@@ -90,13 +89,7 @@ class PostTrainingService:
         )
 
     async def _record(self, job_uuid: str) -> dict[str, Any]:
-        """The job's record; a data job (the tracker holds both) is not found here."""
-        record = await self.jobs.record(job_uuid)
-        if record["kind"] not in TRAINING_KINDS:
-            raise NotFoundError(
-                f"{job_uuid!r} is a {record['kind']} job, not a training job; see /data_jobs/status", "job_uuid"
-            )
-        return record
+        return await self.jobs.record_of_kind(job_uuid, TRAINING_KINDS, "training", "/data_jobs/status")
 
     def _files(self, job_uuid: str) -> dict[str, str]:
         """The job's plot and trackers' files that exist, by name."""
