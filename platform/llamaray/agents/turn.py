@@ -59,7 +59,7 @@ class TurnParts:
     stream: bool = True  # False: the model's answers are generated whole, not streamed
     metrics: StepMetrics | None = None
     # The agent model's prompts: the Llama 3.1 format (tools, `ipython`), or its tokenizer's own
-    # chat template (tools handed to it; tool calls are parsed only from Llama's syntax).
+    # chat template (tools handed to it; calls parsed from `<tool_call>` blocks or bare JSON).
     prompt_format: PromptFormat = LLAMA3
 
 
