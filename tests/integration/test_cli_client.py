@@ -136,6 +136,10 @@ def test_the_cli_trains_follows_exports_and_reads_the_job(platform_url, ray_clus
     runs = answer.json()["train_runs"]
     assert [run["status"] for run in runs if run["name"] == job] == ["FINISHED"], runs
 
+    with LlamaRay(platform_url) as lr, pytest.raises(NotFoundError) as not_data:  # each family at its own routes
+        lr.data_jobs.get_data_job_status(job)
+    assert not_data.value.param == "job_uuid" and "not a data job" in not_data.value.message
+
     missing = cli(platform_url, "jobs", "status", "no-such-job")
     assert missing.returncode == 1 and "error 404 (job_uuid)" in missing.stderr
 
