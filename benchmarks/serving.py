@@ -7,8 +7,9 @@ interleaved (each repetition in a rotated order), each cell after warm-up:
     llamaray's engines run); the faster of the two, per cell, is the baseline; both send
     --vllm-stream-interval tokens per streamed event (vLLM's `--stream-interval`; llamaray merges
     30 ms of deltas into one event), and the table shows the events per stream of each system;
-  - llamaray as `make serve` starts it: `deployments/local.yaml`'s own config (or, with
-    `--topology gateway`, every model in a deployment of its own behind the gateway);
+  - llamaray as `make serve` starts it: `deployments/local.yaml`'s own config, the tiny model in
+    its chat model's place (or, with `--topology gateway`, every model in a deployment of its own
+    behind the gateway);
   - Ray Serve LLM's default app (`ray.serve.llm.build_openai_app`), and the same app in its
     direct-streaming mode.
 Streaming cells are driven by vLLM's own client, `vllm bench serve` (random prompts, exactly
@@ -253,16 +254,24 @@ def start_vllm(
 
 
 def shipped_config(models_dir: Path, topology: str) -> dict:
-    """deployments/local.yaml's application args, as `make serve` runs them, with its own data dir."""
+    """deployments/local.yaml's application args as `make serve` runs them (its layout, its chat
+    engine's settings, every other deployment), with the benchmark's model in the place of its chat
+    model (SmolLM2 there) so that every system serves the same weights, and a data dir of its own."""
     serve_config = yaml.safe_load((ROOT / "deployments" / "local.yaml").read_text())
     config = serve_config["applications"][0]["args"]
     config["data_dir"] = tempfile.mkdtemp(prefix="bench-llamaray-")
     config["dataset_roots"] = []
+    engine_model = config["gateway"]["engine_model"]
+    # The tiny model's own entry goes; its adapters move to the engine that takes its id.
+    moved = {k: v for m in config["models"] if m["model_id"] == MODEL_ID for k, v in m.get("adapters", {}).items()}
+    config["models"] = [m for m in config["models"] if m["model_id"] != MODEL_ID]
     for model in config["models"]:
+        if model["model_id"] == engine_model:
+            model.update(model_id=MODEL_ID, path=MODEL_ID, prompt_format="auto")
+            model["adapters"] = {**model.get("adapters", {}), **moved}
         model["path"] = str(models_dir / Path(model["path"]).name)
         model["adapters"] = {k: str(models_dir / Path(v).name) for k, v in model.get("adapters", {}).items()}
-    if topology == "gateway":
-        config.setdefault("gateway", {})["engine_model"] = None
+    config["gateway"]["engine_model"] = None if topology == "gateway" else MODEL_ID
     return config
 
 

@@ -62,7 +62,7 @@ def platform_args(models_dir: Path, data_dir: Path, dataset_roots: list[Path] = 
             "max_tool_response_chars": 600,  # the agent's prompt is ~1,300 of the 2,048 tokens
             "sandbox": {"timeout_s": 5, "cpu_s": 5},
         },
-        # The chat model's engine in the gateway's replica, as deployments/local.yaml runs it.
+        # The chat model's engine in the gateway's replica, as deployments/tiny.yaml (and local.yaml) run it.
         "gateway": {"engine_model": MODEL_ID},
         "models": [
             {

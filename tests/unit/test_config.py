@@ -21,9 +21,32 @@ def app_args(name: str) -> dict:
     return app["args"]
 
 
-@pytest.mark.parametrize("name", ["local.yaml", "gpu.yaml"])
+@pytest.mark.parametrize("name", ["local.yaml", "tiny.yaml", "gpu.yaml"])
 def test_shipped_configs_validate(name):
     PlatformConfig.model_validate(app_args(name))
+
+
+def test_make_serve_answers_with_smollm2_and_serves_what_its_agents_ask():
+    """`make serve` (local.yaml) answers with a real model in the gateway's replica; the shields'
+    models and the tool-calling agent are served ids, not names that 404 at the first turn."""
+    config = PlatformConfig.model_validate(app_args("local.yaml"))
+    hosted = config.gateway_model
+    assert hosted is not None and hosted.model_id == "smollm2-135m-instruct" and "llama3_8b_chat" in hosted.aliases
+    served = {i for m in config.models for i in (m.model_id, *m.aliases, *m.adapters)}
+    assert {config.agents.llama_guard_model, config.agents.prompt_guard_model, "tiny-llama-agent"} <= served
+
+
+@pytest.mark.parametrize("name", ["local.yaml", "tiny.yaml"])
+def test_the_local_configs_fit_a_two_core_machine_with_a_training_job(name):
+    """Ray counts 2 CPUs on a 2-core laptop: what is always up plus a default training job (or a
+    data job's generator and scorer) must fit in them, or the job waits for ever."""
+    config = PlatformConfig.model_validate(app_args(name))
+    always_up = sum(m.num_cpus * m.autoscaling_config.min_replicas for m in config.models)
+    always_up += config.gateway.num_cpus
+    always_up += config.memory.embedding_num_cpus * config.memory.embedding_autoscaling_config.min_replicas
+    training = config.training.num_workers * config.training.cpus_per_worker
+    data_job = config.data.generator_replicas * config.data.generator_num_cpus + config.data.scorer_num_cpus
+    assert always_up + max(training, data_job) <= 2
 
 
 def test_gpu_config_maps_draft_ids_and_shards_70b():
@@ -130,7 +153,7 @@ def test_the_cluster_and_its_configs_are_locked_down():
         assert "0.0.0.0" not in command
     assert "--dashboard-host=127.0.0.1" in starts[0]
     assert any("auth_token" in target for target in cluster["file_mounts"])
-    for name in ("local.yaml", "gpu.yaml"):
+    for name in ("local.yaml", "tiny.yaml", "gpu.yaml"):
         serve_config = yaml.safe_load((ROOT / "deployments" / name).read_text())
         security = PlatformConfig.model_validate(app_args(name)).security
         assert not security.allow_unauthenticated_remote
