@@ -153,9 +153,13 @@ class ModelDeployer:
         started = time.monotonic()
         try:
             path = record["checkpoint"]
+            self.tracker.log.remote(record["job_uuid"], [f"deploying {record['model_id']!r} as a model of its own"])
             if record["algorithm"] == "dora":
+                # The CPUs of one training worker, which the finished job has just given back: a
+                # whole CPU may never come free on a small machine, and the deploy would wait for ever.
                 where = (self.platform.storage_path or self.platform.data_dir, self.platform.data_dir)
-                path = ray.get(ray.remote(_merge).options(num_cpus=1).remote(path, *where, record["job_uuid"]))
+                merge = ray.remote(_merge).options(num_cpus=self.platform.training.cpus_per_worker)
+                path = ray.get(merge.remote(path, *where, record["job_uuid"]))
             model = derived_config(self.chat[record["base_model"]], record["model_id"], path)
             serve.run(engine_deployment(model, self.platform.access_log), name=record["app"], route_prefix=None)
             seconds = round(time.monotonic() - started, 1)
