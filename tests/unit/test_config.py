@@ -126,6 +126,15 @@ def test_the_platforms_processes_run_at_nice_0():
         assert env["RAY_worker_niceness"] == "0"
 
 
+def test_the_memory_servers_search_gets_the_embedding_threads():
+    """Ray gives an actor that asks for no CPUs OMP_NUM_THREADS=1, which Milvus Lite's in-process
+    search then ran on: the memory server names its threads itself."""
+    from llamaray.serve.app import memory_server_env
+
+    env = memory_server_env(2)["env_vars"]
+    assert env["OMP_NUM_THREADS"] == "2" and env["RAY_worker_niceness"] == "0"
+
+
 def test_duplicate_ids_are_refused():
     with pytest.raises(ValidationError):
         PlatformConfig(models=[ModelConfig(model_id="a", path="x"), ModelConfig(model_id="b", path="y", aliases=["a"])])
