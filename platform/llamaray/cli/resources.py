@@ -20,7 +20,7 @@ TINY_MODELS = "models"
 
 def serve(args: argparse.Namespace) -> int:
     """`serve run CONFIG` with the environment Ray must start with (`llamaray.serve.runtime`), the
-    tiny models built first when the config serves them and they are missing."""
+    tiny models built and SmolLM2 converted first when the config serves them and they are missing."""
     from llamaray.serve.runtime import serve_env
 
     config = Path(args.config)
