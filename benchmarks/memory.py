@@ -72,8 +72,6 @@ class Direct:
         self.model = SentenceTransformer(model_path("all-MiniLM-L6-v2"), device="cpu")
         self.index = MilvusIndex(str(work / "direct.db"))
         self.args = args
-        # Milvus Lite runs its server in a child process: the baseline's CPU-seconds count it.
-        self.children = {p.pid for p in psutil.Process().children(recursive=True)}
 
     def ingest(self, docs, rep: int) -> str:
         name = f"direct_{rep}"
@@ -104,13 +102,14 @@ class Direct:
         self.index.drop(name)
 
     def processes(self) -> list[psutil.Process]:
-        return [psutil.Process(), *(p for p in psutil.Process().children(recursive=True) if p.pid in self.children)]
+        """This process: the model and Milvus Lite (whose server runs in-process) are both here."""
+        return [psutil.Process()]
 
 
 class Platform:
     """llamaray on a local Ray cluster, over HTTP."""
 
-    def __init__(self, args, work: Path, direct_children: set[int]) -> None:
+    def __init__(self, args, work: Path) -> None:
         import ray
         from ray import serve
 
@@ -143,7 +142,6 @@ class Platform:
         while self.client.get("/ready").status_code != 200:
             time.sleep(1)
         self.args = args
-        self.direct_children = direct_children
 
     def ingest(self, docs, rep: int) -> str:
         client, bank = self.client, f"bench-{rep}"
@@ -163,8 +161,8 @@ class Platform:
         self.client.delete("/memory_banks/drop", params={"bank_uuid": bank})
 
     def processes(self) -> list[psutil.Process]:
-        """Ray's processes: every child of this one but the baseline's Milvus Lite server."""
-        return [p for p in psutil.Process().children(recursive=True) if p.pid not in self.direct_children]
+        """Ray's processes: every child of this one."""
+        return psutil.Process().children(recursive=True)
 
     def close(self) -> None:
         import ray
@@ -189,8 +187,7 @@ def main() -> None:
     runs: dict[str, list[dict]] = {"direct": [], "llamaray": []}
     overheads: list[float] = []
     with tempfile.TemporaryDirectory() as tmp:
-        direct = Direct(args, Path(tmp))
-        systems = {"direct": direct, "llamaray": Platform(args, Path(tmp), direct.children)}
+        systems = {"direct": Direct(args, Path(tmp)), "llamaray": Platform(args, Path(tmp))}
         nice = sorted({p.nice() for p in [psutil.Process(), *psutil.Process().children(recursive=True)]})
         try:
             for rep in range(args.repetitions):
