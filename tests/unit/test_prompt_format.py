@@ -61,6 +61,21 @@ def test_auto_reads_the_tokenizer(llama_dir, chatml_dir):
     assert isinstance(prompt_format_for(str(llama_dir), "chat_template"), ChatTemplateFormat)
 
 
+def test_a_llama_tokenizer_is_told_without_importing_transformers(llama_dir, chatml_dir, tmp_path):
+    """A training job's driver decides the format; transformers' import took seconds of its start."""
+    import subprocess
+    import sys
+
+    check = (
+        "import sys; from llamaray.inference.prompt_format import LLAMA3, prompt_format_for; "
+        f"assert prompt_format_for({str(llama_dir)!r}) is LLAMA3; assert 'transformers' not in sys.modules"
+    )
+    subprocess.run([sys.executable, "-c", check], check=True)
+    (tmp_path / "tokenizer.json").write_text("not json")  # unreadable: transformers decides, as before
+    assert prompt_format_for(str(tmp_path)) is LLAMA3  # (its warning: no tokenizer there)
+    assert isinstance(prompt_format_for(str(chatml_dir)), ChatTemplateFormat)
+
+
 def test_a_chat_template_model_is_served_its_own_prompts(chatml_dir):
     chatml = prompt_format_for(str(chatml_dir))
     request = chat_engine_request(DIALOG[:2], [], GenerationParams(max_tokens=8), "messages", prompt_format=chatml)

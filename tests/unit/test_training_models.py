@@ -8,7 +8,7 @@ import pytest
 
 from llamaray.config import PlatformConfig
 from llamaray.errors import InvalidRequestError, NotFoundError
-from llamaray.training.models import resolve_model
+from llamaray.training.models import linear_module_names, resolve_model
 
 
 @pytest.fixture()
@@ -44,3 +44,34 @@ def test_unknown_and_unreadable_models(platform, tmp_path):
         resolve_model((tmp_path / "data" / "missing").as_uri(), platform, "finetuned_model")
     with pytest.raises(InvalidRequestError):
         resolve_model("file:///etc", platform, "finetuned_model")
+
+
+def _tiny_llama(path, tied: bool):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(
+        vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=1, num_attention_heads=2,
+        tie_word_embeddings=tied,
+    )  # fmt: skip
+    LlamaForCausalLM(config).save_pretrained(path)
+    return path
+
+
+@pytest.mark.parametrize("tied", [False, True])
+def test_adaptable_layers_read_from_the_safetensors_headers_match_the_model(tmp_path, tied):
+    """The headers name every linear layer the model has (a tied lm_head too, though its weight is
+    not stored) without building it; the embedding, which peft adapts as well, is named beside."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    path = _tiny_llama(tmp_path / "m", tied)
+    model = AutoModelForCausalLM.from_pretrained(path)
+    linear = {n.rsplit(".", 1)[-1] for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    assert linear_module_names(str(path)) == linear | {"embed_tokens"}
+
+
+def test_a_checkpoint_without_safetensors_is_built_on_the_meta_device(tmp_path):
+    path = _tiny_llama(tmp_path / "m", tied=False)
+    for shard in path.glob("*.safetensors"):  # as a `pytorch_model.bin` checkpoint has none
+        shard.unlink()
+    assert "lm_head" in linear_module_names(str(path)) and "embed_tokens" not in linear_module_names(str(path))

@@ -21,6 +21,7 @@ from llamaray.config import PLATFORM_PRIORITY_ENV, PlatformConfig
 from llamaray.errors import LlamarayError
 from llamaray.jobs.driver import driver_exit, is_stop, start_driver
 from llamaray.store.storage import SharedStorage
+from llamaray.training.plan import TrainingPlan
 
 REQUESTS = {"sft": PostTrainingSFTRequest, "dpo": PostTrainingRLHFRequest}
 # The workers' environment (ENV.md): Ray Train's print patch floods logs when `datasets` hashes.
@@ -55,9 +56,9 @@ def run(kind: str, request, platform: PlatformConfig, tracker, dashboard_url: st
         ray.get(tracker.log.remote(job_uuid, [line]))
 
     fit = None
-    # The process that will run fit() starts now, beside the request's checks (5-7 s of a ~30 s
-    # start-up went to starting it and importing Ray Train and transformers after them): the same
-    # job and environment, so Ray hands `_fit` this warmed, idle worker.
+    # The process that will run fit() starts now, beside the request's checks, and imports Ray
+    # Train (seconds): the same job and environment, so Ray hands `_fit` this warmed, idle worker,
+    # and builds the trainer there. This driver imports neither torch nor transformers.
     env = _fit_env(dashboard_url)
     warm = ray.remote(_warm_up).options(num_cpus=0, runtime_env={"env_vars": env}).remote()
     try:
@@ -66,9 +67,13 @@ def run(kind: str, request, platform: PlatformConfig, tracker, dashboard_url: st
         plan.storage_token = SharedStorage.of_platform(platform).mark("jobs", job_uuid)
         ray.get(tracker.add_warnings.remote(job_uuid, plan.warnings))
         ray.get(tracker.annotate.remote(job_uuid, {"base_model": served_model_id(plan.model_path, platform)}))
-        trainer = _torch_trainer(plan, inputs, platform)
+        examples = ray.put({"train": inputs.train, "validation": inputs.validation})
         ray.get(warm)  # done by now, or sooner done than a fresh worker would be
-        fit = ray.remote(_fit).options(num_cpus=0, runtime_env={"env_vars": env}).remote(trainer)
+        fit = (
+            ray.remote(_fit)
+            .options(num_cpus=0, runtime_env={"env_vars": env})
+            .remote(plan.model_dump(), [examples], platform.model_dump())
+        )
         stage = plan.deepspeed["zero_optimization"]["stage"] if plan.deepspeed else None
         resources = {**plan.workers.model_dump(), "strategy": plan.strategy, "deepspeed_zero_stage": stage}
         ray.get(tracker.start.remote(job_uuid, resources))
@@ -107,36 +112,39 @@ def _fit_env(dashboard_url: str | None) -> dict[str, str]:
 
 
 def _warm_up() -> None:
-    """What `_fit` would import while unpickling the trainer (Ray Train, the recipe, transformers)."""
+    """What `_fit` imports to build the trainer (Ray Train and torch)."""
     import ray.train.torch  # noqa: F401
 
-    import llamaray.training.recipe  # noqa: F401
 
-
-def _fit(trainer) -> None:
+def _fit(plan: dict, examples: list, platform: dict) -> None:
+    """Builds the trainer and runs it. `examples` holds the examples' object ref in a list, so
+    Ray hands it on as a ref (each worker reads it) rather than as the examples themselves."""
+    trainer = _torch_trainer(TrainingPlan.model_validate(plan), examples[0], PlatformConfig.model_validate(platform))
     trainer.fit()
 
 
-def _torch_trainer(plan, inputs, platform: PlatformConfig):
-    """The examples go to the workers as one object in Ray's object store (this driver owns it
+def _train_loop(config: dict) -> None:
+    """The recipe, imported where it runs: on the Ray Train workers, which need transformers,
+    peft and TRL anyway, and not in the process that starts them."""
+    from llamaray.training.recipe import train_loop_per_worker
+
+    train_loop_per_worker(config)
+
+
+def _torch_trainer(plan: TrainingPlan, examples, platform: PlatformConfig):
+    """The examples go to the workers as one object in Ray's object store (the driver owns it
     for the job's life, a restarted worker reads it again), not as Ray Data datasets: a dataset
     per split started Ray Data's executor and a split coordinator in every run, seconds of
     start-up for rows every worker reads whole anyway."""
-    import ray
     from ray.train import FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchConfig, TorchTrainer
-
-    from llamaray.training.recipe import train_loop_per_worker
 
     workers = plan.workers
     run_storage, run_filesystem = SharedStorage.of_platform(platform).ray_train()
     resources = {"CPU": workers.cpus_per_worker, **({"GPU": workers.gpus_per_worker} if workers.use_gpu else {})}
     return TorchTrainer(
-        train_loop_per_worker,
-        train_loop_config={
-            "plan": plan.model_dump(),
-            "examples": ray.put({"train": inputs.train, "validation": inputs.validation}),
-        },
+        _train_loop,
+        train_loop_config={"plan": plan.model_dump(), "examples": examples},
         scaling_config=ScalingConfig(
             num_workers=workers.num_workers,
             use_gpu=workers.use_gpu,

@@ -76,8 +76,16 @@ def served_model_id(model_path: str, platform: PlatformConfig) -> str | None:
 
 
 def linear_module_names(model_path: str) -> set[str]:
-    """Short names of the model's linear layers (`q_proj`, `down_proj`, `lm_head`...), read from
-    its config on the meta device, so checking LoRA targets costs no weights and no memory."""
+    """Short names of the model's layers LoRA can adapt (`q_proj`, `down_proj`, `lm_head`...).
+
+    Read from the safetensors headers where the checkpoint has them (every module holding a 2-D
+    weight: linear layers, and embeddings, which peft adapts too; a tied `lm_head` from the
+    config), which needs neither torch nor transformers: importing them for this took most of a
+    job driver's start-up. Otherwise the model is built on the meta device, which costs no
+    weights and no memory."""
+    names = _weight_matrix_modules(Path(model_path))
+    if names is not None:
+        return names
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 
@@ -85,6 +93,33 @@ def linear_module_names(model_path: str) -> set[str]:
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config)
     return {name.rsplit(".", 1)[-1] for name, module in model.named_modules() if isinstance(module, torch.nn.Linear)}
+
+
+def _weight_matrix_modules(model_dir: Path) -> set[str] | None:
+    """None where the headers cannot say: no safetensors, or quantized weights stored under
+    other names (`qweight`)."""
+    config_file = model_dir / "config.json"
+    shards = sorted(model_dir.glob("*.safetensors"))
+    if not shards or not config_file.is_file():
+        return None
+    config = json.loads(config_file.read_text())
+    if "quantization_config" in config:
+        return None
+    names = set()
+    for shard in shards:
+        for key, tensor in _safetensors_header(shard).items():
+            if key.endswith(".weight") and len(tensor.get("shape", ())) == 2:
+                names.add(key[: -len(".weight")].rsplit(".", 1)[-1])
+    if config.get("tie_word_embeddings", False):
+        names.add("lm_head")
+    return names or None
+
+
+def _safetensors_header(shard: Path) -> dict:
+    """The tensor table at the head of a safetensors file: an 8-byte little-endian length, then JSON."""
+    with shard.open("rb") as f:
+        length = int.from_bytes(f.read(8), "little")
+        return json.loads(f.read(length))
 
 
 def training_dtype(use_gpu: bool):

@@ -211,7 +211,8 @@ def lora_config(config: LoraFinetuningConfig, algorithm: FinetuningAlgorithm, mo
     unknown = sorted(set(targets) - modules)
     if unknown:
         raise InvalidRequestError(
-            f"the model has no modules named {', '.join(unknown)}; its linear layers are {', '.join(sorted(modules))}",
+            f"the model has no modules named {', '.join(unknown)}; "
+            f"the layers it can adapt are {', '.join(sorted(modules))}",
             "algorithm_config.lora_attn_modules",
         )
     return {
