@@ -17,7 +17,7 @@ import os
 import queue
 import threading
 import time
-from typing import Any
+from typing import Any, Callable
 
 from llamaray.config import ModelConfig
 from llamaray.engines.protocol import EngineOutput, EngineRequest
@@ -29,14 +29,28 @@ logger = logging.getLogger(__name__)
 
 
 class EngineStepper:
-    """One thread that steps an `LLMEngine`; any event loop may hand it requests and await them."""
+    """One thread that builds a `vllm.LLM` and steps its `LLMEngine`; any event loop may hand it
+    requests and await them.
 
-    def __init__(self, engine) -> None:
-        self.engine = engine
+    The engine is built on the thread that steps it because torch's OpenMP thread team belongs to
+    the thread that first runs a parallel region: built on the actor's main thread and stepped on
+    another, the process held two teams, more OpenMP threads than cores, and libgomp then puts its
+    idle threads to sleep at once rather than spinning, so every small op of a small model paid a
+    wake-up (the stepping thread ran at 68% of a core, its helper at 18%, where `LLM.generate` in
+    one thread keeps both cores busy).
+    """
+
+    def __init__(self, build: Callable[[], Any]) -> None:
+        """`build()` makes the `vllm.LLM` on the stepping thread itself, which returns once it
+        is ready (or raises what building raised)."""
         self._inbox: queue.SimpleQueue = queue.SimpleQueue()
         self._waiting: dict[str, tuple[asyncio.AbstractEventLoop, asyncio.Future]] = {}
         self._wake = threading.Event()
-        threading.Thread(target=self._run, name="vllm-offline-steps", daemon=True).start()
+        built: queue.SimpleQueue = queue.SimpleQueue()
+        threading.Thread(target=self._run, args=(build, built), name="vllm-offline-steps", daemon=True).start()
+        self.llm = built.get()
+        if isinstance(self.llm, BaseException):
+            raise self.llm
 
     async def run(self, request_id: str, prompt: Any, params: Any, lora: Any = None) -> Any:
         """The request's final output (a `RequestOutput` or a `PoolingRequestOutput`)."""
@@ -57,7 +71,14 @@ class EngineStepper:
     def running(self) -> int:
         return len(self._waiting)
 
-    def _run(self) -> None:
+    def _run(self, build: Callable[[], Any], built: queue.SimpleQueue) -> None:
+        try:
+            llm = build()
+        except BaseException as exc:
+            built.put(exc)
+            return
+        self.engine = llm.llm_engine
+        built.put(llm)
         while True:
             if not self.engine.has_unfinished_requests() and self._inbox.empty():
                 self._wake.wait()
@@ -116,10 +137,10 @@ class OfflineVLLMEngine:
     def __init__(self, model: ModelConfig) -> None:
         started = time.monotonic()
         self.model = model
-        self.llm = offline_llm(model)
+        self.stepper = EngineStepper(lambda: offline_llm(model))
+        self.llm = self.stepper.llm
         self.tokenizer = self.llm.get_tokenizer()
         self.max_model_len = self.llm.llm_engine.model_config.max_model_len
-        self.stepper = EngineStepper(self.llm.llm_engine)
         logger.warning("offline engine for %s ready in %.1fs", model.model_id, time.monotonic() - started)
 
     async def generate(self, request: EngineRequest) -> EngineOutput:

@@ -143,11 +143,11 @@ class VLLMPoolingBackend:
 
 
 class OfflineVLLMPoolingBackend:
-    def __init__(self, llm) -> None:
-        from llamaray.engines.offline_vllm import EngineStepper
+    def __init__(self, model: ModelConfig) -> None:
+        from llamaray.engines.offline_vllm import EngineStepper, offline_llm
 
-        self.llm = llm
-        self.stepper = EngineStepper(llm.llm_engine)
+        self.stepper = EngineStepper(lambda: offline_llm(model, runner="pooling"))
+        self.llm = self.stepper.llm
 
     async def check_health(self) -> None:
         return None
@@ -221,10 +221,9 @@ def _load_vllm(model: ModelConfig) -> tuple[PoolingBackend, Any, int]:
 
 
 def _load_offline_vllm(model: ModelConfig) -> tuple[PoolingBackend, Any, int]:
-    from llamaray.engines.offline_vllm import offline_llm
-
-    llm = offline_llm(model, runner="pooling")
-    return OfflineVLLMPoolingBackend(llm), llm.get_tokenizer(), llm.llm_engine.model_config.max_model_len
+    backend = OfflineVLLMPoolingBackend(model)
+    llm = backend.llm
+    return backend, llm.get_tokenizer(), llm.llm_engine.model_config.max_model_len
 
 
 def _load_transformers(model: ModelConfig) -> tuple[PoolingBackend, Any, int]:
