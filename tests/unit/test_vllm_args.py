@@ -69,7 +69,7 @@ def test_a_chat_model_serves_adapters_with_its_lora_settings_and_a_reward_model_
 
 def test_a_batch_jobs_engines_load_lora_only_for_its_adapter():
     """vLLM's LoRA layers wrap every linear layer, used or not: a job without an adapter runs
-    without them (40% of the batch benchmark's generation time on the tiny model)."""
+    without them (about a third of the batch benchmark's generation time on the tiny model)."""
     from llamaray.engines.protocol import AdapterRef
     from llamaray.pipelines.pipeline import engine_model
 

@@ -131,7 +131,7 @@ def generation_stage(
 def engine_model(model: ModelConfig, adapter: AdapterRef | None) -> ModelConfig:
     """The model as a job's engines load it: LoRA only for a job that runs an adapter, and then
     for that one adapter. vLLM's LoRA layers wrap every linear layer whether a batch uses an
-    adapter or not; on the tiny model they took 40% of the batch benchmark's generation time."""
+    adapter or not; on the tiny model they took about a third of the batch benchmark's generation time."""
     lora = model.lora.model_copy(update={"max_loras": 1 if adapter else 0, "max_cpu_loras": None})
     return model.model_copy(update={"lora": lora})
 
