@@ -110,7 +110,7 @@ def _weight_matrix_modules(model_dir: Path) -> set[str] | None:
         for key, tensor in _safetensors_header(shard).items():
             if key.endswith(".weight") and len(tensor.get("shape", ())) == 2:
                 names.add(key[: -len(".weight")].rsplit(".", 1)[-1])
-    if config.get("tie_word_embeddings", False):
+    if config.get("tie_word_embeddings", True):  # transformers' default: a tied head is not stored
         names.add("lm_head")
     return names or None
 
