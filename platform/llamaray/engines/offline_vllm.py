@@ -34,10 +34,9 @@ class EngineStepper:
 
     The engine is built on the thread that steps it because torch's OpenMP thread team belongs to
     the thread that first runs a parallel region: built on the actor's main thread and stepped on
-    another, the process held two teams, more OpenMP threads than cores, and libgomp then puts its
-    idle threads to sleep at once rather than spinning, so every small op of a small model paid a
-    wake-up (the stepping thread ran at 68% of a core, its helper at 18%, where `LLM.generate` in
-    one thread keeps both cores busy).
+    another, the process held two teams, more OpenMP threads than cores, where libgomp stops
+    spinning its idle threads; measured, the stepping thread ran at 68% of a core and its helper
+    at 18% (85% and 66% once built here), where `LLM.generate` in one thread keeps both busy.
     """
 
     def __init__(self, build: Callable[[], Any]) -> None:
